@@ -1,0 +1,182 @@
+//! One booking as it travels through the pipeline, and the webhook envelope it is wrapped in.
+//!
+//! The event is opaque JSON: we read only `id` and `created_at` (once, where it enters) and forward
+//! the original bytes untouched — never through a struct or `Value` round trip, which would lose
+//! numbers wider than 64 bits, key order and unknown fields.
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The envelope `version` SavvyCal sends.
+pub const ENVELOPE_VERSION: &str = "2020-11-18";
+
+/// A booking: its id, its creation time (as the source wrote it), and its exact JSON bytes.
+#[derive(Clone)]
+pub struct Event {
+    pub id: Box<str>,
+    pub created_at: Option<Box<str>>,
+    pub raw: Bytes,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event").field("id", &self.id).field("bytes", &self.raw.len()).finish()
+    }
+}
+
+/// The two fields we need, borrowed from the event's bytes. Parsing this also validates the JSON.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    created_at: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("not a JSON object with a string `id` ({0})")]
+    Shape(String),
+}
+
+impl Event {
+    /// Read an event from its exact JSON bytes (an API page entry or an NDJSON line). `raw` is
+    /// kept as is, so a slice of a page buffer costs no copy.
+    pub fn from_raw(raw: Bytes) -> Result<Event, EventError> {
+        let head: Head<'_> = serde_json::from_slice(&raw).map_err(|e| EventError::Shape(e.to_string()))?;
+        if head.id.is_empty() {
+            return Err(EventError::Shape("`id` is empty".into()));
+        }
+        let id = head.id.into();
+        let created_at = head.created_at.map(Into::into);
+        Ok(Event { id, created_at, raw })
+    }
+
+    /// `created_at` as a timestamp, when present and readable.
+    pub fn created_at(&self) -> Option<jiff::Timestamp> {
+        self.created_at.as_deref()?.parse().ok()
+    }
+}
+
+/// Envelope id: deterministic from (event type, event id), the same on every run, so receivers
+/// that dedupe on `id` stay idempotent across reruns.
+pub fn envelope_id(event_type: &str, event_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(event_type.as_bytes());
+    h.update([0u8]);
+    h.update(event_id.as_bytes());
+    let digest = h.finalize();
+    format!("payload_{}", hex::encode(&digest[..16]))
+}
+
+/// The body SavvyCal would have POSTed, built once per event:
+/// `{"type":…,"id":…,"version":"2020-11-18","occurred_at":…,"payload":<the event's bytes>}`.
+pub struct Envelope {
+    pub id: String,
+    pub body: Bytes,
+    /// Where the event's own bytes sit inside `body`.
+    payload_start: usize,
+}
+
+impl Envelope {
+    /// `now` is used for `occurred_at` when the event has no `created_at`.
+    pub fn build(event_type: &str, event: &Event, now: impl FnOnce() -> String) -> Envelope {
+        let id = envelope_id(event_type, &event.id);
+        let occurred_at = match &event.created_at {
+            Some(t) => Cow::Borrowed(&**t),
+            None => Cow::Owned(now()),
+        };
+        let mut buf = BytesMut::with_capacity(event.raw.len() + event_type.len() + 160);
+        buf.put_slice(b"{\"type\":");
+        put_json_string(&mut buf, event_type);
+        buf.put_slice(b",\"id\":");
+        put_json_string(&mut buf, &id);
+        buf.put_slice(b",\"version\":\"");
+        buf.put_slice(ENVELOPE_VERSION.as_bytes());
+        buf.put_slice(b"\",\"occurred_at\":");
+        put_json_string(&mut buf, &occurred_at);
+        buf.put_slice(b",\"payload\":");
+        let payload_start = buf.len();
+        buf.put_slice(&event.raw);
+        buf.put_u8(b'}');
+        Envelope { id, body: buf.freeze(), payload_start }
+    }
+
+    /// The event's exact bytes, without a copy.
+    pub fn payload(&self) -> Bytes {
+        self.body.slice(self.payload_start..self.body.len() - 1)
+    }
+}
+
+fn put_json_string(buf: &mut BytesMut, s: &str) {
+    // serde_json's escaping; strings here are short (type, id, timestamp).
+    match serde_json::to_string(s) {
+        Ok(quoted) => buf.put_slice(quoted.as_bytes()),
+        Err(_) => buf.put_slice(b"\"\""),
+    }
+}
+
+/// Now, in the second-precision RFC 3339 form SavvyCal uses (`2020-11-20T19:53:47Z`).
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ODD: &str = r#"{"zeta":1,"id":"event_X1","big":123456789012345678901234567890,"name":"Zoë 李雷","created_at":"2020-11-20T19:53:46Z","alpha":{"unknown":[1.50,true,null]}}"#;
+
+    #[test]
+    fn envelope_wraps_the_event_bytes_untouched() {
+        let ev = Event::from_raw(Bytes::from_static(ODD.as_bytes())).unwrap();
+        assert_eq!(&*ev.id, "event_X1");
+        let env = Envelope::build("event.created", &ev, || unreachable!("has created_at"));
+        let body = std::str::from_utf8(&env.body).unwrap();
+        let expected = format!(
+            r#"{{"type":"event.created","id":"{}","version":"2020-11-18","occurred_at":"2020-11-20T19:53:46Z","payload":{ODD}}}"#,
+            env.id
+        );
+        assert_eq!(body, expected);
+        assert_eq!(&env.payload()[..], ODD.as_bytes());
+        // And it is valid JSON.
+        let v: serde_json::Value = serde_json::from_slice(&env.body).unwrap();
+        assert_eq!(v["payload"]["id"], "event_X1");
+    }
+
+    #[test]
+    fn occurred_at_falls_back_to_now() {
+        let ev = Event::from_raw(Bytes::from_static(br#"{"id":"event_1","created_at":null}"#)).unwrap();
+        let env = Envelope::build("event.created", &ev, || "2026-01-02T03:04:05Z".into());
+        let v: serde_json::Value = serde_json::from_slice(&env.body).unwrap();
+        assert_eq!(v["occurred_at"], "2026-01-02T03:04:05Z");
+        assert_eq!(now_rfc3339().len(), 20);
+    }
+
+    #[test]
+    fn envelope_id_is_deterministic_per_type_and_event() {
+        let a = envelope_id("event.created", "event_1");
+        assert_eq!(a, envelope_id("event.created", "event_1"));
+        assert_ne!(a, envelope_id("event.created", "event_2"));
+        assert_ne!(a, envelope_id("event.canceled", "event_1"));
+        assert!(a.starts_with("payload_") && a.len() == "payload_".len() + 32);
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_event() {
+        for bad in [&b"[1,2]"[..], b"{\"id\":5}", b"{\"id\":\"\"}", b"{\"id\":\"e\"", b"{} x", b"nope"] {
+            assert!(Event::from_raw(Bytes::copy_from_slice(bad)).is_err(), "{:?}", std::str::from_utf8(bad));
+        }
+    }
+
+    #[test]
+    fn event_type_is_escaped() {
+        let ev = Event::from_raw(Bytes::from_static(br#"{"id":"e"}"#)).unwrap();
+        let env = Envelope::build("weird\"type", &ev, || "t".into());
+        let v: serde_json::Value = serde_json::from_slice(&env.body).unwrap();
+        assert_eq!(v["type"], "weird\"type");
+    }
+}
