@@ -1,0 +1,212 @@
+//! How fast requests may go: the `--rate` value and the gate every attempt passes through.
+//!
+//! The gate is one `governor` limiter shared by all workers, with two decisions written down here:
+//!
+//! * **Late wake-ups must not lose time.** Timers fire up to a millisecond late; with a burst of 1 a
+//!   GCRA limiter restarts its schedule from the late moment, so at 5,000/s (0.2 ms apart) the
+//!   achieved rate sags by more than half. The limiter therefore gets a little extra capacity (about
+//!   2 ms worth of requests, at least one) that lets a late waiter catch up with the absolute
+//!   schedule. That capacity is used up once at start so the first burst is exactly `--burst`.
+//! * **One waiter at a time.** Workers queue in FIFO order on an async mutex and only the head of
+//!   the queue waits on the limiter: one wake-up per request instead of a thundering herd of
+//!   `--concurrency` tasks racing for every permit.
+//!
+//! The gate also holds the pool-wide pause set by a `Retry-After`: the receiver asked everyone to
+//! slow down, not just the one request that got the 429.
+
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+
+/// Requests per second; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate(Option<f64>);
+
+impl Rate {
+    pub const UNLIMITED: Rate = Rate(None);
+
+    pub fn per_second(r: f64) -> Rate {
+        if r > 0.0 { Rate(Some(r)) } else { Rate(None) }
+    }
+
+    /// Requests per second, or `None` for unlimited.
+    pub fn get(self) -> Option<f64> {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("unlimited"),
+            Some(r) => write!(f, "{r}/s"),
+        }
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    /// `50`, `50/s`, `3000/m`, `7200/h`, `0.5`, and `0` or `unlimited` for no limit.
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let bad = || {
+            format!(
+                "`{s}` is not a rate; write requests per second like 50, 50/s, 3000/m or 0.5, or 0/unlimited for no limit"
+            )
+        };
+        let t = s.trim().to_ascii_lowercase();
+        if t == "unlimited" || t == "none" {
+            return Ok(Rate::UNLIMITED);
+        }
+        let (num, per) = match t.split_once('/') {
+            None => (t.as_str(), 1.0),
+            Some((n, unit)) => {
+                let per = match unit.trim() {
+                    "s" | "sec" | "second" => 1.0,
+                    "m" | "min" | "minute" => 60.0,
+                    "h" | "hour" => 3600.0,
+                    _ => return Err(bad()),
+                };
+                (n, per)
+            }
+        };
+        let n: f64 = num.trim().parse().map_err(|_| bad())?;
+        if !n.is_finite() || n < 0.0 {
+            return Err(bad());
+        }
+        let per_sec = n / per;
+        if per_sec > 1_000_000.0 {
+            return Err(format!("`{s}` is more than 1,000,000 requests/s; use 0 or unlimited for no limit"));
+        }
+        if n > 0.0 && per_sec < 1.0 / 86_400.0 {
+            return Err(format!("`{s}` is less than one request a day; give a faster rate"));
+        }
+        Ok(Rate::per_second(per_sec))
+    }
+}
+
+/// Extra limiter capacity, in time, that absorbs late timer wake-ups (see the module docs).
+const CATCH_UP: Duration = Duration::from_millis(2);
+
+/// The shared entrance every attempt passes: pool-wide pause, then the rate limit.
+pub struct Gate {
+    limiter: Option<DefaultDirectRateLimiter>,
+    queue: tokio::sync::Mutex<()>,
+    origin: Instant,
+    /// Nanoseconds after `origin` before which nobody may send (a `Retry-After`).
+    paused_until: AtomicU64,
+}
+
+impl Gate {
+    pub fn new(rate: Rate, burst: u32) -> Gate {
+        let limiter = rate.get().map(|per_sec| {
+            let period = Duration::from_secs_f64(1.0 / per_sec).max(Duration::from_nanos(1));
+            let catch_up = ((CATCH_UP.as_secs_f64() * per_sec).ceil() as u32).max(1);
+            let capacity = NonZeroU32::new(burst.max(1).saturating_add(catch_up)).unwrap_or(NonZeroU32::MIN);
+            let quota =
+                Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(capacity);
+            let limiter = RateLimiter::direct(quota);
+            // Start with exactly `burst` permits available.
+            for _ in 0..catch_up {
+                let _ = limiter.check();
+            }
+            limiter
+        });
+        Gate { limiter, queue: tokio::sync::Mutex::new(()), origin: Instant::now(), paused_until: AtomicU64::new(0) }
+    }
+
+    /// Wait for the right to send one request.
+    pub async fn acquire(&self) {
+        let Some(limiter) = &self.limiter else {
+            self.wait_out_pause().await;
+            return;
+        };
+        let _turn = self.queue.lock().await;
+        loop {
+            self.wait_out_pause().await;
+            limiter.until_ready().await;
+            // A Retry-After may have arrived while we waited for the rate: honour it too.
+            if self.pause_deadline().is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Nobody sends before `until`. Pauses only ever extend.
+    pub fn pause_until(&self, until: Instant) {
+        let nanos = until.saturating_duration_since(self.origin).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        self.paused_until.fetch_max(nanos, Ordering::AcqRel);
+    }
+
+    fn pause_deadline(&self) -> Option<Instant> {
+        let nanos = self.paused_until.load(Ordering::Acquire);
+        let until = self.origin + Duration::from_nanos(nanos);
+        (until > Instant::now()).then_some(until)
+    }
+
+    async fn wait_out_pause(&self) {
+        while let Some(until) = self.pause_deadline() {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_documented_form() {
+        let cases = [
+            ("50", Some(50.0)),
+            ("50/s", Some(50.0)),
+            ("3000/m", Some(50.0)),
+            ("7200/h", Some(2.0)),
+            ("0.5", Some(0.5)),
+            (" 20 ", Some(20.0)),
+            ("0", None),
+            ("unlimited", None),
+            ("Unlimited", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(input.parse::<Rate>().unwrap().get(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_nonsense_with_a_hint() {
+        for bad in ["fast", "-5", "5/d", "", "NaN", "inf", "1/x", "2000000"] {
+            let err = bad.parse::<Rate>().unwrap_err();
+            assert!(err.contains(bad.trim()), "{err}");
+        }
+        assert!("fast".parse::<Rate>().unwrap_err().contains("3000/m"));
+    }
+
+    #[tokio::test]
+    async fn first_burst_is_exactly_the_configured_burst() {
+        // governor keeps real time, so this test does too (0.1 s).
+        let gate = Gate::new(Rate::per_second(10.0), 3);
+        let start = std::time::Instant::now();
+        for _ in 0..3 {
+            gate.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(50), "the burst goes at once");
+        gate.acquire().await;
+        assert!(start.elapsed() >= Duration::from_millis(90), "{:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_everyone_back() {
+        let gate = Gate::new(Rate::UNLIMITED, 1);
+        let start = Instant::now();
+        gate.pause_until(start + Duration::from_secs(2));
+        gate.pause_until(start + Duration::from_secs(1)); // never shortens
+        gate.acquire().await;
+        assert!(Instant::now() >= start + Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,199 @@
+//! Whether to retry, and when: one pure decision over an attempt's result, plus the backoff policy.
+//!
+//! Both the webhook workers and the SavvyCal pager use these, so "what is transient" is decided in
+//! exactly one place and table-tested without a network. We write this small policy ourselves
+//! instead of using the `backoff` crate (unmaintained, RUSTSEC-2025-0012, and its `retry_after`
+//! path ignores the policy's limits): `Retry-After` here is always capped at `--retry-max`.
+
+use std::time::{Duration, SystemTime};
+
+/// What came back from one attempt, reduced to what the decision needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult<'a> {
+    /// The server answered with this status; `retry_after` is the raw `Retry-After` header, if any.
+    Status { code: u16, retry_after: Option<&'a str> },
+    /// No answer.
+    Transport(TransportError),
+}
+
+/// Why no answer came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportError {
+    /// Could not connect, or the connection broke before a response arrived.
+    Connection,
+    /// The attempt ran over `--timeout`.
+    Timeout,
+    /// Anything else (bad redirect, unreadable response): retrying would not help.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx: done.
+    Delivered,
+    /// Transient: try again. `after` is the server's `Retry-After` (already capped), if it sent one.
+    Retry { after: Option<Duration> },
+    /// Permanent: record the failure and move on.
+    Fail,
+}
+
+/// The one decision: delivered, retry (maybe after a server-given delay), or fail for good.
+///
+/// Transient: connection errors, timeouts, 408, 425, 429, 500, 502, 503, 504. `Retry-After` counts
+/// only on 429 and 503, is capped at `cap`, and is read relative to `now` when it is an HTTP date.
+pub fn classify(result: AttemptResult<'_>, now: SystemTime, cap: Duration) -> Verdict {
+    match result {
+        AttemptResult::Status { code: 200..=299, .. } => Verdict::Delivered,
+        AttemptResult::Status { code, retry_after } => match code {
+            429 | 503 => {
+                Verdict::Retry { after: retry_after.and_then(|v| parse_retry_after(v, now)).map(|d| d.min(cap)) }
+            }
+            408 | 425 | 500 | 502 | 504 => Verdict::Retry { after: None },
+            _ => Verdict::Fail,
+        },
+        AttemptResult::Transport(TransportError::Connection | TransportError::Timeout) => {
+            Verdict::Retry { after: None }
+        }
+        AttemptResult::Transport(TransportError::Other) => Verdict::Fail,
+    }
+}
+
+/// `Retry-After` as delta-seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`).
+/// A date in the past means "now" (zero); anything unreadable is ignored.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        // Not allowed by RFC 9110, but seen in the wild.
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// How often and how patiently to retry one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub backoff: Backoff,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            backoff: Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) },
+            max_retries: 8,
+        }
+    }
+}
+
+/// Exponential backoff with jitter, bounded by `--retry-initial` and `--retry-max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay before retry number `retry` (0 = the first retry), given a uniform `jitter` in
+    /// `[0, 1)`. The ceiling doubles each time from `initial` up to `max`; the delay is drawn from
+    /// the upper half below the ceiling ("equal jitter"), never below `initial` nor above `max`.
+    pub fn delay(&self, retry: u32, jitter: f64) -> Duration {
+        let initial = self.initial.as_secs_f64();
+        let max = self.max.as_secs_f64().max(initial);
+        let ceiling = (initial * 2f64.powi(retry.min(63) as i32)).min(max);
+        let jitter = jitter.clamp(0.0, 1.0);
+        let d = ceiling / 2.0 + jitter * (ceiling / 2.0);
+        Duration::from_secs_f64(d.clamp(initial, max))
+    }
+
+    /// [`Backoff::delay`] with a fresh random jitter.
+    pub fn next_delay(&self, retry: u32) -> Duration {
+        self.delay(retry, fastrand::f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: Duration = Duration::from_secs(30);
+
+    fn status(code: u16, retry_after: Option<&str>) -> AttemptResult<'_> {
+        AttemptResult::Status { code, retry_after }
+    }
+
+    #[test]
+    fn classification_table() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let retry = Verdict::Retry { after: None };
+        let cases: Vec<(AttemptResult<'_>, Verdict)> = vec![
+            (status(200, None), Verdict::Delivered),
+            (status(201, None), Verdict::Delivered),
+            (status(204, None), Verdict::Delivered),
+            (status(301, None), Verdict::Fail),
+            (status(400, None), Verdict::Fail),
+            (status(401, None), Verdict::Fail),
+            (status(404, None), Verdict::Fail),
+            (status(408, None), retry),
+            (status(410, None), Verdict::Fail),
+            (status(422, None), Verdict::Fail),
+            (status(425, None), retry),
+            (status(429, None), retry),
+            (status(500, None), retry),
+            (status(501, None), Verdict::Fail),
+            (status(502, None), retry),
+            (status(503, None), retry),
+            (status(504, None), retry),
+            (status(505, None), Verdict::Fail),
+            (status(429, Some("3")), Verdict::Retry { after: Some(Duration::from_secs(3)) }),
+            (status(503, Some("7")), Verdict::Retry { after: Some(Duration::from_secs(7)) }),
+            // Capped at --retry-max.
+            (status(429, Some("3600")), Verdict::Retry { after: Some(CAP) }),
+            // Only 429 and 503 carry a meaningful Retry-After.
+            (status(500, Some("5")), retry),
+            // Unreadable: fall back to backoff.
+            (status(429, Some("soon")), retry),
+            (
+                status(429, Some("Tue, 14 Nov 2023 22:13:30 GMT")),
+                Verdict::Retry { after: Some(Duration::from_secs(10)) },
+            ),
+            (status(503, Some("Tue, 14 Nov 2023 22:00:00 GMT")), Verdict::Retry { after: Some(Duration::ZERO) }),
+            (AttemptResult::Transport(TransportError::Connection), retry),
+            (AttemptResult::Transport(TransportError::Timeout), retry),
+            (AttemptResult::Transport(TransportError::Other), Verdict::Fail),
+        ];
+        for (input, want) in cases {
+            assert_eq!(classify(input, now, CAP), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_within_bounds() {
+        let b = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) };
+        assert_eq!(b.delay(0, 0.0), Duration::from_millis(500));
+        assert_eq!(b.delay(0, 0.999), Duration::from_millis(500));
+        assert_eq!(b.delay(1, 0.0), Duration::from_millis(500));
+        assert_eq!(b.delay(1, 1.0), Duration::from_secs(1));
+        assert_eq!(b.delay(3, 1.0), Duration::from_secs(4));
+        assert_eq!(b.delay(3, 0.0), Duration::from_secs(2));
+        for retry in 0..100 {
+            for j in [0.0, 0.3, 0.7, 1.0] {
+                let d = b.delay(retry, j);
+                assert!(d >= b.initial && d <= b.max, "retry {retry} jitter {j}: {d:?}");
+            }
+        }
+        assert_eq!(b.delay(99, 1.0), Duration::from_secs(30));
+        assert_eq!(b.delay(99, 0.0), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn jitter_spreads_delays() {
+        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(10) };
+        let delays: std::collections::HashSet<_> = (0..50).map(|_| b.next_delay(5)).collect();
+        assert!(delays.len() > 10, "jitter should vary delays");
+    }
+}
