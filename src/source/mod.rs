@@ -1,0 +1,62 @@
+//! Where events come from: the SavvyCal API pager or an NDJSON file, behind one batch interface.
+//!
+//! Both yield events a batch (an API page, or a block of lines) at a time, so the pipeline can look
+//! up a batch's ids in the ledger at once and memory stays flat in the number of events.
+
+pub mod api;
+pub mod ndjson;
+
+use crate::event::Event;
+
+pub use api::{ApiPager, ApiQuery};
+pub use ndjson::NdjsonReader;
+
+/// A batch of events, plus entries that could not be read as events (with where they were).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub malformed: Vec<String>,
+}
+
+/// The source failed: the run stops fetching (exit status 3).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "the SavvyCal API rejected the token (HTTP {status}{detail}); check --token or SAVVYCAL_TOKEN \
+         (a personal access token looks like pt_secret_…)"
+    )]
+    Unauthorized { status: u16, detail: String },
+    #[error("the SavvyCal API answered HTTP {status} for {what}: {message}")]
+    Http { status: u16, what: String, message: String },
+    #[error("the SavvyCal API at {base} could not be reached after {attempts} attempts: {last_error}")]
+    Unreachable { base: String, attempts: u32, last_error: String },
+    #[error("the SavvyCal API sent a response that is not a page of events ({0})")]
+    Malformed(String),
+    #[error("reading {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{count} input lines are not events (first: {first}); fix or remove them and rerun")]
+    TooManyMalformed { count: u64, first: String },
+}
+
+pub enum Source {
+    Api(Box<ApiPager>),
+    Ndjson(NdjsonReader),
+}
+
+impl Source {
+    /// The next batch, or `None` at the end.
+    pub async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
+        match self {
+            Source::Api(p) => p.next_page().await,
+            Source::Ndjson(r) => r.next_batch().await,
+        }
+    }
+
+    /// A human name for messages ("the SavvyCal API", "events.ndjson").
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Api(p) => p.describe(),
+            Source::Ndjson(r) => r.describe(),
+        }
+    }
+}
