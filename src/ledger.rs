@@ -1,0 +1,559 @@
+//! The durable record of every event's outcome, per target (webhook URL + event type): what makes a
+//! rerun resume instead of starting over.
+//!
+//! SQLite (WAL) owned by one writer thread — never a blocking SQLite call on the async runtime. The
+//! writer commits whatever outcomes have queued up in one transaction and only then tells each
+//! worker its outcome is safe; a worker takes its next event only after that. So at any moment at
+//! most `--concurrency` events are sent-but-unrecorded, and a crash (even `kill -9`) re-sends at
+//! most those. Batches form on their own under load (group commit), so the ledger costs little.
+//!
+//! A lock file next to the database keeps two replays off the same ledger. Reads for resuming go a
+//! page of ids at a time; no list of ids is ever held in memory.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+/// The schema this version reads and writes.
+const SCHEMA_VERSION: i64 = 1;
+/// Most outcomes committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+const SCHEMA: &str = "
+CREATE TABLE targets (
+    id          INTEGER PRIMARY KEY,
+    webhook_url TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (webhook_url, event_type)
+);
+CREATE TABLE outcomes (
+    target_id   INTEGER NOT NULL REFERENCES targets (id),
+    event_id    TEXT NOT NULL,
+    status      INTEGER NOT NULL,      -- 0 pending, 1 delivered, 2 failed
+    attempts    INTEGER NOT NULL,      -- requests sent for this event, all runs together
+    last_status INTEGER,               -- last HTTP status, if any
+    last_error  TEXT,
+    first_at    INTEGER NOT NULL,      -- unix milliseconds
+    updated_at  INTEGER NOT NULL,
+    body        BLOB,                  -- the event's JSON, kept while it is not delivered
+    PRIMARY KEY (target_id, event_id)
+) WITHOUT ROWID;
+-- Small: only what still needs attention.
+CREATE INDEX outcomes_open ON outcomes (target_id, status) WHERE status != 1;
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending = 0,
+    Delivered = 1,
+    Failed = 2,
+}
+
+impl Status {
+    fn from_i64(v: i64) -> Option<Status> {
+        match v {
+            0 => Some(Status::Pending),
+            1 => Some(Status::Delivered),
+            2 => Some(Status::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The result of delivering one event in this run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub event_id: Box<str>,
+    pub status: Status,
+    /// Requests sent in this run.
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    /// The event's JSON; kept for failed and pending events (for `failed --out`).
+    pub body: Option<Bytes>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(
+        "the ledger {path} is in use by another savvy-replay run{pid}; wait for it to finish, or pass --ledger PATH to use another ledger"
+    )]
+    Locked { path: PathBuf, pid: String },
+    #[error(
+        "{path} is not a savvy-replay ledger ({reason}); it was left untouched — move it aside or pass --ledger PATH"
+    )]
+    NotALedger { path: PathBuf, reason: String },
+    #[error(
+        "the ledger {path} was written by a newer savvy-replay (schema {found}, this version reads {SCHEMA_VERSION}); upgrade savvy-replay or pass --ledger PATH"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("cannot {action} {path}: {error}; choose a writable location with --ledger PATH")]
+    Io { action: &'static str, path: PathBuf, error: std::io::Error },
+    #[error("the ledger {path} failed: {error}")]
+    Sqlite { path: PathBuf, error: rusqlite::Error },
+    #[error("the ledger writer stopped unexpectedly")]
+    Gone,
+}
+
+impl LedgerError {
+    fn sqlite(path: &Path, error: rusqlite::Error) -> LedgerError {
+        let code = error.sqlite_error_code();
+        match code {
+            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+                LedgerError::NotALedger { path: path.to_owned(), reason: error.to_string() }
+            }
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => {
+                LedgerError::Io {
+                    action: "write the ledger",
+                    path: path.to_owned(),
+                    error: std::io::Error::new(std::io::ErrorKind::PermissionDenied, error.to_string()),
+                }
+            }
+            _ => LedgerError::Sqlite { path: path.to_owned(), error },
+        }
+    }
+}
+
+enum Msg {
+    Record(Outcome, oneshot::Sender<()>),
+    Lookup(Vec<Box<str>>, oneshot::Sender<Vec<Option<Status>>>),
+    /// Commit and stop.
+    Close,
+}
+
+/// The ledger of one run: a writer thread and the lock that keeps other runs out.
+pub struct Ledger {
+    tx: mpsc::UnboundedSender<Msg>,
+    thread: std::thread::JoinHandle<Result<(), LedgerError>>,
+    _lock: File,
+}
+
+/// What workers and the producer hold to talk to the writer.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// Open (creating if needed) and check the schema. Shared by the writer and the readers.
+fn open_checked(path: &Path, flags: OpenFlags) -> Result<Connection, LedgerError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| LedgerError::sqlite(path, e))?;
+    let version: i64 =
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| LedgerError::sqlite(path, e))?;
+    if version > SCHEMA_VERSION {
+        return Err(LedgerError::TooNew { path: path.to_owned(), found: version });
+    }
+    if version == 0 {
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| LedgerError::sqlite(path, e))?;
+        if tables > 0 {
+            return Err(LedgerError::NotALedger {
+                path: path.to_owned(),
+                reason: "it is an SQLite database with other tables".into(),
+            });
+        }
+    }
+    Ok(conn)
+}
+
+impl Ledger {
+    /// Open the ledger at `path` for the target (webhook URL, event type), taking its lock.
+    pub fn open(path: &Path, webhook_url: &str, event_type: &str) -> Result<Ledger, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|error| LedgerError::Io {
+                action: "create the ledger directory",
+                path: dir.to_owned(),
+                error,
+            })?;
+        }
+        let lock = take_lock(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = open_checked(path, flags)?;
+        let setup = || -> rusqlite::Result<i64> {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "busy_timeout", 5000)?;
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version == 0 {
+                conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+            }
+            conn.execute(
+                "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (webhook_url, event_type) DO NOTHING",
+                params![webhook_url, event_type, now_ms()],
+            )?;
+            conn.query_row(
+                "SELECT id FROM targets WHERE webhook_url = ?1 AND event_type = ?2",
+                params![webhook_url, event_type],
+                |r| r.get(0),
+            )
+        };
+        let target_id = setup().map_err(|e| LedgerError::sqlite(path, e))?;
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let path_owned = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("ledger".into())
+            .spawn(move || writer(conn, target_id, rx, &path_owned))
+            .map_err(|error| LedgerError::Io { action: "start the ledger writer for", path: path.to_owned(), error })?;
+        Ok(Ledger { tx, thread, _lock: lock })
+    }
+
+    pub fn handle(&self) -> LedgerHandle {
+        LedgerHandle { tx: self.tx.clone() }
+    }
+
+    /// Commit what is queued and stop the writer. Handles still alive get `Gone` afterwards.
+    pub async fn close(self) -> Result<(), LedgerError> {
+        let Ledger { tx, thread, _lock } = self;
+        let _ = tx.send(Msg::Close);
+        tokio::task::spawn_blocking(move || thread.join().unwrap_or(Err(LedgerError::Gone)))
+            .await
+            .unwrap_or(Err(LedgerError::Gone))
+    }
+}
+
+fn take_lock(path: &Path) -> Result<File, LedgerError> {
+    use std::io::{Read, Seek, Write};
+    let lpath = lock_path(path);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lpath)
+        .map_err(|error| LedgerError::Io { action: "create the ledger lock", path: lpath.clone(), error })?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let pid = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
+            return Err(LedgerError::Locked { path: path.to_owned(), pid });
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(LedgerError::Io { action: "lock", path: lpath, error });
+        }
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = write!(f, "{}", std::process::id());
+    let _ = f.flush();
+    Ok(f)
+}
+
+fn writer(
+    mut conn: Connection,
+    target_id: i64,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    path: &Path,
+) -> Result<(), LedgerError> {
+    let mut batch = Vec::with_capacity(64);
+    let mut acks = Vec::with_capacity(64);
+    let mut closing = false;
+    while !closing {
+        let Some(first) = rx.blocking_recv() else { break };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let tx = conn.transaction().map_err(|e| LedgerError::sqlite(path, e))?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO outcomes
+                       (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
+                     ON CONFLICT (target_id, event_id) DO UPDATE SET
+                       status = excluded.status,
+                       attempts = attempts + excluded.attempts,
+                       last_status = excluded.last_status,
+                       last_error = excluded.last_error,
+                       updated_at = excluded.updated_at,
+                       body = excluded.body",
+                )
+                .map_err(|e| LedgerError::sqlite(path, e))?;
+            let mut lookup = tx
+                .prepare_cached("SELECT status FROM outcomes WHERE target_id = ?1 AND event_id = ?2")
+                .map_err(|e| LedgerError::sqlite(path, e))?;
+            let now = now_ms();
+            for msg in batch.drain(..) {
+                match msg {
+                    Msg::Record(o, ack) => {
+                        upsert
+                            .execute(params![
+                                target_id,
+                                &*o.event_id,
+                                o.status as i64,
+                                o.attempts,
+                                o.last_status,
+                                o.last_error,
+                                now,
+                                o.body.as_deref(),
+                            ])
+                            .map_err(|e| LedgerError::sqlite(path, e))?;
+                        acks.push(ack);
+                    }
+                    Msg::Lookup(ids, reply) => {
+                        let mut out = Vec::with_capacity(ids.len());
+                        for id in &ids {
+                            let s: Option<i64> = lookup
+                                .query_row(params![target_id, &**id], |r| r.get(0))
+                                .optional()
+                                .map_err(|e| LedgerError::sqlite(path, e))?;
+                            out.push(s.and_then(Status::from_i64));
+                        }
+                        let _ = reply.send(out);
+                    }
+                    Msg::Close => closing = true,
+                }
+            }
+        }
+        tx.commit().map_err(|e| LedgerError::sqlite(path, e))?;
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+    // Fold the WAL back into the database so the file is whole on its own.
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+    Ok(())
+}
+
+impl LedgerHandle {
+    /// Record an outcome; returns once it is committed.
+    pub async fn record(&self, outcome: Outcome) -> Result<(), LedgerError> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Msg::Record(outcome, ack)).map_err(|_| LedgerError::Gone)?;
+        done.await.map_err(|_| LedgerError::Gone)
+    }
+
+    /// Earlier outcomes of these events for this target, in the same order.
+    pub async fn lookup(&self, ids: Vec<Box<str>>) -> Result<Vec<Option<Status>>, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Msg::Lookup(ids, reply)).map_err(|_| LedgerError::Gone)?;
+        answer.await.map_err(|_| LedgerError::Gone)
+    }
+}
+
+// ---- reading, for `status` and `failed` ----
+
+/// One failed or pending event, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenEvent {
+    pub event_id: String,
+    pub status: Status,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetStatus {
+    pub webhook_url: String,
+    pub event_type: String,
+    pub delivered: u64,
+    pub failed: u64,
+    pub pending: u64,
+    /// The first few failed and pending events.
+    pub open: Vec<OpenEvent>,
+}
+
+/// Open an existing ledger for reading; `Ok(None)` when there is none at `path`.
+fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    open_checked(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map(Some)
+}
+
+/// Per target: counts, and up to `show` failed/pending events. `Ok(None)`: no ledger at `path`.
+pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>, LedgerError> {
+    let Some(conn) = open_read(path)? else { return Ok(None) };
+    let sq = |e| LedgerError::sqlite(path, e);
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
+    if version == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let mut targets = conn.prepare("SELECT id, webhook_url, event_type FROM targets ORDER BY id").map_err(sq)?;
+    let rows: Vec<(i64, String, String)> = targets
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sq)?
+        .collect::<Result<_, _>>()
+        .map_err(sq)?;
+    let mut out = Vec::new();
+    for (id, webhook_url, event_type) in rows {
+        let mut counts = [0u64; 3];
+        let mut stmt = conn
+            .prepare_cached("SELECT status, count(*) FROM outcomes WHERE target_id = ?1 GROUP BY status")
+            .map_err(sq)?;
+        let mut q = stmt.query([id]).map_err(sq)?;
+        while let Some(r) = q.next().map_err(sq)? {
+            let (s, n): (i64, i64) = (r.get(0).map_err(sq)?, r.get(1).map_err(sq)?);
+            if let Some(slot) = usize::try_from(s).ok().and_then(|s| counts.get_mut(s)) {
+                *slot = n.max(0) as u64;
+            }
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT event_id, status, attempts, last_status, last_error FROM outcomes
+                 WHERE target_id = ?1 AND status != 1 ORDER BY status DESC, updated_at LIMIT ?2",
+            )
+            .map_err(sq)?;
+        let open = stmt
+            .query_map(params![id, show as i64], |r| {
+                Ok(OpenEvent {
+                    event_id: r.get(0)?,
+                    status: Status::from_i64(r.get(1)?).unwrap_or(Status::Pending),
+                    attempts: r.get(2)?,
+                    last_status: r.get(3)?,
+                    last_error: r.get(4)?,
+                })
+            })
+            .map_err(sq)?
+            .collect::<Result<_, _>>()
+            .map_err(sq)?;
+        out.push(TargetStatus {
+            webhook_url,
+            event_type,
+            pending: counts[0],
+            delivered: counts[1],
+            failed: counts[2],
+            open,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Write the failed events (optionally of one webhook / event type) as NDJSON; returns how many.
+/// An event that failed for several targets is written once.
+pub fn write_failed(
+    path: &Path,
+    webhook_url: Option<&str>,
+    event_type: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, LedgerError> {
+    let Some(conn) = open_read(path)? else { return Ok(0) };
+    let sq = |e| LedgerError::sqlite(path, e);
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
+    if version == 0 {
+        return Ok(0);
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT o.event_id, min(o.body) FROM outcomes o JOIN targets t ON t.id = o.target_id
+             WHERE o.status = 2 AND o.body IS NOT NULL
+               AND (?1 IS NULL OR t.webhook_url = ?1) AND (?2 IS NULL OR t.event_type = ?2)
+             GROUP BY o.event_id ORDER BY min(o.first_at), o.event_id",
+        )
+        .map_err(sq)?;
+    let mut rows = stmt.query(params![webhook_url, event_type]).map_err(sq)?;
+    let mut n = 0;
+    let write_err = |error| LedgerError::Io { action: "write failed events from", path: path.to_owned(), error };
+    while let Some(r) = rows.next().map_err(sq)? {
+        let body: Vec<u8> = r.get(1).map_err(sq)?;
+        out.write_all(&body).map_err(write_err)?;
+        out.write_all(b"\n").map_err(write_err)?;
+        n += 1;
+    }
+    out.flush().map_err(write_err)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(id: &str, status: Status) -> Outcome {
+        Outcome {
+            event_id: id.into(),
+            status,
+            attempts: 1,
+            last_status: Some(if status == Status::Delivered { 200 } else { 422 }),
+            last_error: (status != Status::Delivered).then(|| "HTTP 422".to_owned()),
+            body: (status != Status::Delivered).then(|| Bytes::from(format!("{{\"id\":\"{id}\"}}"))),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_survive_a_reopen_and_lookups_see_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/ledger.db");
+        let l = Ledger::open(&path, "http://x/hook", "event.created").unwrap();
+        let h = l.handle();
+        h.record(outcome("a", Status::Delivered)).await.unwrap();
+        h.record(outcome("b", Status::Failed)).await.unwrap();
+        h.record(outcome("c", Status::Pending)).await.unwrap();
+        drop(h);
+        l.close().await.unwrap();
+
+        let l = Ledger::open(&path, "http://x/hook", "event.created").unwrap();
+        let h = l.handle();
+        let got = h.lookup(vec!["a".into(), "b".into(), "c".into(), "zz".into()]).await.unwrap();
+        assert_eq!(got, [Some(Status::Delivered), Some(Status::Failed), Some(Status::Pending), None]);
+        // The same ids for another target are unknown.
+        drop(h);
+        l.close().await.unwrap();
+        let l = Ledger::open(&path, "http://x/hook", "event.canceled").unwrap();
+        assert_eq!(l.handle().lookup(vec!["a".into()]).await.unwrap(), [None]);
+        l.close().await.unwrap();
+
+        let st = read_status(&path, 10).unwrap().unwrap();
+        let main = &st[0];
+        assert_eq!((main.delivered, main.failed, main.pending), (1, 1, 1));
+        assert_eq!(main.open[0].event_id, "b");
+        let mut buf = Vec::new();
+        assert_eq!(write_failed(&path, None, None, &mut buf).unwrap(), 1);
+        assert_eq!(buf, b"{\"id\":\"b\"}\n");
+    }
+
+    #[tokio::test]
+    async fn a_second_run_on_the_same_ledger_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let l = Ledger::open(&path, "http://x/hook", "event.created").unwrap();
+        let err = Ledger::open(&path, "http://x/hook", "event.created").err().unwrap();
+        assert!(matches!(err, LedgerError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
+        l.close().await.unwrap();
+        Ledger::open(&path, "http://x/hook", "event.created").unwrap().close().await.unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_ledger_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let junk = b"this is not sqlite at all, just some text that happens to be here\n".repeat(100);
+        std::fs::write(&path, &junk).unwrap();
+        let err = Ledger::open(&path, "http://x/hook", "event.created").err().unwrap();
+        assert!(matches!(err, LedgerError::NotALedger { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+        assert!(read_status(&path, 1).is_err());
+    }
+
+    #[test]
+    fn a_ledger_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = Ledger::open(&path, "http://x/hook", "event.created").err().unwrap();
+        assert!(matches!(err, LedgerError::TooNew { found: 99, .. }), "{err}");
+    }
+}
