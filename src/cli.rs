@@ -1,0 +1,435 @@
+//! The command line as the user types it (the "raw" stage).
+//!
+//! Every value that has a shape is parsed here, at the boundary, by the same small parser functions
+//! the configuration file goes through (`config.rs`), so a bad `--rate` and a bad `rate = …` in a
+//! file fail with the same message. Options that can also come from the environment or the config
+//! file are `Option`s here: `config.rs` applies the precedence flag > env > file > default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::rate::Rate;
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # Replay every booking made before the webhook went live (2026-03-01), signed like SavvyCal:
+  savvy-replay run --token pt_secret_… --webhook-url https://hooks.example.com/savvycal \\
+      --signing-secret whsec_… --created-before 2026-03-01T00:00:00Z
+
+  # Gentle on a small receiver: 5 requests/s, 2 at a time
+  savvy-replay run --config replay.toml --rate 5 --concurrency 2
+
+  # See what would be sent, without sending anything
+  savvy-replay run --config replay.toml --dry-run
+
+  # Replay a file exported earlier (or the output of `savvy-replay failed`)
+  savvy-replay run --input events.ndjson --webhook-url https://hooks.example.com/savvycal
+
+Rerunning the same command resumes: events already delivered to that webhook are skipped.
+
+Exit status: 0 all delivered, 1 some failed, 2 usage/configuration error,
+3 the source failed, 130 interrupted (progress saved).";
+
+/// Replay SavvyCal booking history into a webhook, exactly as SavvyCal would have sent it.
+#[derive(Debug, Parser)]
+#[command(name = "savvy-replay", version, about, long_about = None)]
+#[command(propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// More logs on stderr: -v per-retry and per-page lines, -vv per-request lines.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// No progress bar and no human summary; errors are still printed.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// TOML file with default values for the flags (keys like the long flags, `-` → `_`).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch booking history and POST every event to the webhook (the main job).
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(Box<RunArgs>),
+    /// Write the selected events as NDJSON (one event per line), for `run --input`.
+    #[command(
+        after_help = "Example:\n  savvy-replay export --token pt_secret_… --created-before 2026-03-01T00:00:00Z --out events.ndjson"
+    )]
+    Export(ExportArgs),
+    /// Show, per webhook, what the ledger holds: delivered, failed (with the last error), pending.
+    #[command(after_help = "Example:\n  savvy-replay status --ledger .savvy-replay/ledger.db")]
+    Status(StatusArgs),
+    /// Write the events that failed for good as NDJSON, ready for `run --input`.
+    #[command(
+        after_help = "Example:\n  savvy-replay failed --out failed.ndjson && savvy-replay run --input failed.ndjson --webhook-url …"
+    )]
+    Failed(FailedArgs),
+    /// The whole job on this machine, no account needed: a fake SavvyCal API and a local receiver.
+    #[command(
+        after_help = "Examples:\n  savvy-replay demo\n  savvy-replay demo --events 20000 --fail-rate 0.2 --rate 2000"
+    )]
+    Demo(DemoArgs),
+    /// A local webhook receiver that verifies signatures and prints what it receives.
+    #[command(
+        after_help = "Example:\n  savvy-replay sink --listen 127.0.0.1:8787 --secret whsec_test\n  savvy-replay run … --webhook-url http://127.0.0.1:8787/webhook --signing-secret whsec_test"
+    )]
+    Sink(SinkArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  savvy-replay completions bash > ~/.local/share/bash-completion/completions/savvy-replay"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where events come from: the SavvyCal API (default) or an NDJSON file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SourceArgs {
+    /// SavvyCal personal access token (pt_secret_…). Required unless --input is given.
+    #[arg(long, env = "SAVVYCAL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// SavvyCal API base URL [default: https://api.savvycal.com]
+    #[arg(long, env = "SAVVYCAL_API_BASE", value_name = "URL")]
+    pub api_base: Option<String>,
+    /// Which bookings by start date [default: all]
+    #[arg(long, value_enum)]
+    pub period: Option<Period>,
+    /// Which bookings by state [default: all]
+    #[arg(long, value_enum)]
+    pub state: Option<State>,
+    /// Include bookings the organizer declined (`any`) or not [default: any]
+    #[arg(long, value_enum)]
+    pub attendance: Option<Attendance>,
+    /// Events per API page, 1..=100 [default: 100]
+    #[arg(long, value_name = "N", value_parser = parse_page_size)]
+    pub page_size: Option<u32>,
+    /// Read events from an NDJSON file (`-` for stdin) instead of the API.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+}
+
+/// Which of the fetched events to replay.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectArgs {
+    /// Only events created before this moment (RFC 3339), e.g. when the webhook went live.
+    #[arg(long, value_name = "TIME", value_parser = parse_timestamp)]
+    pub created_before: Option<jiff::Timestamp>,
+    /// Only events created after this moment (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_timestamp)]
+    pub created_after: Option<jiff::Timestamp>,
+    /// Stop after N selected events.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// The webhook to POST events to.
+    #[arg(long, env = "SAVVY_REPLAY_WEBHOOK_URL", value_name = "URL", help_heading = "Delivery")]
+    pub webhook_url: Option<String>,
+    /// The envelope's `type` [default: event.created]
+    #[arg(long, value_name = "TYPE", help_heading = "Delivery")]
+    pub event_type: Option<String>,
+    /// Sign each body like SavvyCal: `x-savvycal-signature: sha256=<hex HMAC-SHA256>`.
+    #[arg(
+        long,
+        env = "SAVVYCAL_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        help_heading = "Delivery"
+    )]
+    pub signing_secret: Option<String>,
+    /// Extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header, help_heading = "Delivery")]
+    pub headers: Vec<Header>,
+    /// Time limit for one attempt, e.g. 500ms, 30s, 1m30s [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Delivery")]
+    pub timeout: Option<Duration>,
+
+    /// Requests in flight at most [default: 8]
+    #[arg(long, value_name = "N", value_parser = parse_concurrency, help_heading = "Throughput")]
+    pub concurrency: Option<usize>,
+    /// Requests per second, retries included: 50, 50/s, 3000/m, 0.5, or 0/unlimited [default: 20]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Throughput")]
+    pub rate: Option<Rate>,
+    /// Requests that may go at once after an idle spell [default: 1]
+    #[arg(long, value_name = "N", value_parser = parse_burst, help_heading = "Throughput")]
+    pub burst: Option<u32>,
+
+    /// Retries per event after the first attempt [default: 8]
+    #[arg(long, value_name = "N", help_heading = "Retries")]
+    pub max_retries: Option<u32>,
+    /// First retry delay [default: 500ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Retries")]
+    pub retry_initial: Option<Duration>,
+    /// Longest retry delay, and the cap on Retry-After [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Retries")]
+    pub retry_max: Option<Duration>,
+
+    /// Where outcomes are recorded for resuming [default: .savvy-replay/ledger.db]
+    #[arg(long, value_name = "PATH", help_heading = "State")]
+    pub ledger: Option<PathBuf>,
+    /// Ignore earlier outcomes for this webhook and event type: send everything again.
+    #[arg(long, conflicts_with = "only_failed", help_heading = "State")]
+    pub fresh: bool,
+    /// Send only the events that failed in an earlier run.
+    #[arg(long, help_heading = "State")]
+    pub only_failed: bool,
+    /// Fetch and select, send nothing: print the count, the ETA and one sample request.
+    #[arg(long, help_heading = "State")]
+    pub dry_run: bool,
+
+    /// Also print the summary as one JSON object on stdout.
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct StatusArgs {
+    /// The ledger to read [default: .savvy-replay/ledger.db]
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct FailedArgs {
+    /// The ledger to read [default: .savvy-replay/ledger.db]
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+    /// Only events that failed for this webhook.
+    #[arg(long, env = "SAVVY_REPLAY_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Only events that failed for this event type.
+    #[arg(long, value_name = "TYPE")]
+    pub event_type: Option<String>,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Bookings in the fake SavvyCal account.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub events: usize,
+    /// Fraction of requests the receiver fails with 503 or 429 + Retry-After, 0..=1.
+    #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
+    pub fail_rate: f64,
+    /// Requests per second (same forms as `run --rate`).
+    #[arg(long, default_value = "500", value_name = "RATE", value_parser = parse_rate)]
+    pub rate: Rate,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse_concurrency)]
+    pub concurrency: usize,
+    /// Also print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SinkArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Verify `x-savvycal-signature` with this secret (401 when it does not match).
+    #[arg(long, env = "SAVVYCAL_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Fraction of requests to fail with 503 or 429 + Retry-After, 0..=1.
+    #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
+    pub fail_rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Period {
+    All,
+    Past,
+    Upcoming,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum State {
+    All,
+    Confirmed,
+    Canceled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Attendance {
+    Any,
+    Attending,
+}
+
+impl Period {
+    pub fn as_query(self) -> &'static str {
+        match self {
+            Period::All => "all",
+            Period::Past => "past",
+            Period::Upcoming => "upcoming",
+        }
+    }
+}
+
+impl State {
+    pub fn as_query(self) -> &'static str {
+        match self {
+            State::All => "all",
+            State::Confirmed => "confirmed",
+            State::Canceled => "canceled",
+        }
+    }
+}
+
+impl Attendance {
+    pub fn as_query(self) -> &'static str {
+        match self {
+            Attendance::Any => "any",
+            Attendance::Attending => "attending",
+        }
+    }
+}
+
+/// One `-H 'Name: value'`, already checked to be a valid HTTP header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: http::HeaderName,
+    pub value: http::HeaderValue,
+}
+
+impl std::fmt::Debug for Header {
+    // Header values are often credentials for the receiver: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: <redacted>", self.name)
+    }
+}
+
+// ---- value parsers, shared with the configuration file ----
+
+pub fn parse_rate(s: &str) -> Result<Rate, String> {
+    s.parse()
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 500ms, 30s or 1m30s"))?;
+    if d.is_zero() {
+        return Err(format!("`{s}` is zero; give a positive duration like 500ms or 30s"));
+    }
+    Ok(d)
+}
+
+pub fn parse_timestamp(s: &str) -> Result<jiff::Timestamp, String> {
+    s.trim().parse().map_err(|_| {
+        format!("`{s}` is not an RFC 3339 time; write it like 2026-03-01T00:00:00Z or 2026-03-01T09:00:00+01:00")
+    })
+}
+
+pub fn parse_page_size(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a page size; the SavvyCal API accepts 1 to 100")),
+    }
+}
+
+pub fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a concurrency; give a whole number from 1 to 10000")),
+    }
+}
+
+pub fn parse_burst(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a burst size; give a whole number from 1 to 100000")),
+    }
+}
+
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("`{s}` is not a fraction; give a number from 0 to 1, e.g. 0.2")),
+    }
+}
+
+pub fn parse_header(s: &str) -> Result<Header, String> {
+    let Some((name, value)) = s.split_once(':') else {
+        return Err(format!("`{s}` is not a header; write it as 'Name: value'"));
+    };
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("`{}` is not a valid header name", name.trim()))?;
+    let value = http::HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("the value of header `{name}` has characters HTTP does not allow in a header"))?;
+    Ok(Header { name, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        let a = Cli::try_parse_from(["savvy-replay", "-v", "--config", "c.toml", "status"]).unwrap();
+        let b = Cli::try_parse_from(["savvy-replay", "status", "-v", "--config", "c.toml"]).unwrap();
+        assert_eq!(a.global.verbose, 1);
+        assert_eq!(b.global.verbose, 1);
+        assert_eq!(a.global.config, b.global.config);
+    }
+
+    #[test]
+    fn headers_parse_and_reject_garbage() {
+        let h = parse_header("X-Team:  growth ").unwrap();
+        assert_eq!(h.name.as_str(), "x-team");
+        assert_eq!(h.value, "growth");
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("bad name: v").is_err());
+        assert!(format!("{h:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn durations_and_bounds() {
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_page_size("101").is_err());
+        assert_eq!(parse_page_size("100").unwrap(), 100);
+        assert!(parse_concurrency("0").is_err());
+        assert!(parse_fraction("1.5").is_err());
+        assert!(parse_timestamp("2026-03-01").is_err());
+        assert!(parse_timestamp("2026-03-01T09:00:00+01:00").is_ok());
+    }
+}
