@@ -1,0 +1,7 @@
+//! The `savvy-replay` binary: parse the command line and hand over to the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    savvy_replay::app::main(savvy_replay::cli::Cli::parse())
+}
