@@ -60,7 +60,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Status(args) => status(&args, &file),
         Command::Failed(args) => failed(&args, &file),
         Command::Demo(args) => crate::demo::demo(&args, &global).await,
-        Command::Sink(args) => crate::demo::sink(&args).await,
+        Command::Sink(args) => crate::demo::sink(&args, &global).await,
         Command::Completions { shell } => {
             let mut out = std::io::stdout();
             clap_complete::generate(shell, &mut Cli::command(), "savvy-replay", &mut out);
@@ -118,7 +118,7 @@ pub fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

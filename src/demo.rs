@@ -3,8 +3,6 @@
 //! Both use the embedded servers in [`crate::fake`] — the same ones the integration tests use — and
 //! `demo` drives the real pipeline against them, so what it shows is what a real run does.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -124,7 +122,7 @@ fn fail(msg: &str) -> u8 {
     exit::FAILED
 }
 
-pub async fn sink(args: &SinkArgs) -> u8 {
+pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> u8 {
     let receiver = match Receiver::start_on(
         args.listen,
         ReceiverConfig {
@@ -142,30 +140,16 @@ pub async fn sink(args: &SinkArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let lines = Arc::new(AtomicU64::new(0));
-    let counter = lines.clone();
-    receiver.on_delivery(move |d| {
-        counter.fetch_add(1, Relaxed);
-        let sig = match d.signature_ok {
-            Some(true) => "signature ok",
-            Some(false) => "SIGNATURE INVALID",
-            None => "unsigned",
-        };
-        let line = format!(
-            "{} {} {} ({} bytes, {sig})\n",
-            d.status,
-            d.event_id.as_deref().unwrap_or("-"),
-            d.envelope_id.as_deref().unwrap_or("-"),
-            d.body.len()
-        );
-        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
-    });
+    // One line per delivery, unless --quiet (benchmarks use the sink as a fast receiver).
+    if !global.quiet {
+        receiver.on_delivery(print_delivery);
+    }
     eprintln!(
         "Listening on {} ({}); press Ctrl-C to stop.",
         receiver.url(),
         if args.secret.is_some() { "verifying signatures" } else { "no --secret: signatures not checked" }
     );
-    let _ = tokio::signal::ctrl_c().await;
+    crate::app::wait_for_signal().await;
     let s = receiver.stats();
     eprintln!(
         "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {} rejected, {} answered 503/429.",
@@ -179,4 +163,20 @@ pub async fn sink(args: &SinkArgs) -> u8 {
     );
     receiver.shutdown().await;
     exit::OK
+}
+
+fn print_delivery(d: &crate::fake::Delivery) {
+    let sig = match d.signature_ok {
+        Some(true) => "signature ok",
+        Some(false) => "SIGNATURE INVALID",
+        None => "unsigned",
+    };
+    let line = format!(
+        "{} {} {} ({} bytes, {sig})\n",
+        d.status,
+        d.event_id.as_deref().unwrap_or("-"),
+        d.envelope_id.as_deref().unwrap_or("-"),
+        d.body.len()
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
 }
