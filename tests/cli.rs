@@ -1,0 +1,300 @@
+//! The real binary: exit codes, error messages, the JSON summary, secrets kept out of output, and
+//! the newcomer commands (demo, sink, export, dry-run, completions).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use savvy_replay::fake::{ReceiverConfig, generate_bookings};
+
+async fn bin_output(args: &[&str]) -> std::process::Output {
+    run_bin(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).await
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_with_a_message_that_says_what_to_write() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--webhook-url", "https://h.example.com", "--rate", "fast"], "3000/m"),
+        (&["run", "--webhook-url", "not a url"], "--webhook-url"),
+        (&["run", "--webhook-url", "https://h.example.com", "--frobnicate"], "--frobnicate"),
+        (&["run", "--webhook-url", "https://h.example.com", "--api-base", "http://api.savvycal.com"], "plain http"),
+        (&["run", "--webhook-url", "https://h.example.com", "--page-size", "500"], "1 to 100"),
+        (&["run", "--webhook-url", "https://h.example.com", "--timeout", "soon"], "30s"),
+        (&["run", "--webhook-url", "https://h.example.com", "--created-before", "yesterday"], "RFC 3339"),
+        (&["run", "--webhook-url", "https://h.example.com", "-H", "no-colon"], "Name: value"),
+        (&["run", "--webhook-url", "https://h.example.com", "--config", "/nonexistent/c.toml"], "config file"),
+    ];
+    for (args, hint) in cases {
+        let out = bin_output(args).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(hint), "{args:?}: {stderr}");
+        assert!(!stderr.contains(TOKEN) && !stderr.contains(SECRET));
+    }
+    let out = tokio::process::Command::new(bin())
+        .args(["run", "--webhook-url", "https://h.example.com"])
+        .env_remove("SAVVYCAL_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--token is required"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_summary_is_the_last_line_and_complete() {
+    let api = api(generate_bookings(120, 2), vec![]).await;
+    let rcv = receiver(ReceiverConfig { reject_ids: vec![], ..signed_receiver() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    args.extend(["--json".into(), "--rate".into(), "0".into(), "-v".into()]);
+
+    let out = run_bin(&args).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = summary(&out);
+    assert_eq!(s["events"], 120);
+    assert_eq!(s["delivered"], 120);
+    assert_eq!(s["failed"], 0);
+    assert_eq!(s["skipped"], 0);
+    assert_eq!(s["attempts"], 120);
+    assert_eq!(s["retries"], 0);
+    assert_eq!(s["status_codes"], serde_json::json!({"200": 120}));
+    assert_eq!(s["dry_run"], false);
+    assert_eq!(s["interrupted"], false);
+    assert!(s["elapsed_secs"].as_f64().unwrap() > 0.0);
+    assert!(s["throughput_per_sec"].as_f64().unwrap() > 0.0);
+    for p in ["p50", "p90", "p99", "max"] {
+        assert!(s["latency_ms"][p].as_f64().unwrap() > 0.0, "{p}");
+    }
+    assert_eq!(s.as_object().unwrap().len(), 12);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("delivered 120"), "human summary on stderr: {stderr}");
+    assert_eq!(accepted_per_event(&rcv.deliveries()).len(), 120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_exits_3_and_is_never_printed() {
+    let api = api(generate_bookings(10, 2), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    args.extend(["--token".into(), "pt_secret_WRONG_do_not_print".into(), "-vv".into(), "--json".into()]);
+
+    let out = run_bin(&args).await;
+
+    assert_eq!(out.status.code(), Some(3));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stderr.contains("rejected the token"), "{stderr}");
+    for secret in ["pt_secret_WRONG_do_not_print", TOKEN, SECRET] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} leaked:\n{stdout}\n{stderr}");
+    }
+    assert_eq!(rcv.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_sends_nothing_and_masks_secrets() {
+    let api = api(generate_bookings(40, 2), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    args.extend(
+        ["--dry-run", "--rate", "2", "-H", "Authorization: Bearer rcv_secret_123", "-H", "X-Team: growth"]
+            .map(String::from),
+    );
+
+    let out = run_bin(&args).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().requests, 0, "a dry run sends nothing");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("40 to send"), "{stdout}");
+    assert!(stdout.contains("about 20s"), "ETA at 2/s: {stdout}");
+    assert!(stdout.contains(&format!("POST {}", rcv.url())), "{stdout}");
+    assert!(stdout.contains("authorization: <masked>") && stdout.contains("x-team: growth"));
+    assert!(stdout.contains("x-savvycal-signature: sha256="));
+    assert!(stdout.contains(r#"{"type":"event.created","id":"payload_"#));
+    for secret in [TOKEN, SECRET, "rcv_secret_123"] {
+        assert!(!stdout.contains(secret) && !text(&out.stderr).contains(secret), "{secret} leaked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_round_trips_byte_identical_into_run_input() {
+    let events = generate_bookings(230, 4);
+    let api = api(events.clone(), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+
+    let out = bin_output(&["export", "--api-base", &api.base_url(), "--out", file.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let exported = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = exported.lines().collect();
+    let mut want: Vec<&str> = events.iter().map(String::as_str).collect();
+    lines.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(lines, want, "export is byte-identical to the API's entries");
+
+    let out = bin_output(&[
+        "run",
+        "--input",
+        file.to_str().unwrap(),
+        "--webhook-url",
+        &rcv.url(),
+        "--rate",
+        "0",
+        "--ledger",
+        dir.path().join("l.db").to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], 230);
+    for d in rcv.deliveries() {
+        let body: Body<'_> = serde_json::from_slice(&d.body).unwrap();
+        assert!(events.iter().any(|e| e == body.payload.get()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_input_line_is_named_and_the_rest_still_delivered() {
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.ndjson");
+    std::fs::write(&file, "{\"id\":\"event_a\"}\n{\"id\":\"event_b\",oops}\n\n{\"id\":\"event_c\"}\n").unwrap();
+
+    let out = bin_output(&[
+        "run",
+        "--input",
+        file.to_str().unwrap(),
+        "--webhook-url",
+        &rcv.url(),
+        "--rate",
+        "0",
+        "--ledger",
+        dir.path().join("l.db").to_str().unwrap(),
+    ])
+    .await;
+
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("line 2"), "{stderr}");
+    let got: std::collections::HashSet<String> = rcv.deliveries().iter().map(event_id).collect();
+    assert_eq!(got, ["event_a", "event_c"].map(String::from).into());
+}
+
+#[tokio::test]
+async fn demo_replays_everything_even_with_failures() {
+    for fail_rate in ["0", "0.2"] {
+        let out = bin_output(&["demo", "--events", "300", "--rate", "0", "--fail-rate", fail_rate, "--json"]).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "fail rate {fail_rate}: {stderr}");
+        let s = summary(&out);
+        assert_eq!(s["delivered"], 300);
+        assert!(stderr.contains("300 unique events, 0 duplicates, 0 signature failures"), "{stderr}");
+        if fail_rate != "0" {
+            assert!(s["retries"].as_u64().unwrap() > 0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_verifies_prints_and_counts() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new(bin())
+        .args(["sink", "--listen", &format!("127.0.0.1:{port}"), "--secret", SECRET])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    savvy_replay::deliver::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let body = r#"{"type":"event.created","id":"payload_1","version":"2020-11-18","occurred_at":"2020-01-01T00:00:00Z","payload":{"id":"event_SINK1"}}"#;
+    let url = format!("http://127.0.0.1:{port}/webhook");
+    let mut status = None;
+    for _ in 0..100 {
+        let sent = client
+            .post(&url)
+            .header("x-savvycal-signature", savvy_replay::signature::sign(SECRET.as_bytes(), body.as_bytes()))
+            .body(body)
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            status = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(200));
+    let bad = client.post(&url).header("x-savvycal-signature", "sha256=00").body(body).send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 401);
+    // SIGTERM: it prints its counts and exits 0.
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    let out = tokio::time::timeout(Duration::from_secs(10), async {
+        let status = child.wait().await.unwrap();
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        use tokio::io::AsyncReadExt;
+        child.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
+        (status, stdout, stderr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0.code(), Some(0));
+    assert!(out.1.contains("200 event_SINK1 payload_1") && out.1.contains("signature ok"), "{}", out.1);
+    assert!(out.1.contains("SIGNATURE INVALID"), "{}", out.1);
+    assert!(out.2.contains("Received 2 requests") && out.2.contains("1 signature failures"), "{}", out.2);
+}
+
+#[tokio::test]
+async fn completions_and_help() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = bin_output(&["completions", shell]).await;
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("savvy-replay"), "{shell}");
+    }
+    for cmd in ["run", "export", "status", "failed", "demo", "sink", "completions"] {
+        let out = bin_output(&[cmd, "--help"]).await;
+        assert_eq!(out.status.code(), Some(0), "{cmd}");
+        assert!(text(&out.stdout).contains("Example"), "{cmd} --help has a worked example");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_and_environment_follow_the_precedence() {
+    let api = api(generate_bookings(20, 2), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let other = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("replay.toml");
+    // The file names a receiver; the environment names another and wins; the flag's rate wins over
+    // the file's.
+    std::fs::write(
+        &cfg,
+        format!(
+            "webhook_url = \"{}\"\napi_base = \"{}\"\nrate = \"1/m\"\nledger = \"{}\"\n",
+            other.url(),
+            api.base_url(),
+            dir.path().join("l.db").display()
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(bin())
+        .args(["--config", cfg.to_str().unwrap(), "run", "--rate", "unlimited"])
+        .env("SAVVYCAL_TOKEN", TOKEN)
+        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
+        .env("SAVVY_REPLAY_WEBHOOK_URL", rcv.url())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().unique_accepted, 20);
+    assert_eq!(other.stats().requests, 0);
+}

@@ -1,0 +1,147 @@
+//! Shared by the integration tests: real loopback servers (the crate's own fake SavvyCal API and
+//! webhook receiver), a fast run configuration, and a way to run the real binary.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use savvy_replay::cli::{Attendance, Period, State};
+use savvy_replay::config::{Resume, RunConfig, Selection, SourceConfig};
+use savvy_replay::fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, Receiver, ReceiverConfig};
+use savvy_replay::rate::Rate;
+use savvy_replay::retry::{Backoff, RetryPolicy};
+use savvy_replay::source::ApiQuery;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub const TOKEN: &str = "pt_secret_test_7f3a9c1e5b";
+pub const SECRET: &str = "whsec_test_c0ffee1234";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_savvy-replay")
+}
+
+pub async fn api(events: Vec<String>, faults: Vec<(u64, ApiFault)>) -> FakeApi {
+    FakeApi::start(FakeApiConfig { token: TOKEN.into(), events, faults }).await.expect("start fake API")
+}
+
+pub async fn receiver(cfg: ReceiverConfig) -> Receiver {
+    Receiver::start(ReceiverConfig { record: true, ..cfg }).await.expect("start receiver")
+}
+
+pub fn signed_receiver() -> ReceiverConfig {
+    ReceiverConfig { secret: Some(SECRET.into()), record: true, ..ReceiverConfig::default() }
+}
+
+/// A run against the fakes that does not wait long for anything.
+pub fn config(api: &FakeApi, rcv: &Receiver, ledger: &Path) -> RunConfig {
+    RunConfig {
+        source: SourceConfig::Api {
+            base: savvy_replay::config::api_base(&api.base_url()).unwrap(),
+            token: SecretString::from(TOKEN),
+            query: ApiQuery { period: Period::All, state: State::All, attendance: Attendance::Any, page_size: 100 },
+        },
+        select: Selection::default(),
+        webhook_url: rcv.url().parse().unwrap(),
+        event_type: "event.created".into(),
+        signing_secret: Some(SecretString::from(SECRET)),
+        headers: Vec::new(),
+        timeout: Duration::from_secs(5),
+        concurrency: 8,
+        rate: Rate::UNLIMITED,
+        burst: 1,
+        retry: RetryPolicy {
+            backoff: Backoff { initial: Duration::from_millis(10), max: Duration::from_secs(2) },
+            max_retries: 10,
+        },
+        ledger: ledger.to_path_buf(),
+        resume: Resume::Skip,
+        dry_run: false,
+        json: false,
+        quiet: true,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Body<'a> {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub version: String,
+    pub occurred_at: String,
+    #[serde(borrow)]
+    pub payload: &'a RawValue,
+}
+
+/// The event id inside a delivery.
+pub fn event_id(d: &Delivery) -> String {
+    d.event_id.clone().expect("delivery with a payload id")
+}
+
+/// How many accepted (2xx) deliveries each event got.
+pub fn accepted_per_event(deliveries: &[Delivery]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for d in deliveries.iter().filter(|d| (200..300).contains(&d.status)) {
+        *m.entry(event_id(d)).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The id of a raw event JSON string.
+pub fn id_of(raw: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Common flags for running the binary against the fakes.
+pub fn run_args(api: &FakeApi, rcv: &Receiver, ledger: &Path) -> Vec<String> {
+    vec![
+        "run".into(),
+        "--api-base".into(),
+        api.base_url(),
+        "--webhook-url".into(),
+        rcv.url(),
+        "--ledger".into(),
+        ledger.display().to_string(),
+        "--retry-initial".into(),
+        "10ms".into(),
+        "--retry-max".into(),
+        "1s".into(),
+    ]
+}
+
+/// Run the binary to completion with the token and secret in the environment.
+pub async fn run_bin(args: &[String]) -> Output {
+    tokio::process::Command::new(bin())
+        .args(args)
+        .env("SAVVYCAL_TOKEN", TOKEN)
+        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run savvy-replay")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The JSON summary: the last line of stdout.
+pub fn summary(out: &Output) -> serde_json::Value {
+    let stdout = text(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {}", text(&out.stderr)));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {last}"))
+}
+
+/// Wait until `cond` holds, polling, for at most `secs` seconds.
+pub async fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "condition not reached in {secs}s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
