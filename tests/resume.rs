@@ -1,0 +1,224 @@
+//! Durability through the real binary: kill -9 and Ctrl-C mid-run, then rerun the same command;
+//! failed events exported and re-sent; the ledger refusing to be shared or misused (issue #3).
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+use savvy_replay::fake::{ReceiverConfig, generate_bookings};
+
+fn signal(child: &tokio::process::Child, sig: i32) {
+    let pid = child.id().expect("child still running") as i32;
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, sig) };
+}
+
+fn spawn(args: &[String]) -> tokio::process::Child {
+    tokio::process::Command::new(bin())
+        .args(args)
+        .env("SAVVYCAL_TOKEN", TOKEN)
+        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn savvy-replay")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_rerun_resends_at_most_the_in_flight_events() {
+    const N: usize = 600;
+    const CONCURRENCY: usize = 8;
+    let api = api(generate_bookings(N, 21), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    args.extend(["--rate", "400", "--concurrency", "8", "--json"].map(String::from));
+
+    let child = spawn(&args);
+    wait_for(20, || rcv.stats().accepted >= 150).await;
+    signal(&child, libc::SIGKILL);
+    let first = child.wait_with_output().await.unwrap();
+    assert_eq!(first.status.code(), None, "killed by a signal");
+    let delivered_before = rcv.stats().unique_accepted;
+    assert!((delivered_before as usize) < N, "the kill came too late to test anything");
+
+    let second = run_bin(&args).await;
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    let s = summary(&second);
+    let skipped = s["skipped"].as_u64().unwrap();
+    assert!(
+        skipped <= delivered_before && skipped + CONCURRENCY as u64 >= delivered_before,
+        "rerun skipped {skipped}, receiver had {delivered_before} before the kill"
+    );
+    assert_eq!(s["delivered"].as_u64().unwrap() + skipped, N as u64);
+
+    let stats = rcv.stats();
+    assert_eq!(stats.unique_accepted, N as u64, "every event delivered");
+    assert!(stats.duplicates <= CONCURRENCY as u64, "{} duplicates", stats.duplicates);
+
+    // A third run has nothing left to do.
+    let before = rcv.stats().requests;
+    let third = run_bin(&args).await;
+    assert_eq!(third.status.code(), Some(0));
+    let s = summary(&third);
+    assert_eq!((s["skipped"].as_u64(), s["delivered"].as_u64()), (Some(N as u64), Some(0)));
+    assert_eq!(rcv.stats().requests, before, "the third run sent nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_saves_progress_exits_130_and_the_rerun_completes() {
+    const N: usize = 400;
+    let api = api(generate_bookings(N, 22), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    args.extend(["--rate", "300", "--json"].map(String::from));
+
+    let child = spawn(&args);
+    wait_for(20, || rcv.stats().accepted >= 100).await;
+    signal(&child, libc::SIGINT);
+    let first = child.wait_with_output().await.unwrap();
+
+    assert_eq!(first.status.code(), Some(130), "{}", text(&first.stderr));
+    let s = summary(&first);
+    assert_eq!(s["interrupted"], true);
+    let delivered_first = s["delivered"].as_u64().unwrap();
+    assert!(delivered_first >= 100 && delivered_first < N as u64);
+    assert_eq!(delivered_first, rcv.stats().unique_accepted, "every request that got through was recorded");
+    let stderr = text(&first.stderr);
+    assert!(stderr.contains("Interrupted after") && stderr.contains("run the same command again"), "{stderr}");
+
+    let second = run_bin(&args).await;
+    assert_eq!(second.status.code(), Some(0));
+    let s = summary(&second);
+    assert_eq!(s["skipped"].as_u64(), Some(delivered_first));
+    assert_eq!(rcv.stats().unique_accepted, N as u64);
+    assert_eq!(rcv.stats().duplicates, 0, "a graceful stop re-sends nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_events_are_exported_and_only_failed_resends_exactly_those() {
+    let events = generate_bookings(60, 23);
+    let rejected: Vec<String> = events.iter().skip(10).step_by(7).map(|e| id_of(e)).collect();
+    let api = api(events.clone(), vec![]).await;
+    let rcv = receiver(ReceiverConfig { reject_ids: rejected.clone(), ..signed_receiver() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let mut args = run_args(&api, &rcv, &ledger);
+    args.extend(["--rate", "0", "--json"].map(String::from));
+
+    let first = run_bin(&args).await;
+    assert_eq!(first.status.code(), Some(1));
+    assert_eq!(summary(&first)["failed"].as_u64(), Some(rejected.len() as u64));
+
+    // `status` shows the failures with their last answer.
+    let st = run_bin(&["status".into(), "--ledger".into(), ledger.display().to_string()]).await;
+    let st_out = text(&st.stdout);
+    assert_eq!(st.status.code(), Some(0));
+    assert!(st_out.contains(&format!("delivered {}", 60 - rejected.len())), "{st_out}");
+    assert!(st_out.contains(&format!("failed {}", rejected.len())), "{st_out}");
+    assert!(st_out.contains("HTTP 422") && st_out.contains(&rejected[0]), "{st_out}");
+
+    // `failed` exports exactly those events, byte-identical.
+    let file = dir.path().join("failed.ndjson");
+    let f =
+        run_bin(&["failed", "--ledger", ledger.to_str().unwrap(), "--out", file.to_str().unwrap()].map(String::from))
+            .await;
+    assert_eq!(f.status.code(), Some(0), "{}", text(&f.stderr));
+    let exported = std::fs::read_to_string(&file).unwrap();
+    let mut got: Vec<&str> = exported.lines().collect();
+    let mut want: Vec<&str> = events.iter().filter(|e| rejected.contains(&id_of(e))).map(String::as_str).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+
+    // Once the receiver accepts them, --only-failed sends exactly those.
+    rcv.set_reject_ids(vec![]);
+    let before = rcv.deliveries().len();
+    let mut only = args.clone();
+    only.push("--only-failed".into());
+    let second = run_bin(&only).await;
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    let mut resent: Vec<String> = rcv.deliveries()[before..].iter().map(event_id).collect();
+    resent.sort();
+    let mut want_ids = rejected.clone();
+    want_ids.sort();
+    assert_eq!(resent, want_ids);
+
+    // And the failed file also feeds `run --input` (here: to another webhook).
+    let other = receiver(signed_receiver()).await;
+    let out = run_bin(
+        &[
+            "run",
+            "--input",
+            file.to_str().unwrap(),
+            "--webhook-url",
+            &other.url(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--rate",
+            "0",
+        ]
+        .map(String::from),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(other.stats().unique_accepted, rejected.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replays_on_one_ledger_the_second_is_refused() {
+    let api = api(generate_bookings(200, 24), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    args.extend(["--rate", "20"].map(String::from));
+
+    let first = spawn(&args);
+    wait_for(20, || rcv.stats().requests >= 1).await;
+    let second = run_bin(&args).await;
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = text(&second.stderr);
+    assert!(stderr.contains("in use by another savvy-replay run") && stderr.contains("pid"), "{stderr}");
+    signal(&first, libc::SIGINT);
+    let first = first.wait_with_output().await.unwrap();
+    assert_eq!(first.status.code(), Some(130));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_ledgers_are_refused_with_exit_2_and_left_alone() {
+    let api = api(generate_bookings(5, 25), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Not a database.
+    let corrupt = dir.path().join("corrupt.db");
+    let junk = b"definitely not an sqlite database\n".repeat(200);
+    std::fs::write(&corrupt, &junk).unwrap();
+    let out = run_bin(&run_args(&api, &rcv, &corrupt)).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not a savvy-replay ledger"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&corrupt).unwrap(), junk, "nothing overwritten");
+
+    // A path that cannot be created (its parent is a file; root ignores permission bits).
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = run_bin(&run_args(&api, &rcv, &file.join("ledger.db"))).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--ledger"), "{}", text(&out.stderr));
+
+    // A read-only location.
+    let out = run_bin(&run_args(&api, &rcv, std::path::Path::new("/proc/savvy-replay/ledger.db"))).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().requests, 0, "nothing sent without a working ledger");
+
+    // `status` on a missing ledger says so; on a corrupt one it fails clearly.
+    let out = run_bin(&["status".into(), "--ledger".into(), dir.path().join("none.db").display().to_string()]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("No ledger"));
+    let out = run_bin(&["status".into(), "--ledger".into(), corrupt.display().to_string()]).await;
+    assert_eq!(out.status.code(), Some(2));
+}
