@@ -516,4 +516,23 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("pt_secret_abc") && !dbg.contains("whsec_zzz") && !dbg.contains("Bearer rcv"), "{dbg}");
     }
+
+    #[test]
+    fn the_example_config_documents_every_key_and_parses() {
+        let text = include_str!("../config/savvy-replay.example.toml");
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| KNOWN_KEYS.contains(&k)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let table: toml::Table = uncommented.parse().unwrap();
+        for key in KNOWN_KEYS {
+            assert!(table.contains_key(*key), "the example config does not document `{key}`");
+        }
+        let fc = FileConfig { path: "example.toml".into(), table };
+        let c = run_config(&RunArgs::default(), &GlobalArgs::default(), &fc).unwrap();
+        assert_eq!(c.webhook_url.as_str(), "https://hooks.example.com/savvycal");
+        assert!(matches!(c.source, SourceConfig::File(_)));
+    }
 }
