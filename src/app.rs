@@ -241,10 +241,12 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {
     };
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let mut source = match pipeline::open_source(&source_cfg, Default::default(), &cancel).await {
-        Ok(s) => s,
-        Err(e) => return run_error(&e),
-    };
+    let mut source =
+        match pipeline::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel).await
+        {
+            Ok(s) => s,
+            Err(e) => return run_error(&e),
+        };
     let mut out = match open_out(args.out.as_ref()) {
         Ok(o) => o,
         Err(e) => return fail(exit::USAGE, &e),
@@ -322,7 +324,8 @@ fn status(args: &StatusArgs, file: &FileConfig) -> u8 {
     }
     let mut text = String::new();
     for t in &targets {
-        text.push_str(&format!("{} ({})\n", t.webhook_url, t.event_type));
+        let url = url::Url::parse(&t.webhook_url).map_or(t.webhook_url.clone(), |u| crate::deliver::display_url(&u));
+        text.push_str(&format!("{url} ({})\n", t.event_type));
         text.push_str(&format!(
             "  delivered {}   failed {}   pending {}\n",
             thousands(t.delivered),

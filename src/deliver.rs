@@ -23,10 +23,15 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// An HTTP client for the SavvyCal API or the webhook.
-pub fn client(default_headers: HeaderMap, pool_size: usize) -> Result<reqwest::Client, reqwest::Error> {
+/// An HTTP client for the SavvyCal API or the webhook; `timeout` bounds each whole request.
+pub fn client(
+    default_headers: HeaderMap,
+    pool_size: usize,
+    timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
     install_crypto_provider();
     reqwest::Client::builder()
+        .timeout(timeout)
         .user_agent(USER_AGENT)
         .default_headers(default_headers)
         .pool_max_idle_per_host(pool_size)
@@ -79,7 +84,7 @@ const BODY_READ_MAX: usize = 1 << 20;
 
 impl Deliverer {
     pub fn new(target: Target, pool_size: usize) -> Result<Deliverer, reqwest::Error> {
-        let client = client(Self::fixed_headers(&target.headers), pool_size)?;
+        let client = client(Self::fixed_headers(&target.headers), pool_size, target.timeout)?;
         Ok(Deliverer { client, target })
     }
 
@@ -111,7 +116,6 @@ impl Deliverer {
         let mut req = self
             .client
             .post(self.target.url.clone())
-            .timeout(self.target.timeout)
             .header(IDEMPOTENCY_KEY, p.idempotency_key.clone())
             .body(p.envelope.body.clone());
         if let Some(sig) = &p.signature {
@@ -156,7 +160,7 @@ impl Deliverer {
 
     /// The request as it would go out, for `--dry-run`: secrets masked.
     pub fn render(&self, p: &Prepared) -> String {
-        let mut out = format!("POST {}\n", self.target.url);
+        let mut out = format!("POST {}\n", display_url(&self.target.url));
         let mut line = |name: &str, value: &str| {
             out.push_str(name);
             out.push_str(": ");
@@ -182,6 +186,17 @@ impl Deliverer {
         out.push('\n');
         out.push_str(&String::from_utf8_lossy(&p.envelope.body));
         out
+    }
+}
+
+/// A URL for messages: any password in it is masked.
+pub fn display_url(url: &Url) -> String {
+    if url.password().is_some() {
+        let mut u = url.clone();
+        let _ = u.set_password(Some("***"));
+        u.to_string()
+    } else {
+        url.to_string()
     }
 }
 
@@ -233,6 +248,14 @@ fn describe_error_with_timeout(e: &reqwest::Error, timeout: Duration) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked_for_display() {
+        let u = Url::parse("https://user:hunter2@hooks.example.com/x").unwrap();
+        assert_eq!(display_url(&u), "https://user:***@hooks.example.com/x");
+        let u = Url::parse("https://hooks.example.com/x?a=1").unwrap();
+        assert_eq!(display_url(&u), "https://hooks.example.com/x?a=1");
+    }
 
     #[test]
     fn secret_looking_headers_are_recognised() {

@@ -81,6 +81,7 @@ impl RunError {
 pub async fn open_source(
     source: &SourceConfig,
     retry: RetryPolicy,
+    timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<Source, RunError> {
     Ok(match source {
@@ -90,7 +91,8 @@ pub async fn open_source(
                 .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
         ),
         SourceConfig::Api { base, token, query } => {
-            let client = deliver::client(http::HeaderMap::new(), 2).map_err(|e| RunError::Client(e.to_string()))?;
+            let client =
+                deliver::client(http::HeaderMap::new(), 2, timeout).map_err(|e| RunError::Client(e.to_string()))?;
             Source::Api(Box::new(ApiPager::new(client, base.clone(), token.clone(), *query, retry, cancel.clone())))
         }
     })
@@ -305,7 +307,7 @@ async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: Ledger
 /// Run the replay described by `cfg` until done or `cancel`led.
 pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, RunError> {
     let started = Instant::now();
-    let source = open_source(&cfg.source, cfg.retry, &cancel).await?;
+    let source = open_source(&cfg.source, cfg.retry, cfg.timeout, &cancel).await?;
     let source_name = source.describe();
     let target = Target {
         url: cfg.webhook_url.clone(),
@@ -316,7 +318,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
     };
     let deliverer = Deliverer::new(target, cfg.concurrency).map_err(|e| RunError::Client(e.to_string()))?;
     let ledger = Ledger::open(&cfg.ledger, cfg.webhook_url.as_str(), &cfg.event_type)?;
-    let target_name = format!("{} ({})", cfg.webhook_url, cfg.event_type);
+    let target_name = format!("{} ({})", deliver::display_url(&cfg.webhook_url), cfg.event_type);
     info!("replaying from {source_name} to {target_name}");
 
     let counters = Arc::new(Counters::default());
