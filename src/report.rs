@@ -232,9 +232,11 @@ impl Progress {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 let mut known = false;
+                let mut window = RateWindow::default();
                 loop {
                     tick.tick().await;
-                    Self::update(&bar, &counters, &mut known);
+                    let rate = window.observe(Counters::get(&counters.attempts));
+                    Self::update(&bar, &counters, &mut known, rate);
                 }
             })
         });
@@ -243,14 +245,14 @@ impl Progress {
 
     fn style(total_known: bool) -> ProgressStyle {
         let template = if total_known {
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ({per_sec}, ETA {eta})"
+            "{spinner} [{elapsed_precise}] {wide_bar:.cyan/blue} {human_pos}/{human_len} ETA {eta} {msg}"
         } else {
-            "{spinner} [{elapsed_precise}] {pos} done {msg} ({per_sec})"
+            "{spinner} [{elapsed_precise}] {human_pos} done (total known after the last page) {msg}"
         };
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
     }
 
-    fn update(bar: &ProgressBar, c: &Counters, known: &mut bool) {
+    fn update(bar: &ProgressBar, c: &Counters, known: &mut bool, rate: f64) {
         let done = Counters::get(&c.delivered) + Counters::get(&c.failed) + Counters::get(&c.skipped);
         if !*known && c.source_done.load(Relaxed) {
             *known = true;
@@ -261,7 +263,7 @@ impl Progress {
         }
         bar.set_position(done);
         bar.set_message(format!(
-            "· fetched {} · delivered {} · failed {} · retrying {}",
+            "· fetched {} · delivered {} · failed {} · retrying {} · {rate:.0} req/s",
             thousands(Counters::get(&c.fetched)),
             thousands(Counters::get(&c.delivered)),
             thousands(Counters::get(&c.failed)),
@@ -276,6 +278,28 @@ impl Progress {
         self.bar.finish_and_clear();
         if let Ok(mut slot) = active_bar().lock() {
             *slot = None;
+        }
+    }
+}
+
+/// Requests per second over the last couple of seconds, for the progress bar.
+#[derive(Default)]
+struct RateWindow {
+    samples: std::collections::VecDeque<(std::time::Instant, u64)>,
+}
+
+impl RateWindow {
+    const SPAN: Duration = Duration::from_secs(2);
+
+    fn observe(&mut self, total: u64) -> f64 {
+        let now = std::time::Instant::now();
+        self.samples.push_back((now, total));
+        while self.samples.len() > 2 && self.samples.front().is_some_and(|(t, _)| now - *t > Self::SPAN) {
+            self.samples.pop_front();
+        }
+        match (self.samples.front(), self.samples.back()) {
+            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) as f64 / (*t1 - *t0).as_secs_f64(),
+            _ => 0.0,
         }
     }
 }
