@@ -178,10 +178,8 @@ impl Deliverer {
         }
         line("idempotency-key", &String::from_utf8_lossy(p.idempotency_key.as_bytes()));
         if let Some(sig) = &p.signature {
-            // Derived from the secret, not the secret itself; show only its start.
-            let sig = String::from_utf8_lossy(sig.as_bytes());
-            let shown: String = sig.chars().take(15).collect();
-            line(signature::HEADER, &format!("{shown}… (HMAC-SHA256 of the body, keyed with the signing secret)"));
+            // An HMAC of this body: what the receiver will see, and no secret (the key is not in it).
+            line(signature::HEADER, &String::from_utf8_lossy(sig.as_bytes()));
         }
         out.push('\n');
         out.push_str(&String::from_utf8_lossy(&p.envelope.body));
