@@ -2,11 +2,13 @@
 //!
 //! The gate is one `governor` limiter shared by all workers, with two decisions written down here:
 //!
-//! * **Late wake-ups must not lose time.** Timers fire up to a millisecond late; with a burst of 1 a
-//!   GCRA limiter restarts its schedule from the late moment, so at 5,000/s (0.2 ms apart) the
-//!   achieved rate sags by more than half. The limiter therefore gets a little extra capacity (about
-//!   2 ms worth of requests, at least one) that lets a late waiter catch up with the absolute
-//!   schedule. That capacity is used up once at start so the first burst is exactly `--burst`.
+//! * **Late wake-ups must not lose time.** Timers and the scheduler wake a waiter late (a fraction of
+//!   a millisecond when idle, several when the machine is busy); with a burst of 1 a GCRA limiter
+//!   restarts its schedule from the late moment, so at 5,000/s (0.2 ms apart) the achieved rate
+//!   sags by more than half. The limiter therefore gets catch-up capacity — 5 ms worth of requests,
+//!   at least one — that lets a late waiter get back onto the absolute schedule. It is the price in
+//!   burstiness: no one-second window holds more than 0.5% (or one request) above `--rate`. That
+//!   capacity is used up once at start, so the first burst is exactly `--burst`.
 //! * **One waiter at a time.** Workers queue in FIFO order on an async mutex and only the head of
 //!   the queue waits on the limiter: one wake-up per request instead of a thundering herd of
 //!   `--concurrency` tasks racing for every permit.
@@ -89,8 +91,8 @@ impl FromStr for Rate {
     }
 }
 
-/// Extra limiter capacity, in time, that absorbs late timer wake-ups (see the module docs).
-const CATCH_UP: Duration = Duration::from_millis(2);
+/// Extra limiter capacity, in time, that absorbs late wake-ups (see the module docs).
+const CATCH_UP: Duration = Duration::from_millis(5);
 
 /// The shared entrance every attempt passes: pool-wide pause, then the rate limit.
 pub struct Gate {
@@ -105,7 +107,7 @@ impl Gate {
     pub fn new(rate: Rate, burst: u32) -> Gate {
         let limiter = rate.get().map(|per_sec| {
             let period = Duration::from_secs_f64(1.0 / per_sec).max(Duration::from_nanos(1));
-            let catch_up = ((CATCH_UP.as_secs_f64() * per_sec).ceil() as u32).max(1);
+            let catch_up = ((CATCH_UP.as_secs_f64() * per_sec).floor() as u32).max(1);
             let capacity = NonZeroU32::new(burst.max(1).saturating_add(catch_up)).unwrap_or(NonZeroU32::MIN);
             let quota =
                 Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(capacity);
