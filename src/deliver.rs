@@ -1,14 +1,19 @@
 //! Sending one event to the webhook: the request exactly as SavvyCal would send it, and one attempt.
 //!
-//! Everything that is the same for every request (Content-Type, User-Agent, `-H` headers) is set
-//! once on the client; per event we build the envelope body, the signature and the
-//! `Idempotency-Key` once, and every retry reuses them (the body is a cheap `Bytes` clone).
+//! Everything that is the same for every request (Host, Content-Type, User-Agent, `-H` headers) is
+//! built once per run; per event we build the envelope body, the signature and the
+//! `Idempotency-Key` once, and every retry reuses them (the body is a cheap `Bytes` clone). The
+//! bytes travel over the worker's own connection ([`crate::connection`]).
 
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
+
+use crate::connection::{Connection, Endpoint};
+use crate::source::api::error_message;
 
 use crate::cli::Header;
 use crate::event::{Envelope, Event, now_rfc3339};
@@ -21,25 +26,6 @@ pub const USER_AGENT: &str = concat!("savvy-replay/", env!("CARGO_PKG_VERSION"))
 /// Make rustls use `ring` (reqwest is built without a default crypto provider). Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// An HTTP client for the SavvyCal API or the webhook; `timeout` bounds each whole request.
-pub fn client(
-    default_headers: HeaderMap,
-    pool_size: usize,
-    timeout: Duration,
-) -> Result<reqwest::Client, reqwest::Error> {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .user_agent(USER_AGENT)
-        .default_headers(default_headers)
-        .pool_max_idle_per_host(pool_size)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
 }
 
 /// How the webhook is addressed, fixed for a run.
@@ -71,7 +57,9 @@ pub struct Attempt {
 }
 
 pub struct Deliverer {
-    client: reqwest::Client,
+    endpoint: Endpoint,
+    /// Host, Content-Type, User-Agent, URL credentials and `-H` headers: the same on every request.
+    fixed: HeaderMap,
     target: Target,
 }
 
@@ -79,22 +67,27 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const SIGNATURE: HeaderName = HeaderName::from_static(signature::HEADER);
 /// How much of an error response body we keep.
 const BODY_KEEP: usize = 300;
-/// How much of a response body we read at most (the rest is dropped with the connection).
-const BODY_READ_MAX: usize = 1 << 20;
 
 impl Deliverer {
-    pub fn new(target: Target, pool_size: usize) -> Result<Deliverer, reqwest::Error> {
-        let client = client(Self::fixed_headers(&target.headers), pool_size, target.timeout)?;
-        Ok(Deliverer { client, target })
-    }
-
-    fn fixed_headers(extra: &[Header]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for Header { name, value } in extra {
-            h.append(name.clone(), value.clone());
+    pub fn new(target: Target) -> Result<Deliverer, String> {
+        let endpoint = Endpoint::new(&target.url, target.timeout.min(Duration::from_secs(10)))?;
+        let mut fixed = HeaderMap::new();
+        fixed.insert(http::header::HOST, endpoint.authority.clone());
+        fixed.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        fixed.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        if let Some(auth) = &endpoint.basic_auth {
+            fixed.insert(http::header::AUTHORIZATION, auth.clone());
         }
-        h
+        // A -H replaces a default of the same name; repeating a -H name sends it several times.
+        let mut seen = std::collections::HashSet::new();
+        for Header { name, value } in &target.headers {
+            if seen.insert(name.clone()) {
+                fixed.insert(name.clone(), value.clone());
+            } else {
+                fixed.append(name.clone(), value.clone());
+            }
+        }
+        Ok(Deliverer { endpoint, fixed, target })
     }
 
     pub fn target(&self) -> &Target {
@@ -111,50 +104,56 @@ impl Deliverer {
         Prepared { envelope, signature, idempotency_key }
     }
 
-    /// One POST. Never fails: what went wrong is in the returned [`Attempt`].
-    pub async fn attempt(&self, p: &Prepared) -> Attempt {
-        let mut req = self
-            .client
-            .post(self.target.url.clone())
-            .header(IDEMPOTENCY_KEY, p.idempotency_key.clone())
-            .body(p.envelope.body.clone());
-        if let Some(sig) = &p.signature {
-            req = req.header(SIGNATURE, sig.clone());
-        }
+    /// One POST over the worker's connection. Never fails: what went wrong is in the [`Attempt`].
+    pub async fn attempt(&self, conn: &mut Connection, p: &Prepared) -> Attempt {
+        let make = || {
+            let mut req = Request::new(Full::new(p.envelope.body.clone()));
+            *req.method_mut() = Method::POST;
+            *req.uri_mut() = self.endpoint.path.clone();
+            let headers = req.headers_mut();
+            headers.clone_from(&self.fixed);
+            headers.insert(IDEMPOTENCY_KEY, p.idempotency_key.clone());
+            if let Some(sig) = &p.signature {
+                headers.insert(SIGNATURE, sig.clone());
+            }
+            req
+        };
         let start = Instant::now();
-        let result = async {
-            let mut resp = req.send().await?;
-            let status = resp.status();
-            let retry_after =
-                resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let mut kept = Vec::new();
-            let mut read = 0usize;
-            while read < BODY_READ_MAX {
-                let Some(chunk) = resp.chunk().await? else { break };
-                read += chunk.len();
-                if !status.is_success() && kept.len() < BODY_KEEP {
-                    kept.extend_from_slice(&chunk[..chunk.len().min(BODY_KEEP - kept.len())]);
+        let result = tokio::time::timeout(self.target.timeout, conn.send(&self.endpoint, make, BODY_KEEP)).await;
+        let latency = start.elapsed();
+        let failed = |kind, msg| Attempt {
+            status: None,
+            retry_after: None,
+            error: Some((kind, msg)),
+            body_start: String::new(),
+            latency,
+        };
+        match result {
+            Ok(Ok((resp, kept))) => {
+                let status = resp.status();
+                Attempt {
+                    status: Some(status.as_u16()),
+                    retry_after: resp
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    error: None,
+                    body_start: if status.is_success() { String::new() } else { error_message(&kept) },
+                    latency,
                 }
             }
-            Ok::<_, reqwest::Error>((status.as_u16(), retry_after, kept))
-        }
-        .await;
-        let latency = start.elapsed();
-        match result {
-            Ok((status, retry_after, kept)) => Attempt {
-                status: Some(status),
-                retry_after,
-                error: None,
-                body_start: crate::source::api::error_message(&kept),
-                latency,
-            },
-            Err(e) => Attempt {
-                status: None,
-                retry_after: None,
-                error: Some((transport_error(&e), describe_error_with_timeout(&e, self.target.timeout))),
-                body_start: String::new(),
-                latency,
-            },
+            Ok(Err(e)) => {
+                let kind = if e.is_transient() { TransportError::Connection } else { TransportError::Other };
+                failed(kind, e.to_string())
+            }
+            Err(_) => {
+                conn.reset();
+                failed(
+                    TransportError::Timeout,
+                    format!("timed out after {}", humantime::format_duration(self.target.timeout)),
+                )
+            }
         }
     }
 
@@ -204,45 +203,6 @@ fn looks_secret(name: &str) -> bool {
     ["auth", "cookie", "token", "secret", "key", "password", "signature", "session"].iter().any(|s| n.contains(s))
 }
 
-/// Sort a transport failure into what [`crate::retry::classify`] needs.
-pub fn transport_error(e: &reqwest::Error) -> TransportError {
-    if e.is_timeout() {
-        TransportError::Timeout
-    } else if e.is_connect() || e.is_request() || e.is_body() {
-        TransportError::Connection
-    } else {
-        TransportError::Other
-    }
-}
-
-/// A short, complete description of a transport failure: the root cause, without the URL (which
-/// may carry a credential of the receiver's).
-pub fn describe_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_request() || e.is_body() {
-        "connection broken"
-    } else {
-        "request failed"
-    };
-    let mut root: Option<&dyn std::error::Error> = None;
-    let mut next = std::error::Error::source(e);
-    while let Some(err) = next {
-        root = Some(err);
-        next = err.source();
-    }
-    match root {
-        Some(root) => format!("{kind}: {root}"),
-        None => kind.to_owned(),
-    }
-}
-
-fn describe_error_with_timeout(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() { format!("timed out after {}", humantime::format_duration(timeout)) } else { describe_error(e) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,19 +227,16 @@ mod tests {
 
     #[test]
     fn dry_run_rendering_masks_secrets_and_shows_the_body() {
-        let d = Deliverer::new(
-            Target {
-                url: Url::parse("https://hooks.example.com/in").unwrap(),
-                event_type: "event.created".into(),
-                signing_secret: Some(SecretString::from("whsec_topsecret")),
-                headers: vec![
-                    crate::cli::parse_header("Authorization: Bearer rcv_secret").unwrap(),
-                    crate::cli::parse_header("X-Team: growth").unwrap(),
-                ],
-                timeout: Duration::from_secs(30),
-            },
-            1,
-        )
+        let d = Deliverer::new(Target {
+            url: Url::parse("https://hooks.example.com/in").unwrap(),
+            event_type: "event.created".into(),
+            signing_secret: Some(SecretString::from("whsec_topsecret")),
+            headers: vec![
+                crate::cli::parse_header("Authorization: Bearer rcv_secret").unwrap(),
+                crate::cli::parse_header("X-Team: growth").unwrap(),
+            ],
+            timeout: Duration::from_secs(30),
+        })
         .unwrap();
         let ev = Event::from_raw(bytes::Bytes::from_static(br#"{"id":"event_1","created_at":"2020-01-01T00:00:00Z"}"#))
             .unwrap();

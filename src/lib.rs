@@ -12,6 +12,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod deliver;
 pub mod demo;
 pub mod event;

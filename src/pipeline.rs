@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{Resume, RunConfig, Selection, SourceConfig};
+use crate::connection::Connection;
 use crate::deliver::{self, Deliverer, Target};
 use crate::event::Event;
 use crate::ledger::{Ledger, LedgerError, LedgerHandle, Outcome, Status};
@@ -91,8 +92,7 @@ pub async fn open_source(
                 .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
         ),
         SourceConfig::Api { base, token, query } => {
-            let client =
-                deliver::client(http::HeaderMap::new(), 2, timeout).map_err(|e| RunError::Client(e.to_string()))?;
+            let client = crate::source::api::client(timeout).map_err(|e| RunError::Client(e.to_string()))?;
             Source::Api(Box::new(ApiPager::new(client, base.clone(), token.clone(), *query, retry, cancel.clone())))
         }
     })
@@ -201,7 +201,7 @@ struct Shared {
 
 /// Deliver one event: attempts through the gate, retries per policy. Never returns early without
 /// an outcome: when cancelled mid-way the event is `Pending`.
-async fn deliver_one(s: &Shared, ev: &Event) -> Outcome {
+async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event) -> Outcome {
     let prepared = s.deliverer.prepare(ev);
     let mut attempts = 0u32;
     let mut last_status = None;
@@ -220,7 +220,7 @@ async fn deliver_one(s: &Shared, ev: &Event) -> Outcome {
             () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
             () = s.gate.acquire() => {}
         }
-        let a = s.deliverer.attempt(&prepared).await;
+        let a = s.deliverer.attempt(conn, &prepared).await;
         attempts += 1;
         s.counters.record_attempt(a.status, a.latency);
         let result = match (&a.status, &a.error) {
@@ -283,13 +283,14 @@ async fn deliver_one(s: &Shared, ev: &Event) -> Outcome {
 
 /// A worker: take an event, deliver it, have its outcome committed, repeat.
 async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: LedgerHandle) -> Result<(), LedgerError> {
+    let mut conn = Connection::default();
     loop {
         let ev = tokio::select! {
             biased;
             () = s.cancel.cancelled() => return Ok(()),
             ev = rx.recv() => match ev { Ok(ev) => ev, Err(_) => return Ok(()) },
         };
-        let o = deliver_one(&s, &ev).await;
+        let o = deliver_one(&s, &mut conn, &ev).await;
         let status = o.status;
         if status == Status::Pending && o.attempts == 0 {
             // Never sent: nothing to record, the next run fetches it again.
@@ -316,7 +317,8 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
         headers: cfg.headers.clone(),
         timeout: cfg.timeout,
     };
-    let deliverer = Deliverer::new(target, cfg.concurrency).map_err(|e| RunError::Client(e.to_string()))?;
+    let deliverer = Deliverer::new(target)
+        .map_err(|e| RunError::Client(format!("{}: {e}", deliver::display_url(&cfg.webhook_url))))?;
     let ledger = Ledger::open(&cfg.ledger, cfg.webhook_url.as_str(), &cfg.event_type)?;
     let target_name = format!("{} ({})", deliver::display_url(&cfg.webhook_url), cfg.event_type);
     info!("replaying from {source_name} to {target_name}");

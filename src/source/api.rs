@@ -19,7 +19,7 @@ use url::Url;
 use super::{Batch, SourceError};
 use crate::cli::{Attendance, Period, State};
 use crate::event::Event;
-use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
+use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify};
 
 /// What to ask `/v1/events` for.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +67,51 @@ pub struct Me {
 enum Fetched {
     Ok(Bytes),
     Failed(SourceError),
+}
+
+/// The HTTP client for the API; `timeout` bounds each whole request.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    crate::deliver::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(crate::deliver::USER_AGENT)
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// Sort a transport failure into what [`crate::retry::classify`] needs.
+fn transport_error(e: &reqwest::Error) -> TransportError {
+    if e.is_timeout() {
+        TransportError::Timeout
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        TransportError::Connection
+    } else {
+        TransportError::Other
+    }
+}
+
+/// A short, complete description of a transport failure: the root cause, without the URL.
+fn describe_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_request() || e.is_body() {
+        "connection broken"
+    } else {
+        "request failed"
+    };
+    let mut root: Option<&dyn std::error::Error> = None;
+    let mut next = std::error::Error::source(e);
+    while let Some(err) = next {
+        root = Some(err);
+        next = err.source();
+    }
+    match root {
+        Some(root) => format!("{kind}: {root}"),
+        None => kind.to_owned(),
+    }
 }
 
 impl ApiPager {
@@ -202,14 +247,14 @@ impl ApiPager {
                     }
                 }
                 Err(e) => {
-                    let kind = crate::deliver::transport_error(&e);
+                    let kind = transport_error(&e);
                     match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max) {
-                        Verdict::Retry { after } => (after, crate::deliver::describe_error(&e)),
+                        Verdict::Retry { after } => (after, describe_error(&e)),
                         _ => {
                             return Fetched::Failed(SourceError::Unreachable {
                                 base: self.base.to_string(),
                                 attempts: retries + 1,
-                                last_error: crate::deliver::describe_error(&e),
+                                last_error: describe_error(&e),
                             });
                         }
                     }
