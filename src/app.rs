@@ -241,7 +241,7 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {
     };
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let mut source =
+    let source =
         match pipeline::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel).await
         {
             Ok(s) => s,
@@ -251,53 +251,35 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {
         Ok(o) => o,
         Err(e) => return fail(exit::USAGE, &e),
     };
-    let limit = sel.limit.unwrap_or(u64::MAX);
+    let counters = std::sync::Arc::new(crate::report::Counters::default());
+    let (events, producer) =
+        pipeline::spawn_producer(source, sel, config::Resume::Fresh, None, counters, 256, cancel.clone());
     let mut written = 0u64;
-    let mut malformed = 0u64;
-    let mut source_error = None;
-    'outer: while written < limit && !cancel.is_cancelled() {
-        let batch = tokio::select! {
-            b = source.next_batch() => b,
-            () = cancel.cancelled() => break,
-        };
-        let batch = match batch {
-            Ok(Some(b)) => b,
-            Ok(None) => break,
-            Err(e) => {
-                source_error = Some(e);
-                break;
+    while let Ok(ev) = events.recv().await {
+        if let Err(e) = out.write_all(&ev.raw).and_then(|()| out.write_all(b"\n")) {
+            if is_broken_pipe(&e) {
+                return exit::OK;
             }
-        };
-        for m in &batch.malformed {
-            eprintln!("skipped: {m}");
+            return fail(exit::USAGE, &format!("cannot write the export: {e}"));
         }
-        malformed += batch.malformed.len() as u64;
-        for ev in batch.events.iter().filter(|e| pipeline::selected(&sel, e)) {
-            if written >= limit {
-                break 'outer;
-            }
-            let w = out.write_all(&ev.raw).and_then(|()| out.write_all(b"\n"));
-            if let Err(e) = w {
-                if is_broken_pipe(&e) {
-                    return exit::OK;
-                }
-                return fail(exit::USAGE, &format!("cannot write the export: {e}"));
-            }
-            written += 1;
-        }
+        written += 1;
     }
     if let Err(e) = out.flush()
         && !is_broken_pipe(&e)
     {
         return fail(exit::USAGE, &format!("cannot write the export: {e}"));
     }
+    let ended = pipeline::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
     eprintln!("Exported {} events to {dest}.", thousands(written));
-    if let Some(e) = source_error {
+    if let Some(e) = ended.source_error {
         return fail(exit::SOURCE, &e);
     }
-    if malformed > 0 {
-        return fail(exit::SOURCE, &format!("{malformed} source entries were not events and were skipped"));
+    if ended.malformed_count > 0 {
+        return fail(
+            exit::SOURCE,
+            &format!("{} source entries were not events and were skipped", ended.malformed_count),
+        );
     }
     if cancel.is_cancelled() {
         return exit::INTERRUPTED;

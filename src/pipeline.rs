@@ -108,12 +108,40 @@ pub fn selected(sel: &Selection, ev: &Event) -> bool {
     sel.created_before.is_none_or(|b| t < b) && sel.created_after.is_none_or(|a| t > a)
 }
 
-/// What the producer concluded.
-struct Produced {
-    source_error: Option<SourceError>,
-    malformed: Vec<String>,
-    malformed_count: u64,
-    ledger_error: Option<LedgerError>,
+/// How reading the source ended.
+#[derive(Debug, Default)]
+pub struct Produced {
+    /// The source failed (exit status 3).
+    pub source_error: Option<SourceError>,
+    /// The first few entries that were not events.
+    pub malformed: Vec<String>,
+    pub malformed_count: u64,
+    pub ledger_error: Option<LedgerError>,
+}
+
+/// Start reading `source`: selected events (minus what the ledger says to skip) come out of the
+/// returned bounded channel; the task's result says how reading ended. `run` delivers from the
+/// channel; `export` writes it out.
+pub fn spawn_producer(
+    source: Source,
+    sel: Selection,
+    resume: Resume,
+    ledger: Option<LedgerHandle>,
+    counters: Arc<Counters>,
+    capacity: usize,
+    cancel: CancellationToken,
+) -> (async_channel::Receiver<Event>, tokio::task::JoinHandle<Produced>) {
+    let (tx, rx) = async_channel::bounded::<Event>(capacity.max(1));
+    let task = tokio::spawn(produce(source, sel, resume, ledger, counters, tx, cancel));
+    (rx, task)
+}
+
+/// The producer's result, also when its task died.
+pub async fn produced(task: tokio::task::JoinHandle<Produced>) -> Produced {
+    task.await.unwrap_or_else(|e| Produced {
+        source_error: Some(SourceError::Malformed(format!("the reader stopped: {e}"))),
+        ..Produced::default()
+    })
 }
 
 const MALFORMED_KEEP: usize = 20;
@@ -128,7 +156,7 @@ async fn produce(
     out: async_channel::Sender<Event>,
     cancel: CancellationToken,
 ) -> Produced {
-    let mut p = Produced { source_error: None, malformed: Vec::new(), malformed_count: 0, ledger_error: None };
+    let mut p = Produced::default();
     let limit = sel.limit.unwrap_or(u64::MAX);
     'pages: while !cancel.is_cancelled() && counters.selected.load(Relaxed) < limit {
         let batch = tokio::select! {
@@ -326,16 +354,15 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
     let counters = Arc::new(Counters::default());
     // Room for a couple of pages, so the next page is fetched while this one is delivered.
     let capacity = (2 * 100).max(2 * cfg.concurrency);
-    let (tx, rx) = async_channel::bounded::<Event>(capacity);
-    let producer = tokio::spawn(produce(
+    let (rx, producer) = spawn_producer(
         source,
         cfg.select,
         cfg.resume,
         Some(ledger.handle()),
         counters.clone(),
-        tx,
+        capacity,
         cancel.clone(),
-    ));
+    );
 
     if cfg.dry_run {
         let report = dry_run(&cfg, deliverer, rx, producer, &counters, started, cancel, target_name).await;
@@ -355,12 +382,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
         (0..cfg.concurrency).map(|_| tokio::spawn(work(shared.clone(), rx.clone(), ledger.handle()))).collect();
     drop(rx);
 
-    let produced = producer.await.unwrap_or_else(|e| Produced {
-        source_error: Some(SourceError::Malformed(format!("the reader stopped: {e}"))),
-        malformed: Vec::new(),
-        malformed_count: 0,
-        ledger_error: None,
-    });
+    let produced = produced(producer).await;
     let mut ledger_error = produced.ledger_error;
     for w in workers {
         match w.await {
@@ -411,7 +433,7 @@ async fn dry_run(
             sample = Some(deliverer.render(&deliverer.prepare(&ev)));
         }
     }
-    let produced = producer.await.map_err(|e| SourceError::Malformed(format!("the reader stopped: {e}")))?;
+    let produced = produced(producer).await;
     if let Some(e) = produced.ledger_error {
         return Err(e.into());
     }
