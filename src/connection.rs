@@ -28,6 +28,8 @@ use url::Url;
 /// Where the webhook lives, resolved once per run.
 pub struct Endpoint {
     host: String,
+    /// The host when it is an IP literal: no name lookup needed.
+    ip: Option<std::net::IpAddr>,
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
@@ -96,6 +98,11 @@ impl Endpoint {
             "http" => false,
             other => return Err(format!("unsupported scheme `{other}`")),
         };
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
         let (host, server_name) = match url.host() {
             Some(url::Host::Domain(d)) => (d.to_owned(), ServerName::try_from(d.to_owned()).ok()),
             Some(url::Host::Ipv4(ip)) => (ip.to_string(), Some(ServerName::IpAddress(std::net::IpAddr::V4(ip).into()))),
@@ -130,11 +137,17 @@ impl Endpoint {
             v.set_sensitive(true);
             Some(v)
         };
-        Ok(Endpoint { host, port, tls, connect_timeout, authority, path, basic_auth })
+        Ok(Endpoint { host, ip, port, tls, connect_timeout, authority, path, basic_auth })
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((self.host.as_str(), self.port)))
+        let connecting = async {
+            match self.ip {
+                Some(ip) => TcpStream::connect(std::net::SocketAddr::new(ip, self.port)).await,
+                None => TcpStream::connect((self.host.as_str(), self.port)).await,
+            }
+        };
+        let tcp = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| SendError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
             .map_err(SendError::Connect)?;
@@ -166,6 +179,17 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl Connection {
+    /// Open the connection if there is none (or it was closed), so the request that follows is not
+    /// delayed by connecting — the workers connect before they take their turn at the rate gate.
+    pub async fn connect(&mut self, endpoint: &Endpoint) -> Result<(), SendError> {
+        if self.sender.as_ref().is_some_and(|s| !s.is_closed()) {
+            return Ok(());
+        }
+        self.sender = None;
+        self.sender = Some(endpoint.connect().await?);
+        Ok(())
+    }
+
     /// Forget the connection (after a timeout its state is unknown).
     pub fn reset(&mut self) {
         self.sender = None;

@@ -104,6 +104,21 @@ impl Deliverer {
         Prepared { envelope, signature, idempotency_key }
     }
 
+    /// Make sure the worker's connection is open. On failure, the failed attempt to record.
+    pub async fn connect(&self, conn: &mut Connection) -> Result<(), Attempt> {
+        let start = Instant::now();
+        conn.connect(&self.endpoint).await.map_err(|e| Attempt {
+            status: None,
+            retry_after: None,
+            error: Some((
+                if e.is_transient() { TransportError::Connection } else { TransportError::Other },
+                e.to_string(),
+            )),
+            body_start: String::new(),
+            latency: start.elapsed(),
+        })
+    }
+
     /// One POST over the worker's connection. Never fails: what went wrong is in the [`Attempt`].
     pub async fn attempt(&self, conn: &mut Connection, p: &Prepared) -> Attempt {
         let make = || {

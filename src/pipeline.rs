@@ -243,12 +243,23 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event) -> Outcome {
         body: (status != Status::Delivered).then(|| prepared.envelope.payload()),
     };
     loop {
-        tokio::select! {
+        // Connect first (not a request: the rate gate does not count it), then take a turn.
+        let connected = tokio::select! {
             biased;
             () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
-            () = s.gate.acquire() => {}
-        }
-        let a = s.deliverer.attempt(conn, &prepared).await;
+            c = s.deliverer.connect(conn) => c,
+        };
+        let a = match connected {
+            Err(failed) => failed,
+            Ok(()) => {
+                tokio::select! {
+                    biased;
+                    () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
+                    () = s.gate.acquire() => {}
+                }
+                s.deliverer.attempt(conn, &prepared).await
+            }
+        };
         attempts += 1;
         s.counters.record_attempt(a.status, a.latency);
         let result = match (&a.status, &a.error) {

@@ -7,8 +7,9 @@
 //!   restarts its schedule from the late moment, so at 5,000/s (0.2 ms apart) the achieved rate
 //!   sags by more than half. The limiter therefore gets catch-up capacity — 5 ms worth of requests,
 //!   at least one — that lets a late waiter get back onto the absolute schedule. It is the price in
-//!   burstiness: no one-second window holds more than 0.5% (or one request) above `--rate`. That
-//!   capacity is used up once at start, so the first burst is exactly `--burst`.
+//!   burstiness: no one-second window holds more than 0.5% (or one request) above `--rate`. After
+//!   an idle spell (the start, a `Retry-After` pause) that capacity is taken out again, so the
+//!   first burst is exactly `--burst`.
 //! * **One waiter at a time.** Workers queue in FIFO order on an async mutex and only the head of
 //!   the queue waits on the limiter: one wake-up per request instead of a thundering herd of
 //!   `--concurrency` tasks racing for every permit.
@@ -96,11 +97,20 @@ const CATCH_UP: Duration = Duration::from_millis(5);
 
 /// The shared entrance every attempt passes: pool-wide pause, then the rate limit.
 pub struct Gate {
-    limiter: Option<DefaultDirectRateLimiter>,
-    queue: tokio::sync::Mutex<()>,
+    limiter: Option<Limiter>,
     origin: Instant,
     /// Nanoseconds after `origin` before which nobody may send (a `Retry-After`).
     paused_until: AtomicU64,
+}
+
+struct Limiter {
+    governor: DefaultDirectRateLimiter,
+    /// Catch-up cells on top of `--burst`.
+    catch_up: u32,
+    /// Idle this long and the bucket is full again: burst plus catch-up.
+    refill: Duration,
+    /// The FIFO queue of waiters; its holder alone talks to `governor`. Holds the last grant.
+    queue: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Gate {
@@ -108,17 +118,18 @@ impl Gate {
         let limiter = rate.get().map(|per_sec| {
             let period = Duration::from_secs_f64(1.0 / per_sec).max(Duration::from_nanos(1));
             let catch_up = ((CATCH_UP.as_secs_f64() * per_sec).floor() as u32).max(1);
-            let capacity = NonZeroU32::new(burst.max(1).saturating_add(catch_up)).unwrap_or(NonZeroU32::MIN);
-            let quota =
-                Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(capacity);
-            let limiter = RateLimiter::direct(quota);
-            // Start with exactly `burst` permits available.
-            for _ in 0..catch_up {
-                let _ = limiter.check();
+            let capacity = burst.max(1).saturating_add(catch_up);
+            let quota = Quota::with_period(period)
+                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(capacity).unwrap_or(NonZeroU32::MIN));
+            Limiter {
+                governor: RateLimiter::direct(quota),
+                catch_up,
+                refill: period.saturating_mul(capacity),
+                queue: tokio::sync::Mutex::new(None),
             }
-            limiter
         });
-        Gate { limiter, queue: tokio::sync::Mutex::new(()), origin: Instant::now(), paused_until: AtomicU64::new(0) }
+        Gate { limiter, origin: Instant::now(), paused_until: AtomicU64::new(0) }
     }
 
     /// Wait for the right to send one request.
@@ -127,10 +138,18 @@ impl Gate {
             self.wait_out_pause().await;
             return;
         };
-        let _turn = self.queue.lock().await;
+        let mut last_grant = limiter.queue.lock().await;
         loop {
             self.wait_out_pause().await;
-            limiter.until_ready().await;
+            // After an idle spell (the start, a Retry-After pause) the bucket is full: take the
+            // catch-up cells out so exactly `--burst` requests go at once.
+            if last_grant.is_none_or(|t| t.elapsed() >= limiter.refill) {
+                for _ in 0..limiter.catch_up {
+                    let _ = limiter.governor.check();
+                }
+            }
+            limiter.governor.until_ready().await;
+            *last_grant = Some(Instant::now());
             // A Retry-After may have arrived while we waited for the rate: honour it too.
             if self.pause_deadline().is_none() {
                 return;
@@ -190,16 +209,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn first_burst_is_exactly_the_configured_burst() {
-        // governor keeps real time, so this test does too (0.1 s).
+    async fn the_burst_after_an_idle_spell_is_exactly_the_configured_burst() {
+        // governor keeps real time, so this test does too (~0.7 s).
         let gate = Gate::new(Rate::per_second(10.0), 3);
-        let start = std::time::Instant::now();
-        for _ in 0..3 {
+        // Idle since creation, at the start, and again after a spell longer than the refill.
+        for idle in [Duration::from_millis(300), Duration::from_millis(450)] {
+            tokio::time::sleep(idle).await;
+            let start = std::time::Instant::now();
+            for _ in 0..3 {
+                gate.acquire().await;
+            }
+            assert!(start.elapsed() < Duration::from_millis(50), "the burst goes at once");
             gate.acquire().await;
+            assert!(start.elapsed() >= Duration::from_millis(90), "{:?}", start.elapsed());
         }
-        assert!(start.elapsed() < Duration::from_millis(50), "the burst goes at once");
-        gate.acquire().await;
-        assert!(start.elapsed() >= Duration::from_millis(90), "{:?}", start.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
