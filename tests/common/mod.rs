@@ -39,6 +39,11 @@ pub fn signed_receiver() -> ReceiverConfig {
 
 /// A run against the fakes that does not wait long for anything.
 pub fn config(api: &FakeApi, rcv: &Receiver, ledger: &Path) -> RunConfig {
+    config_to(api, &rcv.url(), ledger)
+}
+
+/// [`config`], delivering to any webhook URL (a hand-written test server).
+pub fn config_to(api: &FakeApi, webhook_url: &str, ledger: &Path) -> RunConfig {
     RunConfig {
         source: SourceConfig::Api {
             base: savvy_replay::config::api_base(&api.base_url()).unwrap(),
@@ -46,7 +51,7 @@ pub fn config(api: &FakeApi, rcv: &Receiver, ledger: &Path) -> RunConfig {
             query: ApiQuery { period: Period::All, state: State::All, attendance: Attendance::Any, page_size: 100 },
         },
         select: Selection::default(),
-        webhook_url: rcv.url().parse().unwrap(),
+        webhook_url: webhook_url.parse().unwrap(),
         event_type: "event.created".into(),
         signing_secret: Some(SecretString::from(SECRET)),
         headers: Vec::new(),

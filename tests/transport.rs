@@ -1,0 +1,485 @@
+//! The webhook transport's edge cases against small hand-written loopback servers: TLS trust (an
+//! untrusted certificate fails for good; a trusted one via `SSL_CERT_FILE` works), and servers that
+//! close connections after every answer, when idle, or without answering, or answer too slowly.
+
+mod common;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use savvy_replay::fake::{FakeApi, generate_bookings};
+use savvy_replay::rate::Rate;
+use savvy_replay::signature;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+// ---- a minimal HTTP/1.1 server ----
+
+/// One request as read off the wire.
+struct Request {
+    line: String,
+    /// Names lower-cased.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `payload.id` of the envelope.
+    fn event_id(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).expect("a JSON body");
+        v["payload"]["id"].as_str().expect("payload.id").to_owned()
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Requests in, answers out, over one connection; bytes read past a request are kept.
+struct Wire<S> {
+    io: S,
+    buf: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    fn new(io: S) -> Self {
+        Wire { io, buf: Vec::new() }
+    }
+
+    /// Read more bytes into the buffer; 0 when the peer closed.
+    async fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.io.read(&mut chunk).await?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// The next request: headers up to `\r\n\r\n`, then a `Content-Length` body. `Ok(None)`: the
+    /// peer closed cleanly between requests.
+    async fn next(&mut self) -> io::Result<Option<Request>> {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.fill().await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-request"))
+                };
+            }
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end - 4]).map_err(|_| invalid("head is not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let line = lines.next().unwrap_or_default().to_owned();
+        let headers = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').ok_or_else(|| invalid(format!("bad header line {l:?}")))?;
+                Ok((n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        if headers.iter().any(|(n, _)| n == "transfer-encoding") {
+            return Err(invalid("chunked bodies are not supported here"));
+        }
+        let len = match headers.iter().find(|(n, _)| n == "content-length") {
+            Some((_, v)) => v.parse::<usize>().map_err(|_| invalid("bad content-length"))?,
+            None => 0,
+        };
+        while self.buf.len() < head_end + len {
+            if self.fill().await? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-body"));
+            }
+        }
+        let body = self.buf[head_end..head_end + len].to_vec();
+        self.buf.drain(..head_end + len);
+        Ok(Some(Request { line, headers, body }))
+    }
+
+    /// `200 OK` with a small JSON body; with `close`, `Connection: close` and the write side shut.
+    async fn ok(&mut self, close: bool) -> io::Result<()> {
+        let body = br#"{"ok":true}"#;
+        let conn = if close { "connection: close\r\n" } else { "" };
+        let mut answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{conn}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(body);
+        // In one write: head and body apart would meet Nagle and a delayed ACK (40 ms).
+        self.io.write_all(&answer).await?;
+        self.io.flush().await?;
+        if close {
+            self.io.shutdown().await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a test server saw.
+#[derive(Default)]
+struct Log {
+    /// Every request read, answered or not, in order of arrival, with its event id.
+    requests: Mutex<Vec<(String, Request)>>,
+    /// How many requests each event got.
+    per_event: Mutex<HashMap<String, usize>>,
+    /// Named counters: connections, and whatever a test's handler counts.
+    counts: Mutex<HashMap<&'static str, usize>>,
+}
+
+impl Log {
+    /// Keep `req`; how many requests for the same event came before it.
+    fn arrive(&self, req: Request) -> usize {
+        assert!(req.line.starts_with("POST /hook "), "request line {:?}", req.line);
+        let id = req.event_id();
+        let before = {
+            let mut per_event = self.per_event.lock().unwrap();
+            let n = per_event.entry(id.clone()).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        self.requests.lock().unwrap().push((id, req));
+        before
+    }
+
+    fn per_event(&self) -> HashMap<String, usize> {
+        self.per_event.lock().unwrap().clone()
+    }
+
+    fn count(&self, what: &'static str) {
+        *self.counts.lock().unwrap().entry(what).or_insert(0) += 1;
+    }
+
+    fn get(&self, what: &'static str) -> usize {
+        self.counts.lock().unwrap().get(what).copied().unwrap_or(0)
+    }
+}
+
+/// Listen on 127.0.0.1 and run `handler` on every connection; the port and the log.
+async fn serve<F, Fut>(handler: F) -> (u16, Arc<Log>)
+where
+    F: Fn(TcpStream, Arc<Log>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = Arc::new(Log::default());
+    let l = log.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            l.count("connections");
+            tokio::spawn(handler(tcp, l.clone()));
+        }
+    });
+    (port, log)
+}
+
+/// A self-signed certificate for `localhost`: its PEM, and a TLS acceptor serving it.
+fn self_signed() -> (String, TlsAcceptor) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert: CertificateDer<'static> = ck.cert.der().clone();
+    let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key.into())
+        .unwrap();
+    (ck.cert.pem(), TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Answer every request `200` on a keep-alive connection until the client closes it.
+async fn answer_all<S: AsyncRead + AsyncWrite + Unpin>(io: S, log: &Log) {
+    let mut w = Wire::new(io);
+    while let Ok(Some(req)) = w.next().await {
+        log.arrive(req);
+        if w.ok(false).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn fake_api(n: usize, seed: u64) -> FakeApi {
+    api(generate_bookings(n, seed), vec![]).await
+}
+
+fn assert_each_once(log: &Log, n: usize) {
+    let per_event = log.per_event();
+    assert_eq!(per_event.len(), n, "every event arrived");
+    let twice: Vec<_> = per_event.iter().filter(|(_, c)| **c != 1).collect();
+    assert!(twice.is_empty(), "events that arrived more than once: {twice:?}");
+}
+
+// ---- TLS ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_fails_each_event_once_without_retrying() {
+    const N: usize = 5;
+    let (_, acceptor) = self_signed();
+    let (port, log) = serve(move |tcp, log| {
+        let acceptor = acceptor.clone();
+        async move {
+            match acceptor.accept(tcp).await {
+                Ok(tls) => answer_all(tls, &log).await,
+                Err(_) => log.count("failed handshakes"),
+            }
+        }
+    })
+    .await;
+    let api = fake_api(N, 21).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let mut cfg = config_to(&api, &format!("https://localhost:{port}/hook"), &ledger);
+    cfg.concurrency = 2;
+
+    let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
+
+    assert_eq!(report.exit_code(), 1, "{:?}", report.summary);
+    assert_eq!((report.summary.delivered, report.summary.failed), (0, N as u64));
+    assert_eq!((report.summary.attempts, report.summary.retries), (N as u64, 0));
+    // One TLS handshake per event, every one refused by the client, nothing sent over HTTP.
+    assert_eq!(log.get("connections"), N);
+    wait_for(2, || log.get("failed handshakes") == N).await;
+    assert!(log.requests.lock().unwrap().is_empty());
+    let status = savvy_replay::ledger::read_status(&ledger, 10).unwrap().unwrap();
+    assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (0, N as u64, 0));
+    assert_eq!(status[0].open.len(), N);
+    for open in &status[0].open {
+        assert_eq!((open.attempts, open.last_status), (1, None), "{open:?}");
+        let err = open.last_error.as_deref().unwrap_or_default();
+        assert!(err.contains("TLS") && err.contains("certificate"), "last_error: {err}");
+    }
+}
+
+/// rustls-platform-verifier on Linux reads its roots through rustls-native-certs, which honours
+/// `SSL_CERT_FILE`: with the test certificate as the only root, the real binary delivers over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_trusted_through_ssl_cert_file_delivers_over_https() {
+    const N: usize = 20;
+    let (pem, acceptor) = self_signed();
+    let (port, log) = serve(move |tcp, log| {
+        let acceptor = acceptor.clone();
+        async move {
+            match acceptor.accept(tcp).await {
+                Ok(tls) => answer_all(tls, &log).await,
+                Err(_) => log.count("failed handshakes"),
+            }
+        }
+    })
+    .await;
+    let api = fake_api(N, 22).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem_path = dir.path().join("root.pem");
+    std::fs::write(&pem_path, pem).unwrap();
+    let ledger = dir.path().join("l.db");
+    let args = [
+        "run",
+        "--api-base",
+        &api.base_url(),
+        "--webhook-url",
+        &format!("https://localhost:{port}/hook"),
+        "--ledger",
+        &ledger.display().to_string(),
+        "--rate",
+        "0",
+        "--concurrency",
+        "4",
+        "--retry-initial",
+        "10ms",
+        "--json",
+    ]
+    .map(str::to_owned);
+
+    let out = tokio::process::Command::new(bin())
+        .args(args)
+        .env("SAVVYCAL_TOKEN", TOKEN)
+        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
+        .env("SSL_CERT_FILE", &pem_path)
+        .env_remove("SSL_CERT_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = summary(&out);
+    assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64(), s["retries"].as_u64()), (Some(20), Some(0), Some(0)));
+    assert_eq!(log.get("failed handshakes"), 0);
+    assert_each_once(&log, N);
+    for (id, r) in log.requests.lock().unwrap().iter() {
+        let sig = r.header(signature::HEADER).expect("a signature header");
+        assert!(signature::verify(SECRET.as_bytes(), &r.body, sig), "bad signature on {id}");
+        assert_eq!(r.header("host"), Some(format!("localhost:{port}").as_str()));
+    }
+}
+
+// ---- connections that end ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_close_on_every_answer_costs_no_retries() {
+    const N: usize = 200;
+    let (port, log) = serve(|tcp, log| async move {
+        let mut w = Wire::new(tcp);
+        if let Ok(Some(req)) = w.next().await {
+            log.arrive(req);
+            let _ = w.ok(true).await;
+        }
+    })
+    .await;
+    let api = fake_api(N, 23).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config_to(&api, &format!("http://127.0.0.1:{port}/hook"), &dir.path().join("l.db"));
+    cfg.concurrency = 4;
+
+    let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
+
+    assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
+    assert_eq!((report.summary.delivered, report.summary.failed, report.summary.retries), (N as u64, 0, 0));
+    assert_each_once(&log, N);
+    assert_eq!(log.get("connections"), N, "one connection per request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_closed_by_the_server_are_replaced_without_retries() {
+    const N: usize = 50;
+    /// How long the server keeps a connection that has no request to read.
+    const IDLE: Duration = Duration::from_millis(20);
+    let (port, log) = serve(|tcp, log| async move {
+        let mut w = Wire::new(tcp);
+        let mut served = 0;
+        loop {
+            if w.buf.is_empty() {
+                match tokio::time::timeout(IDLE, w.fill()).await {
+                    Err(_) => {
+                        log.count(if served > 0 { "idle closes" } else { "unused closes" });
+                        return;
+                    }
+                    Ok(Ok(0) | Err(_)) => return,
+                    Ok(Ok(_)) => {}
+                }
+            }
+            match w.next().await {
+                Ok(Some(req)) => {
+                    log.arrive(req);
+                    if w.ok(false).await.is_err() {
+                        return;
+                    }
+                    served += 1;
+                }
+                _ => return,
+            }
+        }
+    })
+    .await;
+    let api = fake_api(N, 24).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config_to(&api, &format!("http://127.0.0.1:{port}/hook"), &dir.path().join("l.db"));
+    // Each worker sends at most every 40 ms (usually 80): the connection it used last has been
+    // closed by then, and so has a fresh one that waited long for its turn at the rate gate.
+    cfg.concurrency = 2;
+    cfg.rate = Rate::per_second(25.0);
+
+    let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
+
+    assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
+    assert_eq!((report.summary.delivered, report.summary.failed), (N as u64, 0));
+    assert_each_once(&log, N);
+    // The server really closed connections between requests (nearly every one; at least half even
+    // on a stalled machine)...
+    let closed = log.get("idle closes") + log.get("unused closes");
+    assert!(closed >= N / 2, "{closed} idle closes");
+    // ...and a request that found its connection closed went on a fresh one, not as a retry.
+    assert_eq!((report.summary.attempts, report.summary.retries), (N as u64, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_without_an_answer_is_retried() {
+    const N: usize = 40;
+    let (port, log) = serve(|tcp, log| async move {
+        let mut w = Wire::new(tcp);
+        while let Ok(Some(req)) = w.next().await {
+            if log.arrive(req) == 0 {
+                // The first attempt of each event: read in full, then hang up without a word.
+                return;
+            }
+            if w.ok(false).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let api = fake_api(N, 25).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let report =
+        savvy_replay::run(config_to(&api, &format!("http://127.0.0.1:{port}/hook"), &ledger), CancellationToken::new())
+            .await
+            .unwrap();
+
+    assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
+    assert_eq!((report.summary.delivered, report.summary.failed), (N as u64, 0));
+    assert_eq!((report.summary.attempts, report.summary.retries), (2 * N as u64, N as u64));
+    let per_event = log.per_event();
+    assert_eq!(per_event.len(), N);
+    assert!(per_event.values().all(|c| *c == 2), "{per_event:?}");
+    let status = savvy_replay::ledger::read_status(&ledger, 10).unwrap().unwrap();
+    assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (N as u64, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_slower_than_the_timeout_is_retried_and_the_connection_dropped() {
+    const N: usize = 16;
+    let (port, log) = serve(|tcp, log| async move {
+        let mut w = Wire::new(tcp);
+        while let Ok(Some(req)) = w.next().await {
+            if log.arrive(req) == 0 {
+                // The first attempt of each event: take a second to answer, unless the client
+                // gives up on the connection first.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => log.count("slow answers"),
+                    r = w.fill() => {
+                        if matches!(r, Ok(0) | Err(_)) {
+                            log.count("closed by the client while waiting");
+                            return;
+                        }
+                    }
+                }
+            }
+            if w.ok(false).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let api = fake_api(N, 26).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let mut cfg = config_to(&api, &format!("http://127.0.0.1:{port}/hook"), &ledger);
+    cfg.timeout = Duration::from_millis(200);
+
+    let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
+
+    assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
+    assert_eq!((report.summary.delivered, report.summary.failed), (N as u64, 0));
+    assert!(report.summary.retries > 0);
+    assert_eq!((report.summary.attempts, report.summary.retries), (2 * N as u64, N as u64));
+    let per_event = log.per_event();
+    assert_eq!(per_event.len(), N);
+    assert!(per_event.values().all(|c| *c == 2), "{per_event:?}");
+    let status = savvy_replay::ledger::read_status(&ledger, 10).unwrap().unwrap();
+    assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (N as u64, 0, 0));
+    // A timed-out request's connection is abandoned: the client closes it rather than leave it
+    // open waiting for an answer nobody reads.
+    wait_for(2, || log.get("closed by the client while waiting") == N).await;
+    assert_eq!(log.get("slow answers"), 0);
+}
