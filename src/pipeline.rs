@@ -335,7 +335,11 @@ async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: Ledger
             // Never sent: nothing to record, the next run fetches it again.
             return Ok(());
         }
-        ledger.record(o).await?;
+        if let Err(e) = ledger.record(o).await {
+            // An outcome that cannot be recorded: stop everyone rather than send more like it.
+            s.cancel.cancel();
+            return Err(e);
+        }
         match status {
             Status::Delivered => s.counters.delivered.fetch_add(1, Relaxed),
             Status::Failed => s.counters.failed.fetch_add(1, Relaxed),
@@ -399,8 +403,6 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
         match w.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                // The ledger cannot record: stop everything rather than send what cannot be recorded.
-                cancel.cancel();
                 ledger_error.get_or_insert(e);
             }
             Err(e) => warn!("a worker stopped unexpectedly: {e}"),
