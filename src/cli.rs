@@ -101,7 +101,7 @@ pub struct SourceArgs {
     #[arg(long, env = "SAVVYCAL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// SavvyCal API base URL [default: https://api.savvycal.com]
-    #[arg(long, env = "SAVVYCAL_API_BASE", value_name = "URL")]
+    #[arg(long, env = "SAVVYCAL_API_BASE", hide_env_values = true, value_name = "URL")]
     pub api_base: Option<String>,
     /// Which bookings by start date [default: all]
     #[arg(long, value_enum)]
@@ -142,7 +142,13 @@ pub struct RunArgs {
     pub select: SelectArgs,
 
     /// The webhook to POST events to.
-    #[arg(long, env = "SAVVY_REPLAY_WEBHOOK_URL", value_name = "URL", help_heading = "Delivery")]
+    #[arg(
+        long,
+        env = "SAVVY_REPLAY_WEBHOOK_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        help_heading = "Delivery"
+    )]
     pub webhook_url: Option<String>,
     /// The envelope's `type` [default: event.created]
     #[arg(long, value_name = "TYPE", help_heading = "Delivery")]
@@ -225,7 +231,7 @@ pub struct FailedArgs {
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
     /// Only events that failed for this webhook.
-    #[arg(long, env = "SAVVY_REPLAY_WEBHOOK_URL", value_name = "URL")]
+    #[arg(long, env = "SAVVY_REPLAY_WEBHOOK_URL", hide_env_values = true, value_name = "URL")]
     pub webhook_url: Option<String>,
     /// Only events that failed for this event type.
     #[arg(long, value_name = "TYPE")]
