@@ -222,11 +222,9 @@ fn assert_each_once(log: &Log, n: usize) {
 
 // ---- TLS ----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_untrusted_certificate_fails_each_event_once_without_retrying() {
-    const N: usize = 5;
-    let (_, acceptor) = self_signed();
-    let (port, log) = serve(move |tcp, log| {
+/// A TLS server that answers every request 200; failed handshakes are counted.
+async fn serve_tls(acceptor: TlsAcceptor) -> (u16, Arc<Log>) {
+    serve(move |tcp, log| {
         let acceptor = acceptor.clone();
         async move {
             match acceptor.accept(tcp).await {
@@ -235,7 +233,14 @@ async fn an_untrusted_certificate_fails_each_event_once_without_retrying() {
             }
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_fails_each_event_once_without_retrying() {
+    const N: usize = 5;
+    let (_, acceptor) = self_signed();
+    let (port, log) = serve_tls(acceptor).await;
     let api = fake_api(N, 21).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("l.db");
@@ -267,16 +272,7 @@ async fn an_untrusted_certificate_fails_each_event_once_without_retrying() {
 async fn a_certificate_trusted_through_ssl_cert_file_delivers_over_https() {
     const N: usize = 20;
     let (pem, acceptor) = self_signed();
-    let (port, log) = serve(move |tcp, log| {
-        let acceptor = acceptor.clone();
-        async move {
-            match acceptor.accept(tcp).await {
-                Ok(tls) => answer_all(tls, &log).await,
-                Err(_) => log.count("failed handshakes"),
-            }
-        }
-    })
-    .await;
+    let (port, log) = serve_tls(acceptor).await;
     let api = fake_api(N, 22).await;
     let dir = tempfile::tempdir().unwrap();
     let pem_path = dir.path().join("root.pem");
