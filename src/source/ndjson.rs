@@ -10,10 +10,12 @@ use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::{Batch, SourceError};
-use crate::event::Event;
+use crate::event::{Event, EventError};
 
 /// Lines per batch (the ledger is consulted a batch at a time).
 const BATCH_LINES: usize = 100;
+/// Longest line we read as an event (SavvyCal events are a few KiB).
+const MAX_LINE: usize = 16 << 20;
 /// More malformed lines than this and the input is clearly not NDJSON events: stop.
 const MAX_MALFORMED: u64 = 1000;
 
@@ -55,18 +57,42 @@ impl NdjsonReader {
         self.name.clone()
     }
 
+    /// Read one line into `buf`, keeping at most [`MAX_LINE`] bytes of it (the rest is skipped, so
+    /// a runaway line cannot exhaust memory). Returns the bytes consumed and whether it all fit.
+    async fn read_line(&mut self) -> Result<(usize, bool), SourceError> {
+        self.buf.clear();
+        let mut consumed = 0;
+        let mut complete = true;
+        loop {
+            let chunk =
+                self.reader.fill_buf().await.map_err(|error| SourceError::Read { path: self.name.clone(), error })?;
+            if chunk.is_empty() {
+                return Ok((consumed, complete));
+            }
+            let (take, end) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let room = MAX_LINE.saturating_sub(self.buf.len());
+            if take > room {
+                complete = false;
+            }
+            self.buf.extend_from_slice(&chunk[..take.min(room)]);
+            self.reader.consume(take);
+            consumed += take;
+            if end {
+                return Ok((consumed, complete));
+            }
+        }
+    }
+
     pub async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
         if self.done {
             return Ok(None);
         }
         let mut batch = Batch::default();
         while batch.events.len() < BATCH_LINES {
-            self.buf.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .await
-                .map_err(|error| SourceError::Read { path: self.name.clone(), error })?;
+            let (n, complete) = self.read_line().await?;
             if n == 0 {
                 self.done = true;
                 break;
@@ -76,7 +102,12 @@ impl NdjsonReader {
             if line.is_empty() {
                 continue;
             }
-            match Event::from_raw(Bytes::copy_from_slice(line)) {
+            let parsed = if complete {
+                Event::from_raw(Bytes::copy_from_slice(line))
+            } else {
+                Err(EventError::Shape(format!("the line is longer than {} MiB", MAX_LINE >> 20)))
+            };
+            match parsed {
                 Ok(ev) => batch.events.push(ev),
                 Err(e) => {
                     let msg = format!("{} line {}: {e}", self.name, self.line_no);
@@ -118,6 +149,22 @@ mod tests {
         assert!(b.malformed[0].starts_with("events.ndjson line 3:"), "{}", b.malformed[0]);
         assert!(b.malformed[1].starts_with("events.ndjson line 5:"), "{}", b.malformed[1]);
         assert!(r.next_batch().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_runaway_line_is_refused_without_holding_it_in_memory() {
+        let mut text = vec![b'x'; MAX_LINE + 10];
+        text.extend_from_slice(b"\n{\"id\":\"after\"}\n");
+        let mut r = NdjsonReader::from_reader(Box::new(std::io::Cursor::new(text)), "big".into());
+        let b = r.next_batch().await.unwrap().unwrap();
+        assert_eq!(b.malformed.len(), 1);
+        assert!(
+            b.malformed[0].contains("line 1") && b.malformed[0].contains("longer than 16 MiB"),
+            "{}",
+            b.malformed[0]
+        );
+        assert_eq!(&*b.events[0].id, "after");
+        assert!(r.buf.capacity() <= MAX_LINE + 256 * 1024);
     }
 
     #[tokio::test]
