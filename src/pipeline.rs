@@ -353,6 +353,14 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
     let started = Instant::now();
     let source = open_source(&cfg.source, cfg.retry, cfg.timeout, &cancel).await?;
     let source_name = source.describe();
+    // A dry run checks the token first and says whose account it reads.
+    let account = match (&source, cfg.dry_run) {
+        (Source::Api(pager), true) => {
+            let me = pager.whoami().await?;
+            Some(me.email.or(me.display_name).unwrap_or_else(|| "an account without an email".to_owned()))
+        }
+        _ => None,
+    };
     let target = Target {
         url: cfg.webhook_url.clone(),
         event_type: cfg.event_type.clone(),
@@ -380,7 +388,11 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
     );
 
     if cfg.dry_run {
-        let report = dry_run(&cfg, deliverer, rx, producer, &counters, started, cancel, target_name).await;
+        let from = match account {
+            Some(who) => format!("{source_name} (token accepted: {who})"),
+            None => source_name,
+        };
+        let report = dry_run(&cfg, deliverer, rx, producer, &counters, started, cancel, target_name, from).await;
         ledger.close().await?;
         return report;
     }
@@ -437,6 +449,7 @@ async fn dry_run(
     started: Instant,
     cancel: CancellationToken,
     target_name: String,
+    from: String,
 ) -> Result<Report, RunError> {
     let mut to_send = 0u64;
     let mut sample = None;
@@ -451,7 +464,7 @@ async fn dry_run(
         return Err(e.into());
     }
     let mut text = format!(
-        "Dry run: nothing was sent.\n{} events selected; {} already delivered to this webhook; {} to send to {target_name}.\n",
+        "Dry run: nothing was sent.\nRead from {from}.\n{} events selected; {} already delivered to this webhook; {} to send to {target_name}.\n",
         thousands(counters.selected.load(Relaxed)),
         thousands(counters.skipped.load(Relaxed)),
         thousands(to_send),

@@ -110,6 +110,7 @@ async fn dry_run_sends_nothing_and_masks_secrets() {
     assert_eq!(rcv.stats().requests, 0, "a dry run sends nothing");
     let stdout = text(&out.stdout);
     assert!(stdout.contains("40 to send"), "{stdout}");
+    assert!(stdout.contains("token accepted: demo@example.com"), "{stdout}");
     assert!(stdout.contains("about 20s"), "ETA at 2/s: {stdout}");
     assert!(stdout.contains(&format!("POST {}", rcv.url())), "{stdout}");
     assert!(stdout.contains("authorization: <masked>") && stdout.contains("x-team: growth"));
