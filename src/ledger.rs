@@ -340,9 +340,14 @@ fn writer(
 impl LedgerHandle {
     /// Record an outcome; returns once it is committed.
     pub async fn record(&self, outcome: Outcome) -> Result<(), LedgerError> {
+        self.submit(outcome)?.wait().await
+    }
+
+    /// Hand an outcome to the writer; [`Committed::wait`] returns once it is durable.
+    pub fn submit(&self, outcome: Outcome) -> Result<Committed, LedgerError> {
         let (ack, done) = oneshot::channel();
         self.tx.send(Msg::Record(outcome, ack)).map_err(|_| LedgerError::Gone)?;
-        done.await.map_err(|_| LedgerError::Gone)
+        Ok(Committed(done))
     }
 
     /// Earlier outcomes of these events for this target, in the same order.
@@ -350,6 +355,15 @@ impl LedgerHandle {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Msg::Lookup(ids, reply)).map_err(|_| LedgerError::Gone)?;
         answer.await.map_err(|_| LedgerError::Gone)
+    }
+}
+
+/// An outcome on its way into the ledger.
+pub struct Committed(oneshot::Receiver<()>);
+
+impl Committed {
+    pub async fn wait(self) -> Result<(), LedgerError> {
+        self.0.await.map_err(|_| LedgerError::Gone)
     }
 }
 

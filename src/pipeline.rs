@@ -16,9 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Resume, RunConfig, Selection, SourceConfig};
 use crate::connection::Connection;
-use crate::deliver::{self, Deliverer, Target};
+use crate::deliver::{self, Deliverer, Prepared, Target};
 use crate::event::Event;
-use crate::ledger::{Ledger, LedgerError, LedgerHandle, Outcome, Status};
+use crate::ledger::{Committed, Ledger, LedgerError, LedgerHandle, Outcome, Status};
 use crate::rate::Gate;
 use crate::report::{Counters, Progress, Summary, thousands};
 use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
@@ -229,8 +229,7 @@ struct Shared {
 
 /// Deliver one event: attempts through the gate, retries per policy. Never returns early without
 /// an outcome: when cancelled mid-way the event is `Pending`.
-async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event) -> Outcome {
-    let prepared = s.deliverer.prepare(ev);
+async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Prepared) -> Outcome {
     let mut attempts = 0u32;
     let mut last_status = None;
     let mut last_error: Option<String> = None;
@@ -320,32 +319,53 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event) -> Outcome {
     }
 }
 
-/// A worker: take an event, deliver it, have its outcome committed, repeat.
+/// A worker: take an event, deliver it, hand its outcome to the ledger, repeat. The outcome's
+/// commit overlaps taking and preparing the next event, but the worker sends nothing more until
+/// it is durable — that is what keeps a crash from re-sending more than `--concurrency` events.
 async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: LedgerHandle) -> Result<(), LedgerError> {
     let mut conn = Connection::default();
-    loop {
-        let ev = tokio::select! {
-            biased;
-            () = s.cancel.cancelled() => return Ok(()),
-            ev = rx.recv() => match ev { Ok(ev) => ev, Err(_) => return Ok(()) },
-        };
-        let o = deliver_one(&s, &mut conn, &ev).await;
-        let status = o.status;
-        if status == Status::Pending && o.attempts == 0 {
-            // Never sent: nothing to record, the next run fetches it again.
-            return Ok(());
+    let mut unsettled: Option<(Status, Committed)> = None;
+    let result = async {
+        loop {
+            let ev = tokio::select! {
+                biased;
+                () = s.cancel.cancelled() => return Ok(()),
+                ev = rx.recv() => match ev { Ok(ev) => ev, Err(_) => return Ok(()) },
+            };
+            let prepared = s.deliverer.prepare(&ev);
+            if let Some(previous) = unsettled.take() {
+                settle(&s, previous).await?;
+            }
+            let o = deliver_one(&s, &mut conn, &ev, prepared).await;
+            let status = o.status;
+            if status == Status::Pending && o.attempts == 0 {
+                // Never sent: nothing to record, the next run fetches it again.
+                return Ok(());
+            }
+            unsettled = Some((status, ledger.submit(o)?));
         }
-        if let Err(e) = ledger.record(o).await {
-            // An outcome that cannot be recorded: stop everyone rather than send more like it.
-            s.cancel.cancel();
-            return Err(e);
-        }
-        match status {
-            Status::Delivered => s.counters.delivered.fetch_add(1, Relaxed),
-            Status::Failed => s.counters.failed.fetch_add(1, Relaxed),
-            Status::Pending => s.counters.pending.fetch_add(1, Relaxed),
-        };
     }
+    .await;
+    let result = match (result, unsettled) {
+        (Ok(()), Some(last)) => settle(&s, last).await,
+        (result, _) => result,
+    };
+    if result.is_err() {
+        // An outcome that cannot be recorded: stop everyone rather than send more like it.
+        s.cancel.cancel();
+    }
+    result
+}
+
+/// Wait for an outcome to be committed, then count it.
+async fn settle(s: &Shared, (status, committed): (Status, Committed)) -> Result<(), LedgerError> {
+    committed.wait().await?;
+    match status {
+        Status::Delivered => s.counters.delivered.fetch_add(1, Relaxed),
+        Status::Failed => s.counters.failed.fetch_add(1, Relaxed),
+        Status::Pending => s.counters.pending.fetch_add(1, Relaxed),
+    };
+    Ok(())
 }
 
 /// Run the replay described by `cfg` until done or `cancel`led.
