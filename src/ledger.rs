@@ -3,7 +3,7 @@
 //!
 //! SQLite (WAL) owned by one writer thread — never a blocking SQLite call on the async runtime. The
 //! writer commits whatever outcomes have queued up in one transaction and only then tells each
-//! worker its outcome is safe; a worker takes its next event only after that. So at any moment at
+//! worker its outcome is safe; a worker sends its next request only after that. So at any moment at
 //! most `--concurrency` events are sent-but-unrecorded, and a crash (even `kill -9`) re-sends at
 //! most those. Batches form on their own under load (group commit), so the ledger costs little.
 //!

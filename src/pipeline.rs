@@ -1,6 +1,6 @@
 //! The replay itself: a paging producer feeds a bounded channel; a pool of workers delivers each
 //! event through the shared gate (rate limit + pool-wide pause) with retries; the ledger records
-//! every outcome before the worker takes its next event.
+//! every outcome before the worker sends its next request.
 //!
 //! Cancellation (Ctrl-C, SIGTERM): the producer stops fetching, workers finish the request they
 //! have in flight (bounded by `--timeout`), record it, and start nothing new. Events still in the
