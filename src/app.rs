@@ -295,11 +295,30 @@ fn status(args: &StatusArgs, file: &FileConfig) -> u8 {
     let targets = match ledger::read_status(&path, 20) {
         Ok(Some(t)) => t,
         Ok(None) => {
-            println!("No ledger at {} yet: nothing has been replayed with it.", path.display());
+            let msg = format!("No ledger at {} yet: nothing has been replayed with it.", path.display());
+            if args.json {
+                eprintln!("{msg}")
+            } else {
+                println!("{msg}")
+            }
             return exit::OK;
         }
         Err(e) => return fail(exit::USAGE, &e),
     };
+    if args.json {
+        let mut text = String::new();
+        for t in &targets {
+            match serde_json::to_string(t) {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Err(e) => return fail(exit::USAGE, &format!("cannot write the status as JSON: {e}")),
+            }
+        }
+        print_stdout(&text);
+        return exit::OK;
+    }
     if targets.is_empty() {
         println!("The ledger {} holds no outcomes yet.", path.display());
         return exit::OK;

@@ -67,7 +67,9 @@ pub enum Command {
     )]
     Export(ExportArgs),
     /// Show, per webhook, what the ledger holds: delivered, failed (with the last error), pending.
-    #[command(after_help = "Example:\n  savvy-replay status --ledger .savvy-replay/ledger.db")]
+    #[command(
+        after_help = "Examples:\n  savvy-replay status --ledger .savvy-replay/ledger.db\n  savvy-replay status --json | jq '.failed'"
+    )]
     Status(StatusArgs),
     /// Write the events that failed for good as NDJSON, ready for `run --input`.
     #[command(
@@ -223,6 +225,9 @@ pub struct StatusArgs {
     /// The ledger to read [default: .savvy-replay/ledger.db]
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
+    /// Print one JSON object per webhook and event type, one per line, instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

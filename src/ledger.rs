@@ -46,7 +46,8 @@ CREATE TABLE outcomes (
 CREATE INDEX outcomes_open ON outcomes (target_id, status) WHERE status != 1;
 ";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending = 0,
     Delivered = 1,
@@ -370,7 +371,7 @@ impl Committed {
 // ---- reading, for `status` and `failed` ----
 
 /// One failed or pending event, as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OpenEvent {
     pub event_id: String,
     pub status: Status,
@@ -379,7 +380,7 @@ pub struct OpenEvent {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TargetStatus {
     pub webhook_url: String,
     pub event_type: String,

@@ -121,6 +121,14 @@ async fn failed_events_are_exported_and_only_failed_resends_exactly_those() {
     assert!(st_out.contains(&format!("delivered {}", 60 - rejected.len())), "{st_out}");
     assert!(st_out.contains(&format!("failed {}", rejected.len())), "{st_out}");
     assert!(st_out.contains("HTTP 422") && st_out.contains(&rejected[0]), "{st_out}");
+    let st = run_bin(&["status", "--json", "--ledger", ledger.to_str().unwrap()].map(String::from)).await;
+    let targets: Vec<serde_json::Value> = text(&st.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["webhook_url"], rcv.url());
+    assert_eq!(targets[0]["delivered"], 60 - rejected.len());
+    assert_eq!(targets[0]["failed"], rejected.len());
+    assert_eq!(targets[0]["open"][0]["status"], "failed");
+    assert_eq!(targets[0]["open"][0]["last_status"], 422);
 
     // `failed` exports exactly those events, byte-identical.
     let file = dir.path().join("failed.ndjson");
