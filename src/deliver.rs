@@ -90,10 +90,6 @@ impl Deliverer {
         Ok(Deliverer { endpoint, fixed, target })
     }
 
-    pub fn target(&self) -> &Target {
-        &self.target
-    }
-
     pub fn prepare(&self, event: &Event) -> Prepared {
         let envelope = Envelope::build(&self.target.event_type, event, now_rfc3339);
         let signature = self.target.signing_secret.as_ref().map(|secret| {
