@@ -230,3 +230,29 @@ async fn unusable_ledgers_are_refused_with_exit_2_and_left_alone() {
     let out = run_bin(&["status".into(), "--ledger".into(), corrupt.display().to_string()]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_ignores_earlier_outcomes_and_sends_everything_again() {
+    let api = api(generate_bookings(25, 26), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    args.extend(["--rate", "0", "--json"].map(String::from));
+
+    assert_eq!(summary(&run_bin(&args).await)["delivered"], 25);
+    let rerun = summary(&run_bin(&args).await);
+    assert_eq!((rerun["skipped"].as_u64(), rerun["delivered"].as_u64()), (Some(25), Some(0)));
+
+    args.push("--fresh".into());
+    let fresh = run_bin(&args).await;
+    assert_eq!(fresh.status.code(), Some(0));
+    let s = summary(&fresh);
+    assert_eq!((s["skipped"].as_u64(), s["delivered"].as_u64()), (Some(0), Some(25)));
+    let stats = rcv.stats();
+    assert_eq!((stats.unique_accepted, stats.duplicates), (25, 25), "every event sent exactly twice");
+    // The same envelope ids go out again, so a receiver that dedupes on them stays idempotent.
+    let mut ids: Vec<String> = rcv.deliveries().iter().map(|d| d.envelope_id.clone().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 25);
+}
