@@ -48,7 +48,9 @@ async fn json_summary_is_the_last_line_and_complete() {
     let rcv = receiver(ReceiverConfig { reject_ids: vec![], ..signed_receiver() }).await;
     let dir = tempfile::tempdir().unwrap();
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
-    args.extend(["--json".into(), "--rate".into(), "0".into(), "-v".into()]);
+    args.extend(
+        ["--json", "--rate", "0", "-v", "-H", "X-Team: growth", "--event-type", "event.replayed"].map(String::from),
+    );
 
     let out = run_bin(&args).await;
 
@@ -72,6 +74,12 @@ async fn json_summary_is_the_last_line_and_complete() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("delivered 120"), "human summary on stderr: {stderr}");
     assert_eq!(accepted_per_event(&rcv.deliveries()).len(), 120);
+    for d in rcv.deliveries() {
+        assert_eq!(d.headers["x-team"], "growth");
+        let body: Body<'_> = serde_json::from_slice(&d.body).unwrap();
+        assert_eq!(body.kind, "event.replayed");
+        assert_eq!(body.id, savvy_replay::event::envelope_id("event.replayed", &event_id(&d)));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
