@@ -15,7 +15,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use savvy_replay::config::{Resume, RunConfig, Selection, SourceConfig};
+use savvy_replay::config::{Resume, RunConfig, SourceConfig};
 use savvy_replay::fake::{Receiver, ReceiverConfig};
 use savvy_replay::retry::{Backoff, RetryPolicy};
 use tokio_util::sync::CancellationToken;
@@ -91,25 +91,17 @@ async fn probe(rate: f64, concurrency: usize, secs: f64) -> Result<Probe, Box<dy
 
     let receiver = Receiver::start(ReceiverConfig { record: true, ..ReceiverConfig::default() }).await?;
     let cfg = RunConfig {
-        source: SourceConfig::File(input),
-        select: Selection::default(),
-        webhook_url: receiver.url().parse()?,
-        event_type: "event.created".to_owned(),
-        signing_secret: None,
-        headers: Vec::new(),
         timeout: Duration::from_secs(10),
         concurrency,
         rate: rate.to_string().parse()?,
-        burst: 1,
         retry: RetryPolicy {
             backoff: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
             max_retries: 3,
         },
         ledger: dir.path().join("ledger.db"),
         resume: Resume::Fresh,
-        dry_run: false,
-        json: false,
         quiet: true,
+        ..RunConfig::new(SourceConfig::File(input), receiver.url().parse()?)
     };
     let report = savvy_replay::pipeline::run(cfg, CancellationToken::new()).await?;
     let mut times: Vec<Instant> = receiver.deliveries().iter().map(|d| d.at).collect();

@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::cli::{self, Attendance, GlobalArgs, Header, Period, RunArgs, SelectArgs, SourceArgs, State};
 use crate::rate::Rate;
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::source::ApiQuery;
 
 pub const DEFAULT_API_BASE: &str = "https://api.savvycal.com";
@@ -224,6 +224,31 @@ pub struct RunConfig {
     pub quiet: bool,
 }
 
+impl RunConfig {
+    /// A run from `source` to `webhook_url` with every other setting at its documented default —
+    /// the one place those defaults live.
+    pub fn new(source: SourceConfig, webhook_url: Url) -> RunConfig {
+        RunConfig {
+            source,
+            select: Selection::default(),
+            webhook_url,
+            event_type: DEFAULT_EVENT_TYPE.to_owned(),
+            signing_secret: None,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(30),
+            concurrency: 8,
+            rate: Rate::per_second(20.0),
+            burst: 1,
+            retry: RetryPolicy::default(),
+            ledger: PathBuf::from(DEFAULT_LEDGER),
+            resume: Resume::Skip,
+            dry_run: false,
+            json: false,
+            quiet: false,
+        }
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -283,11 +308,12 @@ pub fn source_config(args: &SourceArgs, file: &FileConfig) -> Result<SourceConfi
         Some(b) => b.clone(),
         None => file.get("api_base", parse_string)?.unwrap_or_else(|| DEFAULT_API_BASE.to_owned()),
     };
+    let d = ApiQuery::default();
     let query = ApiQuery {
-        period: or_file(args.period, file, "period", parse_enum::<Period>)?.unwrap_or(Period::All),
-        state: or_file(args.state, file, "state", parse_enum::<State>)?.unwrap_or(State::All),
-        attendance: or_file(args.attendance, file, "attendance", parse_enum::<Attendance>)?.unwrap_or(Attendance::Any),
-        page_size: or_file(args.page_size, file, "page_size", cli::parse_page_size)?.unwrap_or(100),
+        period: or_file(args.period, file, "period", parse_enum::<Period>)?.unwrap_or(d.period),
+        state: or_file(args.state, file, "state", parse_enum::<State>)?.unwrap_or(d.state),
+        attendance: or_file(args.attendance, file, "attendance", parse_enum::<Attendance>)?.unwrap_or(d.attendance),
+        page_size: or_file(args.page_size, file, "page_size", cli::parse_page_size)?.unwrap_or(d.page_size),
     };
     Ok(SourceConfig::Api { base: api_base(&base)?, token, query })
 }
@@ -342,74 +368,66 @@ pub fn run_config(args: &RunArgs, global: &GlobalArgs, file: &FileConfig) -> Res
     };
     let webhook_url = parse_http_url("--webhook-url", &webhook)?;
 
-    let event_type = match &args.event_type {
-        Some(t) => t.clone(),
-        None => file.get("event_type", parse_string)?.unwrap_or_else(|| DEFAULT_EVENT_TYPE.to_owned()),
-    };
-    if event_type.trim().is_empty() {
+    let mut cfg = RunConfig::new(source, webhook_url);
+    cfg.select = select;
+    if let Some(t) = match &args.event_type {
+        Some(t) => Some(t.clone()),
+        None => file.get("event_type", parse_string)?,
+    } {
+        cfg.event_type = t;
+    }
+    if cfg.event_type.trim().is_empty() {
         return err("--event-type is empty; the default is event.created");
     }
-    let signing_secret = match &args.signing_secret {
+    cfg.signing_secret = match &args.signing_secret {
         Some(s) => Some(s.clone()),
         None => file.get("signing_secret", parse_string)?,
     }
     .filter(|s| !s.is_empty())
     .map(SecretString::from);
 
-    let mut headers = Vec::new();
     for h in file.get_list("header")? {
-        headers.push(cli::parse_header(&h).map_err(|e| ConfigError(format!("the config file: `header`: {e}")))?);
+        cfg.headers.push(cli::parse_header(&h).map_err(|e| ConfigError(format!("the config file: `header`: {e}")))?);
     }
     // Flags come after the file's headers, so they win where a receiver reads the last value.
-    headers.extend(args.headers.iter().cloned());
-    for h in &headers {
+    cfg.headers.extend(args.headers.iter().cloned());
+    for h in &cfg.headers {
         if matches!(h.name.as_str(), "content-length" | "host" | "transfer-encoding") {
             return err(format!("-H {}: this header is set by the HTTP client and cannot be overridden", h.name));
         }
     }
 
-    let timeout = or_file(args.timeout, file, "timeout", cli::parse_duration)?.unwrap_or(Duration::from_secs(30));
-    let concurrency = or_file(args.concurrency, file, "concurrency", cli::parse_concurrency)?.unwrap_or(8);
-    let rate = or_file(args.rate, file, "rate", cli::parse_rate)?.unwrap_or(Rate::per_second(20.0));
-    let burst = or_file(args.burst, file, "burst", cli::parse_burst)?.unwrap_or(1);
-    let max_retries = or_file(args.max_retries, file, "max_retries", parse_u32)?.unwrap_or(8);
-    let initial =
-        or_file(args.retry_initial, file, "retry_initial", cli::parse_duration)?.unwrap_or(Duration::from_millis(500));
-    let max = or_file(args.retry_max, file, "retry_max", cli::parse_duration)?.unwrap_or(Duration::from_secs(30));
-    if initial > max {
+    cfg.timeout = or_file(args.timeout, file, "timeout", cli::parse_duration)?.unwrap_or(cfg.timeout);
+    cfg.concurrency =
+        or_file(args.concurrency, file, "concurrency", cli::parse_concurrency)?.unwrap_or(cfg.concurrency);
+    cfg.rate = or_file(args.rate, file, "rate", cli::parse_rate)?.unwrap_or(cfg.rate);
+    cfg.burst = or_file(args.burst, file, "burst", cli::parse_burst)?.unwrap_or(cfg.burst);
+    let retry = &mut cfg.retry;
+    retry.max_retries = or_file(args.max_retries, file, "max_retries", parse_u32)?.unwrap_or(retry.max_retries);
+    let backoff = &mut retry.backoff;
+    backoff.initial =
+        or_file(args.retry_initial, file, "retry_initial", cli::parse_duration)?.unwrap_or(backoff.initial);
+    backoff.max = or_file(args.retry_max, file, "retry_max", cli::parse_duration)?.unwrap_or(backoff.max);
+    if backoff.initial > backoff.max {
         return err(format!(
             "--retry-initial ({}) is longer than --retry-max ({}); make the first delay the shorter one",
-            humantime::format_duration(initial),
-            humantime::format_duration(max)
+            humantime::format_duration(backoff.initial),
+            humantime::format_duration(backoff.max)
         ));
     }
     let fresh = args.fresh || file.get_bool("fresh")?;
     let only_failed = args.only_failed || file.get_bool("only_failed")?;
-    let resume = match (fresh, only_failed) {
+    cfg.resume = match (fresh, only_failed) {
         (true, true) => return err("--fresh and --only-failed contradict each other; pick one"),
         (true, false) => Resume::Fresh,
         (false, true) => Resume::OnlyFailed,
         (false, false) => Resume::Skip,
     };
-
-    Ok(RunConfig {
-        source,
-        select,
-        webhook_url,
-        event_type,
-        signing_secret,
-        headers,
-        timeout,
-        concurrency,
-        rate,
-        burst,
-        retry: RetryPolicy { backoff: Backoff { initial, max }, max_retries },
-        ledger: ledger_path(args.ledger.as_ref(), file)?,
-        resume,
-        dry_run: args.dry_run || file.get_bool("dry_run")?,
-        json: args.json || file.get_bool("json")?,
-        quiet: global.quiet || file.get_bool("quiet")?,
-    })
+    cfg.ledger = ledger_path(args.ledger.as_ref(), file)?;
+    cfg.dry_run = args.dry_run || file.get_bool("dry_run")?;
+    cfg.json = args.json || file.get_bool("json")?;
+    cfg.quiet = global.quiet || file.get_bool("quiet")?;
+    Ok(cfg)
 }
 
 /// `-v` from the flag, or `verbose = N` in the file.

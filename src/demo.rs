@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{exit, print_report, run_error, spawn_signal_handler};
-use crate::cli::{Attendance, DemoArgs, GlobalArgs, Period, SinkArgs, State};
-use crate::config::{Resume, RunConfig, Selection, SourceConfig};
+use crate::cli::{DemoArgs, GlobalArgs, SinkArgs};
+use crate::config::{RunConfig, SourceConfig};
 use crate::fake::{FakeApi, FakeApiConfig, Receiver, ReceiverConfig, generate_bookings};
 use crate::report::thousands;
 use crate::retry::{Backoff, RetryPolicy};
@@ -62,29 +62,21 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
         );
     }
     let cfg = RunConfig {
-        source: SourceConfig::Api {
-            base,
-            token: SecretString::from(token),
-            query: ApiQuery { period: Period::All, state: State::All, attendance: Attendance::Any, page_size: 100 },
-        },
-        select: Selection::default(),
-        webhook_url: webhook,
-        event_type: crate::config::DEFAULT_EVENT_TYPE.to_owned(),
         signing_secret: Some(SecretString::from(secret)),
-        headers: Vec::new(),
         timeout: Duration::from_secs(10),
         concurrency: args.concurrency,
         rate: args.rate,
-        burst: 1,
         retry: RetryPolicy {
             backoff: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
             max_retries: 10,
         },
         ledger: dir.path().join("ledger.db"),
-        resume: Resume::Skip,
-        dry_run: false,
         json: args.json,
         quiet: global.quiet,
+        ..RunConfig::new(
+            SourceConfig::Api { base, token: SecretString::from(token), query: ApiQuery::default() },
+            webhook,
+        )
     };
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());

@@ -30,6 +30,14 @@ pub struct ApiQuery {
     pub page_size: u32,
 }
 
+impl Default for ApiQuery {
+    /// Everything, oldest first in pages of 100: the API's own defaults would hide past, canceled
+    /// and declined bookings.
+    fn default() -> Self {
+        ApiQuery { period: Period::All, state: State::All, attendance: Attendance::Any, page_size: 100 }
+    }
+}
+
 pub struct ApiPager {
     client: reqwest::Client,
     base: Url,
@@ -338,7 +346,7 @@ mod tests {
             client,
             Url::parse("https://api.example.com/base/").unwrap(),
             SecretString::from("pt_secret_x"),
-            ApiQuery { period: Period::All, state: State::All, attendance: Attendance::Any, page_size: 100 },
+            ApiQuery::default(),
             RetryPolicy::default(),
             CancellationToken::new(),
         );

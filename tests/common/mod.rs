@@ -8,8 +8,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use savvy_replay::cli::{Attendance, Period, State};
-use savvy_replay::config::{Resume, RunConfig, Selection, SourceConfig};
+use savvy_replay::config::{RunConfig, SourceConfig};
 use savvy_replay::fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, Receiver, ReceiverConfig};
 use savvy_replay::rate::Rate;
 use savvy_replay::retry::{Backoff, RetryPolicy};
@@ -45,29 +44,23 @@ pub fn config(api: &FakeApi, rcv: &Receiver, ledger: &Path) -> RunConfig {
 /// [`config`], delivering to any webhook URL (a hand-written test server).
 pub fn config_to(api: &FakeApi, webhook_url: &str, ledger: &Path) -> RunConfig {
     RunConfig {
-        source: SourceConfig::Api {
-            base: savvy_replay::config::api_base(&api.base_url()).unwrap(),
-            token: SecretString::from(TOKEN),
-            query: ApiQuery { period: Period::All, state: State::All, attendance: Attendance::Any, page_size: 100 },
-        },
-        select: Selection::default(),
-        webhook_url: webhook_url.parse().unwrap(),
-        event_type: "event.created".into(),
         signing_secret: Some(SecretString::from(SECRET)),
-        headers: Vec::new(),
         timeout: Duration::from_secs(5),
-        concurrency: 8,
         rate: Rate::UNLIMITED,
-        burst: 1,
         retry: RetryPolicy {
             backoff: Backoff { initial: Duration::from_millis(10), max: Duration::from_secs(2) },
             max_retries: 10,
         },
         ledger: ledger.to_path_buf(),
-        resume: Resume::Skip,
-        dry_run: false,
-        json: false,
         quiet: true,
+        ..RunConfig::new(
+            SourceConfig::Api {
+                base: savvy_replay::config::api_base(&api.base_url()).unwrap(),
+                token: SecretString::from(TOKEN),
+                query: ApiQuery::default(),
+            },
+            webhook_url.parse().unwrap(),
+        )
     }
 }
 
