@@ -4,7 +4,6 @@
 //! 0 all delivered, 1 some failed, 2 usage or configuration, 3 the source failed, 130 interrupted.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::CommandFactory;
@@ -12,18 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
 use crate::config::{self, FileConfig};
+use crate::error::exit;
 use crate::ledger::{self, Status};
-use crate::pipeline::{self, Report, RunError};
-use crate::report::thousands;
-
-/// Exit statuses (SPEC §3).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const SOURCE: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
-}
+use crate::pipeline;
+use crate::report::{fail, is_broken_pipe, open_out, print_report, print_stdout, run_error, thousands};
+use crate::signal::spawn_signal_handler;
 
 /// Run the parsed command line; never panics on input, returns the process exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -69,11 +61,6 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-fn fail(code: u8, e: &dyn std::fmt::Display) -> u8 {
-    eprintln!("Error: {e}");
-    code
-}
-
 /// Logs go to stderr around the progress bar. `-v` info, `-vv` debug; `-q` errors only.
 fn init_logging(verbosity: u8, quiet: bool) {
     use tracing::Level;
@@ -103,50 +90,6 @@ impl Write for BarAwareStderr {
     }
 }
 
-/// Ctrl-C or SIGTERM once: cancel gracefully. Twice: exit at once (the ledger's transactions keep
-/// it consistent either way).
-pub fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        eprintln!(
-            "\nInterrupted: finishing the requests in flight and saving progress (press Ctrl-C again to quit at once)"
-        );
-        cancel.cancel();
-        wait_for_signal().await;
-        eprintln!("Quit at once; the ledger is consistent, run the same command again to continue.");
-        std::process::exit(i32::from(exit::INTERRUPTED));
-    });
-}
-
-pub(crate) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Print a line on stdout; a closed pipe (`| head`) is not an error.
-fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
 async fn run(cfg: config::RunConfig) -> u8 {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
@@ -160,76 +103,6 @@ async fn run(cfg: config::RunConfig) -> u8 {
         }
         Err(e) => run_error(&e),
     }
-}
-
-pub(crate) fn run_error(e: &RunError) -> u8 {
-    fail(e.exit_code(), e)
-}
-
-/// The end of a run as the user sees it: dry-run report, human summary, hints, JSON.
-pub(crate) fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path) {
-    let s = &report.summary;
-    if let Some(text) = &report.dry_run_text {
-        if json {
-            eprint!("{text}");
-        } else {
-            print_stdout(text);
-        }
-    } else if !quiet {
-        eprint!("{}", s.human(&report.target, report.pending));
-    }
-    if report.malformed_count > 0 {
-        eprintln!(
-            "Error: {} source entries were not events and were skipped (everything else was processed):",
-            thousands(report.malformed_count)
-        );
-        for m in &report.malformed {
-            eprintln!("  {m}");
-        }
-        if report.malformed_count as usize > report.malformed.len() {
-            eprintln!("  … and {} more", report.malformed_count as usize - report.malformed.len());
-        }
-    }
-    if let Some(e) = &report.source_error {
-        eprintln!("Error: {e}");
-        if s.delivered > 0 {
-            eprintln!("The events fetched before the failure were processed; run the same command again to continue.");
-        }
-    }
-    if !quiet && !s.dry_run {
-        if s.interrupted {
-            eprintln!(
-                "Progress is saved in {}; run the same command again to continue where this run stopped.",
-                ledger_path.display()
-            );
-        } else if s.failed > 0 {
-            eprintln!(
-                "{} events failed for good: `savvy-replay status` shows why; `savvy-replay failed --out failed.ndjson` exports them, \
-                 and `run --only-failed` retries them.",
-                thousands(s.failed)
-            );
-        }
-    }
-    if json {
-        match serde_json::to_string(s) {
-            Ok(line) => print_stdout(&format!("{line}\n")),
-            Err(e) => eprintln!("Error: cannot write the JSON summary: {e}"),
-        }
-    }
-}
-
-fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write>, String> {
-    Ok(match path {
-        Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
-            256 * 1024,
-            std::fs::File::create(p).map_err(|e| format!("cannot create --out {}: {e}", p.display()))?,
-        )),
-        _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock())),
-    })
-}
-
-fn is_broken_pipe(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
 async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {

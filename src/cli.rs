@@ -8,9 +8,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+use crate::deliver::Header;
 use crate::rate::Rate;
+use crate::source::api::{Attendance, Period, State};
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -278,69 +280,6 @@ pub struct SinkArgs {
     pub fail_rate: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Period {
-    All,
-    Past,
-    Upcoming,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum State {
-    All,
-    Confirmed,
-    Canceled,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Attendance {
-    Any,
-    Attending,
-}
-
-impl Period {
-    pub fn as_query(self) -> &'static str {
-        match self {
-            Period::All => "all",
-            Period::Past => "past",
-            Period::Upcoming => "upcoming",
-        }
-    }
-}
-
-impl State {
-    pub fn as_query(self) -> &'static str {
-        match self {
-            State::All => "all",
-            State::Confirmed => "confirmed",
-            State::Canceled => "canceled",
-        }
-    }
-}
-
-impl Attendance {
-    pub fn as_query(self) -> &'static str {
-        match self {
-            Attendance::Any => "any",
-            Attendance::Attending => "attending",
-        }
-    }
-}
-
-/// One `-H 'Name: value'`, already checked to be a valid HTTP header.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: http::HeaderName,
-    pub value: http::HeaderValue,
-}
-
-impl std::fmt::Debug for Header {
-    // Header values are often credentials for the receiver: never print them.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: <redacted>", self.name)
-    }
-}
-
 // ---- value parsers, shared with the configuration file ----
 
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
@@ -391,14 +330,7 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
 }
 
 pub fn parse_header(s: &str) -> Result<Header, String> {
-    let Some((name, value)) = s.split_once(':') else {
-        return Err(format!("`{s}` is not a header; write it as 'Name: value'"));
-    };
-    let name = http::HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| format!("`{}` is not a valid header name", name.trim()))?;
-    let value = http::HeaderValue::from_str(value.trim())
-        .map_err(|_| format!("the value of header `{name}` has characters HTTP does not allow in a header"))?;
-    Ok(Header { name, value })
+    s.parse()
 }
 
 #[cfg(test)]

@@ -12,10 +12,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::cli::{self, Attendance, GlobalArgs, Header, Period, RunArgs, SelectArgs, SourceArgs, State};
+use crate::cli::{self, GlobalArgs, RunArgs, SelectArgs, SourceArgs};
+use crate::deliver::Header;
 use crate::rate::Rate;
 use crate::retry::RetryPolicy;
 use crate::source::ApiQuery;
+use crate::source::api::{Attendance, Period, State};
 
 pub const DEFAULT_API_BASE: &str = "https://api.savvycal.com";
 pub const DEFAULT_LEDGER: &str = ".savvy-replay/ledger.db";

@@ -111,7 +111,7 @@ impl Endpoint {
         };
         let port = url.port_or_known_default().ok_or("the URL has no port")?;
         let tls = if https {
-            crate::deliver::install_crypto_provider();
+            crate::http::install_crypto_provider();
             let mut config =
                 <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
                     .map_err(|e| format!("cannot load the system's TLS roots: {e}"))?;

@@ -13,19 +13,39 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::connection::{Connection, Endpoint};
-use crate::source::api::error_message;
-
-use crate::cli::Header;
 use crate::event::{Envelope, Event, now_rfc3339};
+use crate::http::{USER_AGENT, error_message};
 use crate::retry::TransportError;
 use crate::signature;
 
-/// `User-Agent: savvy-replay/<version>`.
-pub const USER_AGENT: &str = concat!("savvy-replay/", env!("CARGO_PKG_VERSION"));
+/// One `-H 'Name: value'`, already checked to be a valid HTTP header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: http::HeaderName,
+    pub value: http::HeaderValue,
+}
 
-/// Make rustls use `ring` (reqwest is built without a default crypto provider). Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+impl std::fmt::Debug for Header {
+    // Header values are often credentials for the receiver: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: <redacted>", self.name)
+    }
+}
+
+impl std::str::FromStr for Header {
+    type Err = String;
+
+    /// `Name: value`, checked to be a valid HTTP header.
+    fn from_str(s: &str) -> Result<Header, String> {
+        let Some((name, value)) = s.split_once(':') else {
+            return Err(format!("`{s}` is not a header; write it as 'Name: value'"));
+        };
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("`{}` is not a valid header name", name.trim()))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("the value of header `{name}` has characters HTTP does not allow in a header"))?;
+        Ok(Header { name, value })
+    }
 }
 
 /// How the webhook is addressed, fixed for a run.
@@ -242,10 +262,7 @@ mod tests {
             url: Url::parse("https://hooks.example.com/in").unwrap(),
             event_type: "event.created".into(),
             signing_secret: Some(SecretString::from("whsec_topsecret")),
-            headers: vec![
-                crate::cli::parse_header("Authorization: Bearer rcv_secret").unwrap(),
-                crate::cli::parse_header("X-Team: growth").unwrap(),
-            ],
+            headers: vec!["Authorization: Bearer rcv_secret".parse().unwrap(), "X-Team: growth".parse().unwrap()],
             timeout: Duration::from_secs(30),
         })
         .unwrap();

@@ -8,12 +8,13 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{exit, print_report, run_error, spawn_signal_handler};
 use crate::cli::{DemoArgs, GlobalArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
+use crate::error::exit;
 use crate::fake::{FakeApi, FakeApiConfig, Receiver, ReceiverConfig, generate_bookings};
-use crate::report::thousands;
+use crate::report::{print_report, run_error, thousands};
 use crate::retry::{Backoff, RetryPolicy};
+use crate::signal::{spawn_signal_handler, wait_for_signal};
 use crate::source::ApiQuery;
 
 pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
@@ -141,7 +142,7 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> u8 {
         receiver.url(),
         if args.secret.is_some() { "verifying signatures" } else { "no --secret: signatures not checked" }
     );
-    crate::app::wait_for_signal().await;
+    wait_for_signal().await;
     let s = receiver.stats();
     eprintln!(
         "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {} rejected, {} answered 503/429.",

@@ -17,66 +17,13 @@ use tracing::{debug, info, warn};
 use crate::config::{Resume, RunConfig, Selection, SourceConfig};
 use crate::connection::Connection;
 use crate::deliver::{self, Deliverer, Prepared, Target};
+use crate::error::RunError;
 use crate::event::Event;
 use crate::ledger::{Committed, Ledger, LedgerError, LedgerHandle, Outcome, Status};
 use crate::rate::Gate;
-use crate::report::{Counters, Progress, Summary, thousands};
+use crate::report::{Counters, Progress, Report, Summary, thousands};
 use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
 use crate::source::{ApiPager, NdjsonReader, Source, SourceError};
-
-/// How a run ended, beyond the counts.
-#[derive(Debug)]
-pub struct Report {
-    pub summary: Summary,
-    /// The source failed (exit status 3). What was fetched before was still delivered.
-    pub source_error: Option<SourceError>,
-    /// Entries that were not events (line numbers / page entries), the first few.
-    pub malformed: Vec<String>,
-    pub malformed_count: u64,
-    /// Events left pending because the run was interrupted mid-retry.
-    pub pending: u64,
-    /// `--dry-run`: the human report (count, ETA, sample request).
-    pub dry_run_text: Option<String>,
-    /// Where events went, for the human summary.
-    pub target: String,
-}
-
-impl Report {
-    /// SPEC §3: 130 interrupted, 3 source failed, 1 some failed, 0 all delivered.
-    pub fn exit_code(&self) -> u8 {
-        if self.summary.interrupted {
-            130
-        } else if self.source_error.is_some() || self.malformed_count > 0 {
-            3
-        } else if self.summary.failed > 0 {
-            1
-        } else {
-            0
-        }
-    }
-}
-
-/// Errors that stop a run before or while it starts (exit status 2).
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    #[error("cannot read --input {path}: {error}")]
-    Input { path: String, error: std::io::Error },
-    #[error("cannot set up the HTTP client: {0}")]
-    Client(String),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-}
-
-impl RunError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Source(_) => 3,
-            _ => 2,
-        }
-    }
-}
 
 /// Open the configured source.
 pub async fn open_source(

@@ -4,6 +4,8 @@
 //! counters ten times a second from its own task, so the hot path never touches the terminal.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -11,6 +13,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+
+use crate::error::{RunError, exit};
+use crate::source::SourceError;
 
 /// Live counters of a run, shared by the producer, the workers and the progress bar.
 pub struct Counters {
@@ -183,6 +188,120 @@ impl Summary {
     }
 }
 
+/// How a run ended, beyond the counts.
+#[derive(Debug)]
+pub struct Report {
+    pub summary: Summary,
+    /// The source failed (exit status 3). What was fetched before was still delivered.
+    pub source_error: Option<SourceError>,
+    /// Entries that were not events (line numbers / page entries), the first few.
+    pub malformed: Vec<String>,
+    pub malformed_count: u64,
+    /// Events left pending because the run was interrupted mid-retry.
+    pub pending: u64,
+    /// `--dry-run`: the human report (count, ETA, sample request).
+    pub dry_run_text: Option<String>,
+    /// Where events went, for the human summary.
+    pub target: String,
+}
+
+impl Report {
+    /// SPEC §3: 130 interrupted, 3 source failed, 1 some failed, 0 all delivered.
+    pub fn exit_code(&self) -> u8 {
+        if self.summary.interrupted {
+            exit::INTERRUPTED
+        } else if self.source_error.is_some() || self.malformed_count > 0 {
+            exit::SOURCE
+        } else if self.summary.failed > 0 {
+            exit::FAILED
+        } else {
+            exit::OK
+        }
+    }
+}
+
+pub fn fail(code: u8, e: &dyn std::fmt::Display) -> u8 {
+    eprintln!("Error: {e}");
+    code
+}
+
+/// Print a line on stdout; a closed pipe (`| head`) is not an error.
+pub fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+pub fn run_error(e: &RunError) -> u8 {
+    fail(e.exit_code(), e)
+}
+
+/// The end of a run as the user sees it: dry-run report, human summary, hints, JSON.
+pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path) {
+    let s = &report.summary;
+    if let Some(text) = &report.dry_run_text {
+        if json {
+            eprint!("{text}");
+        } else {
+            print_stdout(text);
+        }
+    } else if !quiet {
+        eprint!("{}", s.human(&report.target, report.pending));
+    }
+    if report.malformed_count > 0 {
+        eprintln!(
+            "Error: {} source entries were not events and were skipped (everything else was processed):",
+            thousands(report.malformed_count)
+        );
+        for m in &report.malformed {
+            eprintln!("  {m}");
+        }
+        if report.malformed_count as usize > report.malformed.len() {
+            eprintln!("  … and {} more", report.malformed_count as usize - report.malformed.len());
+        }
+    }
+    if let Some(e) = &report.source_error {
+        eprintln!("Error: {e}");
+        if s.delivered > 0 {
+            eprintln!("The events fetched before the failure were processed; run the same command again to continue.");
+        }
+    }
+    if !quiet && !s.dry_run {
+        if s.interrupted {
+            eprintln!(
+                "Progress is saved in {}; run the same command again to continue where this run stopped.",
+                ledger_path.display()
+            );
+        } else if s.failed > 0 {
+            eprintln!(
+                "{} events failed for good: `savvy-replay status` shows why; `savvy-replay failed --out failed.ndjson` exports them, \
+                 and `run --only-failed` retries them.",
+                thousands(s.failed)
+            );
+        }
+    }
+    if json {
+        match serde_json::to_string(s) {
+            Ok(line) => print_stdout(&format!("{line}\n")),
+            Err(e) => eprintln!("Error: cannot write the JSON summary: {e}"),
+        }
+    }
+}
+
+pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write>, String> {
+    Ok(match path {
+        Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
+            256 * 1024,
+            std::fs::File::create(p).map_err(|e| format!("cannot create --out {}: {e}", p.display()))?,
+        )),
+        _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock())),
+    })
+}
+
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -205,7 +324,6 @@ fn active_bar() -> &'static Mutex<Option<ProgressBar>> {
 
 /// Write to stderr without tearing the progress bar (used by the log subscriber).
 pub fn write_stderr(buf: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
     let bar = active_bar().lock().ok().and_then(|g| g.clone());
     match bar {
         Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),

@@ -17,9 +17,61 @@ use tracing::{debug, info};
 use url::Url;
 
 use super::{Batch, SourceError};
-use crate::cli::{Attendance, Period, State};
 use crate::event::Event;
+use crate::http::error_message;
 use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify};
+
+/// `period` of `/v1/events`: which bookings by start date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Period {
+    All,
+    Past,
+    Upcoming,
+}
+
+/// `state` of `/v1/events`: which bookings by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum State {
+    All,
+    Confirmed,
+    Canceled,
+}
+
+/// `attendance` of `/v1/events`: whether bookings the organizer declined are included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Attendance {
+    Any,
+    Attending,
+}
+
+impl Period {
+    pub fn as_query(self) -> &'static str {
+        match self {
+            Period::All => "all",
+            Period::Past => "past",
+            Period::Upcoming => "upcoming",
+        }
+    }
+}
+
+impl State {
+    pub fn as_query(self) -> &'static str {
+        match self {
+            State::All => "all",
+            State::Confirmed => "confirmed",
+            State::Canceled => "canceled",
+        }
+    }
+}
+
+impl Attendance {
+    pub fn as_query(self) -> &'static str {
+        match self {
+            Attendance::Any => "any",
+            Attendance::Attending => "attending",
+        }
+    }
+}
 
 /// What to ask `/v1/events` for.
 #[derive(Debug, Clone, Copy)]
@@ -79,10 +131,10 @@ enum Fetched {
 
 /// The HTTP client for the API; `timeout` bounds each whole request.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    crate::deliver::install_crypto_provider();
+    crate::http::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
-        .user_agent(crate::deliver::USER_AGENT)
+        .user_agent(crate::http::USER_AGENT)
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -300,44 +352,9 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
-/// An API error body, read defensively: `{"errors":[{"message":…}]}`, or plain text, or nothing.
-pub fn error_message(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Errors {
-        errors: Vec<Msg>,
-    }
-    #[derive(Deserialize)]
-    struct Msg {
-        message: String,
-    }
-    if let Ok(e) = serde_json::from_slice::<Errors>(body) {
-        let msgs: Vec<_> = e.errors.into_iter().map(|m| m.message).collect();
-        if !msgs.is_empty() {
-            return msgs.join("; ");
-        }
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let mut out: String = text.chars().take(200).filter(|c| !c.is_control()).collect();
-    if text.chars().count() > 200 {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_bodies_are_read_defensively() {
-        assert_eq!(error_message(br#"{"errors":[{"message":"Unauthenticated"}]}"#), "Unauthenticated");
-        assert_eq!(error_message(b"Unauthenticated\n"), "Unauthenticated");
-        assert_eq!(error_message(b""), "");
-        assert_eq!(error_message(br#"{"errors":[]}"#), r#"{"errors":[]}"#);
-        let long = "x".repeat(500);
-        assert_eq!(error_message(long.as_bytes()).chars().count(), 201);
-    }
 
     #[test]
     fn query_names_every_filter_and_the_cursor() {

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Check the module import graph of src/ (outside src/fake/ and #[cfg(test)] blocks): prints
+# every edge, then fails if any two modules import each other, directly or through others.
+# Usage: scripts/check-imports.sh [-v]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 - "$@" <<'PY'
+import os, re, sys
+verbose = "-v" in sys.argv
+mods = {}
+for root, _, files in os.walk("src"):
+    for f in files:
+        if not f.endswith(".rs"):
+            continue
+        path = os.path.join(root, f)
+        rel = path[4:-3]
+        if rel.endswith("/mod"):
+            rel = rel[:-4]
+        if rel in ("main", "lib"):
+            continue
+        mods[rel.replace("/", "::")] = path
+tops = {m.split("::")[0] for m in mods}
+def owner(path_parts, here):
+    # The longest known module that a `crate::a::b` path names.
+    for n in range(len(path_parts), 0, -1):
+        cand = "::".join(path_parts[:n])
+        if cand in mods:
+            return cand
+    return None
+edges = {m: set() for m in mods}
+for m, path in mods.items():
+    text = open(path).read()
+    cut = text.find("#[cfg(test)]")
+    if cut >= 0:
+        text = text[:cut]
+    text = re.sub(r"//[^\n]*", "", text)
+    parent = m.rsplit("::", 1)[0] if "::" in m else None
+    for hit in re.finditer(r"\b(crate|super)((?:::\w+)+)", text):
+        parts = hit.group(2).strip(":").split("::")
+        if hit.group(1) == "super":
+            if parent is None:
+                continue
+            parts = parent.split("::") + parts
+        # `use crate::x::{a, b}` names only x; a brace list after it is items or submodules.
+        target = owner(parts, m)
+        if target and target != m and not m.startswith(target + "::") and not target.startswith(m + "::"):
+            edges[m].add(target)
+    # `use crate::x::{a::b, c}` forms
+    for hit in re.finditer(r"\bcrate::(\w+)::\{([^}]*)\}", text):
+        for item in hit.group(2).split(","):
+            item = item.strip().split(" as ")[0]
+            if not item:
+                continue
+            target = owner([hit.group(1)] + item.split("::"), m)
+            if target and target != m and not target.startswith(m + "::") and not m.startswith(target + "::"):
+                edges[m].add(target)
+if verbose:
+    for m in sorted(edges):
+        print(f"{m} -> {', '.join(sorted(edges[m]))}")
+# Collapse submodules into their top module for the circle check (source::api ↔ source is fine).
+top_edges = {t: set() for t in tops}
+for m, ts in edges.items():
+    for t in ts:
+        a, b = m.split("::")[0], t.split("::")[0]
+        if a != b:
+            top_edges[a].add(b)
+# Find cycles with Tarjan's strongly connected components.
+index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]
+def strong(v):
+    index[v] = low[v] = counter[0]; counter[0] += 1
+    stack.append(v); on.add(v)
+    for w in top_edges[v]:
+        if w not in index:
+            strong(w); low[v] = min(low[v], low[w])
+        elif w in on:
+            low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+        comp = []
+        while True:
+            w = stack.pop(); on.discard(w); comp.append(w)
+            if w == v:
+                break
+        if len(comp) > 1:
+            sccs.append(sorted(comp))
+for v in sorted(top_edges):
+    if v not in index:
+        strong(v)
+if sccs:
+    for c in sccs:
+        print("import circle among:", " ".join(c))
+    sys.exit(1)
+print(f"no import circles among {len(top_edges)} modules")
+PY

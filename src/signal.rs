@@ -1,0 +1,46 @@
+//! Ctrl-C and SIGTERM: the first asks the run to stop gracefully, the second ends the process.
+//!
+//! Its own small module so that every subcommand (`run`, `export`, `demo`, `sink`) can use it
+//! without importing the module that dispatches subcommands.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::exit;
+
+/// Ctrl-C or SIGTERM once: cancel gracefully. Twice: exit at once (the ledger's transactions keep
+/// it consistent either way).
+pub fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!(
+            "\nInterrupted: finishing the requests in flight and saving progress (press Ctrl-C again to quit at once)"
+        );
+        cancel.cancel();
+        wait_for_signal().await;
+        eprintln!("Quit at once; the ledger is consistent, run the same command again to continue.");
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
+}
+
+/// Wait for Ctrl-C or (on Unix) SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
