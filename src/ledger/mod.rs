@@ -9,18 +9,25 @@
 //!
 //! A lock file next to the database keeps two replays off the same ledger. Reads for resuming go a
 //! page of ids at a time; no list of ids is ever held in memory.
+//!
+//! This file holds the types, opening and locking; [`writer`] is the writer thread and
+//! [`read`] the read side for `status` and `failed`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
+
+mod read;
+mod writer;
+
+pub use read::{OpenEvent, TargetStatus, read_status, write_failed};
+use writer::{Msg, writer};
 
 /// The schema this version reads and writes.
 const SCHEMA_VERSION: i64 = 1;
-/// Most outcomes committed in one transaction.
-const MAX_BATCH: usize = 4096;
 
 const SCHEMA: &str = "
 CREATE TABLE targets (
@@ -55,7 +62,7 @@ pub enum Status {
 }
 
 impl Status {
-    fn from_i64(v: i64) -> Option<Status> {
+    pub(crate) fn from_i64(v: i64) -> Option<Status> {
         match v {
             0 => Some(Status::Pending),
             1 => Some(Status::Delivered),
@@ -101,7 +108,7 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    fn sqlite(path: &Path, error: rusqlite::Error) -> LedgerError {
+    pub(crate) fn sqlite(path: &Path, error: rusqlite::Error) -> LedgerError {
         let code = error.sqlite_error_code();
         match code {
             Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
@@ -119,13 +126,6 @@ impl LedgerError {
     }
 }
 
-enum Msg {
-    Record(Outcome, oneshot::Sender<()>),
-    Lookup(Vec<Box<str>>, oneshot::Sender<Vec<Option<Status>>>),
-    /// Commit and stop.
-    Close,
-}
-
 /// The ledger of one run: a writer thread and the lock that keeps other runs out.
 pub struct Ledger {
     tx: mpsc::UnboundedSender<Msg>,
@@ -139,7 +139,7 @@ pub struct LedgerHandle {
     tx: mpsc::UnboundedSender<Msg>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
@@ -150,7 +150,7 @@ fn lock_path(path: &Path) -> PathBuf {
 }
 
 /// Open (creating if needed) and check the schema. Shared by the writer and the readers.
-fn open_checked(path: &Path, flags: OpenFlags) -> Result<Connection, LedgerError> {
+pub(crate) fn open_checked(path: &Path, flags: OpenFlags) -> Result<Connection, LedgerError> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| LedgerError::sqlite(path, e))?;
     let version: i64 =
         conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| LedgerError::sqlite(path, e))?;
@@ -258,86 +258,6 @@ fn take_lock(path: &Path) -> Result<File, LedgerError> {
     Ok(f)
 }
 
-fn writer(
-    mut conn: Connection,
-    target_id: i64,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-    path: &Path,
-) -> Result<(), LedgerError> {
-    let mut batch = Vec::with_capacity(64);
-    let mut acks = Vec::with_capacity(64);
-    let mut closing = false;
-    while !closing {
-        let Some(first) = rx.blocking_recv() else { break };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        let tx = conn.transaction().map_err(|e| LedgerError::sqlite(path, e))?;
-        {
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO outcomes
-                       (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
-                     ON CONFLICT (target_id, event_id) DO UPDATE SET
-                       status = excluded.status,
-                       attempts = attempts + excluded.attempts,
-                       last_status = excluded.last_status,
-                       last_error = excluded.last_error,
-                       updated_at = excluded.updated_at,
-                       body = excluded.body",
-                )
-                .map_err(|e| LedgerError::sqlite(path, e))?;
-            let mut lookup = tx
-                .prepare_cached("SELECT status FROM outcomes WHERE target_id = ?1 AND event_id = ?2")
-                .map_err(|e| LedgerError::sqlite(path, e))?;
-            let now = now_ms();
-            for msg in batch.drain(..) {
-                match msg {
-                    Msg::Record(o, ack) => {
-                        upsert
-                            .execute(params![
-                                target_id,
-                                &*o.event_id,
-                                o.status as i64,
-                                o.attempts,
-                                o.last_status,
-                                o.last_error,
-                                now,
-                                o.body.as_deref(),
-                            ])
-                            .map_err(|e| LedgerError::sqlite(path, e))?;
-                        acks.push(ack);
-                    }
-                    Msg::Lookup(ids, reply) => {
-                        let mut out = Vec::with_capacity(ids.len());
-                        for id in &ids {
-                            let s: Option<i64> = lookup
-                                .query_row(params![target_id, &**id], |r| r.get(0))
-                                .optional()
-                                .map_err(|e| LedgerError::sqlite(path, e))?;
-                            out.push(s.and_then(Status::from_i64));
-                        }
-                        let _ = reply.send(out);
-                    }
-                    Msg::Close => closing = true,
-                }
-            }
-        }
-        tx.commit().map_err(|e| LedgerError::sqlite(path, e))?;
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
-        }
-    }
-    // Fold the WAL back into the database so the file is whole on its own.
-    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-    Ok(())
-}
-
 impl LedgerHandle {
     /// Record an outcome; returns once it is committed.
     pub async fn record(&self, outcome: Outcome) -> Result<(), LedgerError> {
@@ -366,130 +286,6 @@ impl Committed {
     pub async fn wait(self) -> Result<(), LedgerError> {
         self.0.await.map_err(|_| LedgerError::Gone)
     }
-}
-
-// ---- reading, for `status` and `failed` ----
-
-/// One failed or pending event, as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OpenEvent {
-    pub event_id: String,
-    pub status: Status,
-    pub attempts: u32,
-    pub last_status: Option<u16>,
-    pub last_error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TargetStatus {
-    pub webhook_url: String,
-    pub event_type: String,
-    pub delivered: u64,
-    pub failed: u64,
-    pub pending: u64,
-    /// The first few failed and pending events.
-    pub open: Vec<OpenEvent>,
-}
-
-/// Open an existing ledger for reading; `Ok(None)` when there is none at `path`.
-fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    open_checked(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map(Some)
-}
-
-/// Per target: counts, and up to `show` failed/pending events. `Ok(None)`: no ledger at `path`.
-pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>, LedgerError> {
-    let Some(conn) = open_read(path)? else { return Ok(None) };
-    let sq = |e| LedgerError::sqlite(path, e);
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
-    if version == 0 {
-        return Ok(Some(Vec::new()));
-    }
-    let mut targets = conn.prepare("SELECT id, webhook_url, event_type FROM targets ORDER BY id").map_err(sq)?;
-    let rows: Vec<(i64, String, String)> = targets
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(sq)?
-        .collect::<Result<_, _>>()
-        .map_err(sq)?;
-    let mut out = Vec::new();
-    for (id, webhook_url, event_type) in rows {
-        let mut counts = [0u64; 3];
-        let mut stmt = conn
-            .prepare_cached("SELECT status, count(*) FROM outcomes WHERE target_id = ?1 GROUP BY status")
-            .map_err(sq)?;
-        let mut q = stmt.query([id]).map_err(sq)?;
-        while let Some(r) = q.next().map_err(sq)? {
-            let (s, n): (i64, i64) = (r.get(0).map_err(sq)?, r.get(1).map_err(sq)?);
-            if let Some(slot) = usize::try_from(s).ok().and_then(|s| counts.get_mut(s)) {
-                *slot = n.max(0) as u64;
-            }
-        }
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT event_id, status, attempts, last_status, last_error FROM outcomes
-                 WHERE target_id = ?1 AND status != 1 ORDER BY status DESC, updated_at LIMIT ?2",
-            )
-            .map_err(sq)?;
-        let open = stmt
-            .query_map(params![id, show as i64], |r| {
-                Ok(OpenEvent {
-                    event_id: r.get(0)?,
-                    status: Status::from_i64(r.get(1)?).unwrap_or(Status::Pending),
-                    attempts: r.get(2)?,
-                    last_status: r.get(3)?,
-                    last_error: r.get(4)?,
-                })
-            })
-            .map_err(sq)?
-            .collect::<Result<_, _>>()
-            .map_err(sq)?;
-        out.push(TargetStatus {
-            webhook_url,
-            event_type,
-            pending: counts[0],
-            delivered: counts[1],
-            failed: counts[2],
-            open,
-        });
-    }
-    Ok(Some(out))
-}
-
-/// Write the failed events (optionally of one webhook / event type) as NDJSON; returns how many.
-/// An event that failed for several targets is written once.
-pub fn write_failed(
-    path: &Path,
-    webhook_url: Option<&str>,
-    event_type: Option<&str>,
-    out: &mut dyn std::io::Write,
-) -> Result<u64, LedgerError> {
-    let Some(conn) = open_read(path)? else { return Ok(0) };
-    let sq = |e| LedgerError::sqlite(path, e);
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
-    if version == 0 {
-        return Ok(0);
-    }
-    let mut stmt = conn
-        .prepare(
-            "SELECT o.event_id, min(o.body) FROM outcomes o JOIN targets t ON t.id = o.target_id
-             WHERE o.status = 2 AND o.body IS NOT NULL
-               AND (?1 IS NULL OR t.webhook_url = ?1) AND (?2 IS NULL OR t.event_type = ?2)
-             GROUP BY o.event_id ORDER BY min(o.first_at), o.event_id",
-        )
-        .map_err(sq)?;
-    let mut rows = stmt.query(params![webhook_url, event_type]).map_err(sq)?;
-    let mut n = 0;
-    let write_err = |error| LedgerError::Io { action: "write failed events from", path: path.to_owned(), error };
-    while let Some(r) = rows.next().map_err(sq)? {
-        let body: Vec<u8> = r.get(1).map_err(sq)?;
-        out.write_all(&body).map_err(write_err)?;
-        out.write_all(b"\n").map_err(write_err)?;
-        n += 1;
-    }
-    out.flush().map_err(write_err)?;
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -1,0 +1,130 @@
+//! The read side of the ledger, for `status` and `failed`: a read-only connection, without the
+//! lock a run takes.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::{LedgerError, Status, open_checked};
+
+/// One failed or pending event, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OpenEvent {
+    pub event_id: String,
+    pub status: Status,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TargetStatus {
+    pub webhook_url: String,
+    pub event_type: String,
+    pub delivered: u64,
+    pub failed: u64,
+    pub pending: u64,
+    /// The first few failed and pending events.
+    pub open: Vec<OpenEvent>,
+}
+
+/// Open an existing ledger for reading; `Ok(None)` when there is none at `path`.
+fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    open_checked(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map(Some)
+}
+
+/// Per target: counts, and up to `show` failed/pending events. `Ok(None)`: no ledger at `path`.
+pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>, LedgerError> {
+    let Some(conn) = open_read(path)? else { return Ok(None) };
+    let sq = |e| LedgerError::sqlite(path, e);
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
+    if version == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let mut targets = conn.prepare("SELECT id, webhook_url, event_type FROM targets ORDER BY id").map_err(sq)?;
+    let rows: Vec<(i64, String, String)> = targets
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sq)?
+        .collect::<Result<_, _>>()
+        .map_err(sq)?;
+    let mut out = Vec::new();
+    for (id, webhook_url, event_type) in rows {
+        let mut counts = [0u64; 3];
+        let mut stmt = conn
+            .prepare_cached("SELECT status, count(*) FROM outcomes WHERE target_id = ?1 GROUP BY status")
+            .map_err(sq)?;
+        let mut q = stmt.query([id]).map_err(sq)?;
+        while let Some(r) = q.next().map_err(sq)? {
+            let (s, n): (i64, i64) = (r.get(0).map_err(sq)?, r.get(1).map_err(sq)?);
+            if let Some(slot) = usize::try_from(s).ok().and_then(|s| counts.get_mut(s)) {
+                *slot = n.max(0) as u64;
+            }
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT event_id, status, attempts, last_status, last_error FROM outcomes
+                 WHERE target_id = ?1 AND status != 1 ORDER BY status DESC, updated_at LIMIT ?2",
+            )
+            .map_err(sq)?;
+        let open = stmt
+            .query_map(params![id, show as i64], |r| {
+                Ok(OpenEvent {
+                    event_id: r.get(0)?,
+                    status: Status::from_i64(r.get(1)?).unwrap_or(Status::Pending),
+                    attempts: r.get(2)?,
+                    last_status: r.get(3)?,
+                    last_error: r.get(4)?,
+                })
+            })
+            .map_err(sq)?
+            .collect::<Result<_, _>>()
+            .map_err(sq)?;
+        out.push(TargetStatus {
+            webhook_url,
+            event_type,
+            pending: counts[0],
+            delivered: counts[1],
+            failed: counts[2],
+            open,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Write the failed events (optionally of one webhook / event type) as NDJSON; returns how many.
+/// An event that failed for several targets is written once.
+pub fn write_failed(
+    path: &Path,
+    webhook_url: Option<&str>,
+    event_type: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, LedgerError> {
+    let Some(conn) = open_read(path)? else { return Ok(0) };
+    let sq = |e| LedgerError::sqlite(path, e);
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sq)?;
+    if version == 0 {
+        return Ok(0);
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT o.event_id, min(o.body) FROM outcomes o JOIN targets t ON t.id = o.target_id
+             WHERE o.status = 2 AND o.body IS NOT NULL
+               AND (?1 IS NULL OR t.webhook_url = ?1) AND (?2 IS NULL OR t.event_type = ?2)
+             GROUP BY o.event_id ORDER BY min(o.first_at), o.event_id",
+        )
+        .map_err(sq)?;
+    let mut rows = stmt.query(params![webhook_url, event_type]).map_err(sq)?;
+    let mut n = 0;
+    let write_err = |error| LedgerError::Io { action: "write failed events from", path: path.to_owned(), error };
+    while let Some(r) = rows.next().map_err(sq)? {
+        let body: Vec<u8> = r.get(1).map_err(sq)?;
+        out.write_all(&body).map_err(write_err)?;
+        out.write_all(b"\n").map_err(write_err)?;
+        n += 1;
+    }
+    out.flush().map_err(write_err)?;
+    Ok(n)
+}

@@ -1,0 +1,101 @@
+//! The ledger's writer thread: it owns the SQLite connection, commits whatever outcomes have
+//! queued up in one transaction (group commit), answers lookups in the same order as records, and
+//! only then tells each worker its outcome is durable.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{LedgerError, Outcome, Status, now_ms};
+
+/// Most outcomes committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// What the async side asks the writer thread.
+pub(super) enum Msg {
+    Record(Outcome, oneshot::Sender<()>),
+    Lookup(Vec<Box<str>>, oneshot::Sender<Vec<Option<Status>>>),
+    /// Commit and stop.
+    Close,
+}
+
+pub(super) fn writer(
+    mut conn: Connection,
+    target_id: i64,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    path: &Path,
+) -> Result<(), LedgerError> {
+    let mut batch = Vec::with_capacity(64);
+    let mut acks = Vec::with_capacity(64);
+    let mut closing = false;
+    while !closing {
+        let Some(first) = rx.blocking_recv() else { break };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let tx = conn.transaction().map_err(|e| LedgerError::sqlite(path, e))?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO outcomes
+                       (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
+                     ON CONFLICT (target_id, event_id) DO UPDATE SET
+                       status = excluded.status,
+                       attempts = attempts + excluded.attempts,
+                       last_status = excluded.last_status,
+                       last_error = excluded.last_error,
+                       updated_at = excluded.updated_at,
+                       body = excluded.body",
+                )
+                .map_err(|e| LedgerError::sqlite(path, e))?;
+            let mut lookup = tx
+                .prepare_cached("SELECT status FROM outcomes WHERE target_id = ?1 AND event_id = ?2")
+                .map_err(|e| LedgerError::sqlite(path, e))?;
+            let now = now_ms();
+            for msg in batch.drain(..) {
+                match msg {
+                    Msg::Record(o, ack) => {
+                        upsert
+                            .execute(params![
+                                target_id,
+                                &*o.event_id,
+                                o.status as i64,
+                                o.attempts,
+                                o.last_status,
+                                o.last_error,
+                                now,
+                                o.body.as_deref(),
+                            ])
+                            .map_err(|e| LedgerError::sqlite(path, e))?;
+                        acks.push(ack);
+                    }
+                    Msg::Lookup(ids, reply) => {
+                        let mut out = Vec::with_capacity(ids.len());
+                        for id in &ids {
+                            let s: Option<i64> = lookup
+                                .query_row(params![target_id, &**id], |r| r.get(0))
+                                .optional()
+                                .map_err(|e| LedgerError::sqlite(path, e))?;
+                            out.push(s.and_then(Status::from_i64));
+                        }
+                        let _ = reply.send(out);
+                    }
+                    Msg::Close => closing = true,
+                }
+            }
+        }
+        tx.commit().map_err(|e| LedgerError::sqlite(path, e))?;
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+    // Fold the WAL back into the database so the file is whole on its own.
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+    Ok(())
+}
