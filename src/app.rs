@@ -13,9 +13,10 @@ use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
 use crate::config::{self, FileConfig};
 use crate::error::exit;
 use crate::ledger::{self, Status};
-use crate::pipeline;
-use crate::report::{fail, is_broken_pipe, open_out, print_report, print_stdout, run_error, thousands};
+use crate::progress::thousands;
+use crate::report::{fail, is_broken_pipe, open_out, print_report, print_stdout, run_error};
 use crate::signal::spawn_signal_handler;
+use crate::{pipeline, producer};
 
 /// Run the parsed command line; never panics on input, returns the process exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -82,7 +83,7 @@ struct BarAwareStderr;
 
 impl Write for BarAwareStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        crate::report::write_stderr(buf)?;
+        crate::progress::write_stderr(buf)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -115,7 +116,7 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let source =
-        match pipeline::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel).await
+        match producer::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel).await
         {
             Ok(s) => s,
             Err(e) => return run_error(&e),
@@ -124,9 +125,9 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {
         Ok(o) => o,
         Err(e) => return fail(exit::USAGE, &e),
     };
-    let counters = std::sync::Arc::new(crate::report::Counters::default());
+    let counters = std::sync::Arc::new(crate::progress::Counters::default());
     let (events, producer) =
-        pipeline::spawn_producer(source, sel, config::Resume::Fresh, None, counters, 256, cancel.clone());
+        producer::spawn_producer(source, sel, config::Resume::Fresh, None, counters, 256, cancel.clone());
     let mut written = 0u64;
     while let Ok(ev) = events.recv().await {
         if let Err(e) = out.write_all(&ev.raw).and_then(|()| out.write_all(b"\n")) {
@@ -142,7 +143,7 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {
     {
         return fail(exit::USAGE, &format!("cannot write the export: {e}"));
     }
-    let ended = pipeline::produced(producer).await;
+    let ended = producer::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
     eprintln!("Exported {} events to {dest}.", thousands(written));
     if let Some(e) = ended.source_error {

@@ -64,16 +64,35 @@ pub struct Prepared {
     idempotency_key: HeaderValue,
 }
 
-/// What one attempt came to.
+/// What one attempt came to: an answer, or none.
 #[derive(Debug)]
-pub struct Attempt {
-    pub status: Option<u16>,
-    pub retry_after: Option<String>,
-    /// The transport failure, when there was no answer.
-    pub error: Option<(TransportError, String)>,
-    /// The first bytes of the answer's body (for failed-event records).
-    pub body_start: String,
-    pub latency: Duration,
+pub enum Attempt {
+    /// The receiver answered.
+    Answered {
+        status: u16,
+        retry_after: Option<String>,
+        /// The first bytes of the answer's body, for failed-event records (empty on success).
+        body_start: String,
+        latency: Duration,
+    },
+    /// No complete answer: the connection, TLS or the timeout failed.
+    NoAnswer { kind: TransportError, message: String, latency: Duration },
+}
+
+impl Attempt {
+    /// The HTTP status, when there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Attempt::Answered { status, .. } => Some(*status),
+            Attempt::NoAnswer { .. } => None,
+        }
+    }
+
+    pub fn latency(&self) -> Duration {
+        match self {
+            Attempt::Answered { latency, .. } | Attempt::NoAnswer { latency, .. } => *latency,
+        }
+    }
 }
 
 pub struct Deliverer {
@@ -123,14 +142,9 @@ impl Deliverer {
     /// Make sure the worker's connection is open. On failure, the failed attempt to record.
     pub async fn connect(&self, conn: &mut Connection) -> Result<(), Attempt> {
         let start = Instant::now();
-        conn.connect(&self.endpoint).await.map_err(|e| Attempt {
-            status: None,
-            retry_after: None,
-            error: Some((
-                if e.is_transient() { TransportError::Connection } else { TransportError::Other },
-                e.to_string(),
-            )),
-            body_start: String::new(),
+        conn.connect(&self.endpoint).await.map_err(|e| Attempt::NoAnswer {
+            kind: if e.is_transient() { TransportError::Connection } else { TransportError::Other },
+            message: e.to_string(),
             latency: start.elapsed(),
         })
     }
@@ -152,24 +166,17 @@ impl Deliverer {
         let start = Instant::now();
         let result = tokio::time::timeout(self.target.timeout, conn.send(&self.endpoint, make, BODY_KEEP)).await;
         let latency = start.elapsed();
-        let failed = |kind, msg| Attempt {
-            status: None,
-            retry_after: None,
-            error: Some((kind, msg)),
-            body_start: String::new(),
-            latency,
-        };
+        let failed = |kind, message| Attempt::NoAnswer { kind, message, latency };
         match result {
             Ok(Ok((resp, kept))) => {
                 let status = resp.status();
-                Attempt {
-                    status: Some(status.as_u16()),
+                Attempt::Answered {
+                    status: status.as_u16(),
                     retry_after: resp
                         .headers()
                         .get(http::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned),
-                    error: None,
                     body_start: if status.is_success() { String::new() } else { error_message(&kept) },
                     latency,
                 }

@@ -21,12 +21,15 @@ pub mod fake;
 pub mod http;
 pub mod ledger;
 pub mod pipeline;
+pub mod producer;
+pub mod progress;
 pub mod rate;
 pub mod report;
 pub mod retry;
 pub mod signal;
 pub mod signature;
 pub mod source;
+pub mod worker;
 
 pub use config::RunConfig;
 pub use pipeline::run;

@@ -1,6 +1,6 @@
-//! The replay itself: a paging producer feeds a bounded channel; a pool of workers delivers each
-//! event through the shared gate (rate limit + pool-wide pause) with retries; the ledger records
-//! every outcome before the worker sends its next request.
+//! The replay itself: wires a producer ([`crate::producer`]) to a pool of workers
+//! ([`crate::worker`]), the ledger and the progress bar, and turns how they ended into a
+//! [`Report`]. With `--dry-run`, the events are counted and the first request is rendered instead.
 //!
 //! Cancellation (Ctrl-C, SIGTERM): the producer stops fetching, workers finish the request they
 //! have in flight (bounded by `--timeout`), record it, and start nothing new. Events still in the
@@ -8,312 +8,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::config::{Resume, RunConfig, Selection, SourceConfig};
-use crate::connection::Connection;
-use crate::deliver::{self, Deliverer, Prepared, Target};
+use crate::config::RunConfig;
+use crate::deliver::{self, Deliverer, Target};
 use crate::error::RunError;
 use crate::event::Event;
-use crate::ledger::{Committed, Ledger, LedgerError, LedgerHandle, Outcome, Status};
+use crate::ledger::Ledger;
+use crate::producer::{Produced, open_source, produced, spawn_producer};
+use crate::progress::{Counters, Progress};
 use crate::rate::Gate;
-use crate::report::{Counters, Progress, Report, Summary, thousands};
-use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
-use crate::source::{ApiPager, NdjsonReader, Source, SourceError};
-
-/// Open the configured source.
-pub async fn open_source(
-    source: &SourceConfig,
-    retry: RetryPolicy,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<Source, RunError> {
-    Ok(match source {
-        SourceConfig::File(path) => Source::Ndjson(
-            NdjsonReader::open(path)
-                .await
-                .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
-        ),
-        SourceConfig::Api { base, token, query } => {
-            let client = crate::source::api::client(timeout).map_err(|e| RunError::Client(e.to_string()))?;
-            Source::Api(Box::new(ApiPager::new(client, base.clone(), token.clone(), *query, retry, cancel.clone())))
-        }
-    })
-}
-
-/// Whether an event passes `--created-before` / `--created-after`. An event without a readable
-/// `created_at` cannot be placed in time, so it passes only when neither filter is set.
-pub fn selected(sel: &Selection, ev: &Event) -> bool {
-    if sel.created_before.is_none() && sel.created_after.is_none() {
-        return true;
-    }
-    let Some(t) = ev.created_at() else { return false };
-    sel.created_before.is_none_or(|b| t < b) && sel.created_after.is_none_or(|a| t > a)
-}
-
-/// How reading the source ended.
-#[derive(Debug, Default)]
-pub struct Produced {
-    /// The source failed (exit status 3).
-    pub source_error: Option<SourceError>,
-    /// The first few entries that were not events.
-    pub malformed: Vec<String>,
-    pub malformed_count: u64,
-    pub ledger_error: Option<LedgerError>,
-}
-
-/// Start reading `source`: selected events (minus what the ledger says to skip) come out of the
-/// returned bounded channel; the task's result says how reading ended. `run` delivers from the
-/// channel; `export` writes it out.
-pub fn spawn_producer(
-    source: Source,
-    sel: Selection,
-    resume: Resume,
-    ledger: Option<LedgerHandle>,
-    counters: Arc<Counters>,
-    capacity: usize,
-    cancel: CancellationToken,
-) -> (async_channel::Receiver<Event>, tokio::task::JoinHandle<Produced>) {
-    let (tx, rx) = async_channel::bounded::<Event>(capacity.max(1));
-    let task = tokio::spawn(produce(source, sel, resume, ledger, counters, tx, cancel));
-    (rx, task)
-}
-
-/// The producer's result, also when its task died.
-pub async fn produced(task: tokio::task::JoinHandle<Produced>) -> Produced {
-    task.await.unwrap_or_else(|e| Produced {
-        source_error: Some(SourceError::Malformed(format!("the reader stopped: {e}"))),
-        ..Produced::default()
-    })
-}
-
-const MALFORMED_KEEP: usize = 20;
-
-/// Read the source batch by batch, select, skip what the ledger says is done, and queue the rest.
-async fn produce(
-    mut source: Source,
-    sel: Selection,
-    resume: Resume,
-    ledger: Option<LedgerHandle>,
-    counters: Arc<Counters>,
-    out: async_channel::Sender<Event>,
-    cancel: CancellationToken,
-) -> Produced {
-    let mut p = Produced::default();
-    let limit = sel.limit.unwrap_or(u64::MAX);
-    'pages: while !cancel.is_cancelled() && counters.selected.load(Relaxed) < limit {
-        let batch = tokio::select! {
-            b = source.next_batch() => b,
-            () = cancel.cancelled() => break,
-        };
-        let batch = match batch {
-            Ok(Some(b)) => b,
-            Ok(None) => break,
-            Err(e) => {
-                if !cancel.is_cancelled() {
-                    p.source_error = Some(e);
-                }
-                break;
-            }
-        };
-        counters.fetched.fetch_add(batch.events.len() as u64, Relaxed);
-        p.malformed_count += batch.malformed.len() as u64;
-        for m in batch.malformed {
-            warn!("skipped: {m}");
-            if p.malformed.len() < MALFORMED_KEEP {
-                p.malformed.push(m);
-            }
-        }
-        let mut events: Vec<Event> = batch.events.into_iter().filter(|e| selected(&sel, e)).collect();
-        let statuses = match (&ledger, resume) {
-            (Some(l), Resume::Skip | Resume::OnlyFailed) if !events.is_empty() => {
-                match l.lookup(events.iter().map(|e| e.id.clone()).collect()).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        p.ledger_error = Some(e);
-                        break;
-                    }
-                }
-            }
-            _ => vec![None; events.len()],
-        };
-        for (ev, status) in events.drain(..).zip(statuses) {
-            match (resume, status) {
-                (Resume::OnlyFailed, Some(Status::Failed)) => {}
-                (Resume::OnlyFailed, _) => continue,
-                _ => {}
-            }
-            if counters.selected.load(Relaxed) >= limit {
-                break 'pages;
-            }
-            counters.selected.fetch_add(1, Relaxed);
-            if resume == Resume::Skip && status == Some(Status::Delivered) {
-                counters.skipped.fetch_add(1, Relaxed);
-                continue;
-            }
-            tokio::select! {
-                r = out.send(ev) => if r.is_err() { break 'pages },
-                () = cancel.cancelled() => break 'pages,
-            }
-        }
-    }
-    counters.source_done.store(true, Relaxed);
-    p
-}
-
-/// Everything a worker shares with the others.
-struct Shared {
-    deliverer: Deliverer,
-    gate: Gate,
-    retry: RetryPolicy,
-    counters: Arc<Counters>,
-    cancel: CancellationToken,
-}
-
-/// Deliver one event: attempts through the gate, retries per policy. Never returns early without
-/// an outcome: when cancelled mid-way the event is `Pending`.
-async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Prepared) -> Outcome {
-    let mut attempts = 0u32;
-    let mut last_status = None;
-    let mut last_error: Option<String> = None;
-    let outcome = |status, attempts, last_status, last_error: Option<String>| Outcome {
-        event_id: ev.id.clone(),
-        status,
-        attempts,
-        last_status,
-        last_error,
-        body: (status != Status::Delivered).then(|| prepared.envelope.payload()),
-    };
-    loop {
-        // Connect first (not a request: the rate gate does not count it), then take a turn.
-        let connected = tokio::select! {
-            biased;
-            () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
-            c = s.deliverer.connect(conn) => c,
-        };
-        let a = match connected {
-            Err(failed) => failed,
-            Ok(()) => {
-                tokio::select! {
-                    biased;
-                    () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
-                    () = s.gate.acquire() => {}
-                }
-                s.deliverer.attempt(conn, &prepared).await
-            }
-        };
-        attempts += 1;
-        s.counters.record_attempt(a.status, a.latency);
-        let result = match (&a.status, &a.error) {
-            (Some(code), _) => AttemptResult::Status { code: *code, retry_after: a.retry_after.as_deref() },
-            (None, Some((kind, _))) => AttemptResult::Transport(*kind),
-            (None, None) => AttemptResult::Transport(crate::retry::TransportError::Other),
-        };
-        let verdict = classify(result, SystemTime::now(), s.retry.backoff.max);
-        last_status = a.status;
-        last_error = match (a.status, a.error) {
-            (Some(code), _) if (200..300).contains(&code) => None,
-            (Some(code), _) if a.body_start.is_empty() => Some(format!("HTTP {code}")),
-            (Some(code), _) => Some(format!("HTTP {code}: {}", a.body_start)),
-            (None, Some((_, msg))) => Some(msg),
-            (None, None) => Some("no response".to_owned()),
-        };
-        debug!(event = %ev.id, status = ?a.status, latency_ms = a.latency.as_secs_f64() * 1e3, "attempt");
-        match verdict {
-            Verdict::Delivered => return outcome(Status::Delivered, attempts, last_status, None),
-            Verdict::Fail => return outcome(Status::Failed, attempts, last_status, last_error),
-            Verdict::Retry { after } => {
-                let retries_so_far = attempts - 1;
-                if retries_so_far >= s.retry.max_retries {
-                    let msg = last_error.map(|e| format!("{e} (gave up after {attempts} attempts)"));
-                    return outcome(Status::Failed, attempts, last_status, msg);
-                }
-                if s.cancel.is_cancelled() {
-                    return outcome(Status::Pending, attempts, last_status, last_error);
-                }
-                let delay = match after {
-                    Some(d) => {
-                        // The receiver said "slow down": the whole pool waits, not just this event.
-                        s.gate.pause_until(Instant::now() + d);
-                        d
-                    }
-                    None => s.retry.backoff.next_delay(retries_so_far),
-                };
-                info!(
-                    "{}: {}; retry {}/{} in {}",
-                    ev.id,
-                    last_error.as_deref().unwrap_or("failed"),
-                    retries_so_far + 1,
-                    s.retry.max_retries,
-                    humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
-                );
-                s.counters.retrying.fetch_add(1, Relaxed);
-                let cancelled = tokio::select! {
-                    () = tokio::time::sleep(delay) => false,
-                    () = s.cancel.cancelled() => true,
-                };
-                s.counters.retrying.fetch_sub(1, Relaxed);
-                if cancelled {
-                    return outcome(Status::Pending, attempts, last_status, last_error);
-                }
-                s.counters.retries.fetch_add(1, Relaxed);
-            }
-        }
-    }
-}
-
-/// A worker: take an event, deliver it, hand its outcome to the ledger, repeat. The outcome's
-/// commit overlaps taking and preparing the next event, but the worker sends nothing more until
-/// it is durable — that is what keeps a crash from re-sending more than `--concurrency` events.
-async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: LedgerHandle) -> Result<(), LedgerError> {
-    let mut conn = Connection::default();
-    let mut unsettled: Option<(Status, Committed)> = None;
-    let result = async {
-        loop {
-            let ev = tokio::select! {
-                biased;
-                () = s.cancel.cancelled() => return Ok(()),
-                ev = rx.recv() => match ev { Ok(ev) => ev, Err(_) => return Ok(()) },
-            };
-            let prepared = s.deliverer.prepare(&ev);
-            if let Some(previous) = unsettled.take() {
-                settle(&s, previous).await?;
-            }
-            let o = deliver_one(&s, &mut conn, &ev, prepared).await;
-            let status = o.status;
-            if status == Status::Pending && o.attempts == 0 {
-                // Never sent: nothing to record, the next run fetches it again.
-                return Ok(());
-            }
-            unsettled = Some((status, ledger.submit(o)?));
-        }
-    }
-    .await;
-    let result = match (result, unsettled) {
-        (Ok(()), Some(last)) => settle(&s, last).await,
-        (result, _) => result,
-    };
-    if result.is_err() {
-        // An outcome that cannot be recorded: stop everyone rather than send more like it.
-        s.cancel.cancel();
-    }
-    result
-}
-
-/// Wait for an outcome to be committed, then count it.
-async fn settle(s: &Shared, (status, committed): (Status, Committed)) -> Result<(), LedgerError> {
-    committed.wait().await?;
-    match status {
-        Status::Delivered => s.counters.delivered.fetch_add(1, Relaxed),
-        Status::Failed => s.counters.failed.fetch_add(1, Relaxed),
-        Status::Pending => s.counters.pending.fetch_add(1, Relaxed),
-    };
-    Ok(())
-}
+use crate::report::{DryRun, Report, Summary};
+use crate::source::Source;
+use crate::worker::{Shared, work};
 
 /// Run the replay described by `cfg` until done or `cancel`led.
 pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, RunError> {
@@ -430,21 +140,17 @@ async fn dry_run(
     if let Some(e) = produced.ledger_error {
         return Err(e.into());
     }
-    let mut text = format!(
-        "Dry run: nothing was sent.\nRead from {from}.\n{} events selected; {} already delivered to this webhook; {} to send to {target_name}.\n",
-        thousands(counters.selected.load(Relaxed)),
-        thousands(counters.skipped.load(Relaxed)),
-        thousands(to_send),
-    );
-    text.push_str(&eta_line(to_send, cfg));
-    match sample {
-        Some(s) => {
-            text.push_str("\nThe first request, as it would be sent:\n\n");
-            text.push_str(&s);
-            text.push('\n');
-        }
-        None => text.push_str("\nNothing to send.\n"),
+    let text = DryRun {
+        from: &from,
+        target: &target_name,
+        selected: counters.selected.load(Relaxed),
+        skipped: counters.skipped.load(Relaxed),
+        to_send,
+        rate: cfg.rate,
+        concurrency: cfg.concurrency,
+        sample: sample.as_deref(),
     }
+    .text();
     let summary = Summary::from_counters(counters, started.elapsed(), true, cancel.is_cancelled());
     Ok(Report {
         summary,
@@ -455,50 +161,4 @@ async fn dry_run(
         dry_run_text: Some(text),
         target: target_name,
     })
-}
-
-/// The ETA at `--rate` (requests may not all be first attempts, so this is a lower bound).
-fn eta_line(n: u64, cfg: &RunConfig) -> String {
-    match cfg.rate.get() {
-        Some(r) => {
-            let secs = (n as f64 / r).ceil();
-            format!(
-                "At --rate {} with --concurrency {}: about {} (longer if the receiver is slower or asks for retries).\n",
-                cfg.rate,
-                cfg.concurrency,
-                humantime::format_duration(Duration::from_secs(secs as u64))
-            )
-        }
-        None => format!(
-            "--rate is unlimited: with --concurrency {} the time depends on how fast the receiver answers.\n",
-            cfg.concurrency
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-
-    fn ev(created: Option<&str>) -> Event {
-        let raw = match created {
-            Some(c) => format!(r#"{{"id":"e","created_at":"{c}"}}"#),
-            None => r#"{"id":"e"}"#.to_owned(),
-        };
-        Event::from_raw(Bytes::from(raw)).unwrap()
-    }
-
-    #[test]
-    fn created_filters_are_strict_and_need_a_time() {
-        let t = |s: &str| Some(s.parse::<jiff::Timestamp>().unwrap());
-        let sel = Selection { created_before: t("2026-03-01T00:00:00Z"), created_after: None, limit: None };
-        assert!(selected(&sel, &ev(Some("2026-02-28T23:59:59Z"))));
-        assert!(!selected(&sel, &ev(Some("2026-03-01T00:00:00Z"))));
-        assert!(!selected(&sel, &ev(None)));
-        let sel = Selection { created_before: None, created_after: t("2026-03-01T00:00:00Z"), limit: None };
-        assert!(selected(&sel, &ev(Some("2026-03-01T01:00:00+00:30"))));
-        assert!(!selected(&sel, &ev(Some("2026-02-01T00:00:00Z"))));
-        assert!(selected(&Selection::default(), &ev(None)));
-    }
 }

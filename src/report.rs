@@ -1,93 +1,18 @@
-//! What the user sees: live counters and the progress bar while running, the summary at the end.
-//!
-//! Workers only bump atomics (and record a latency under a short lock); the progress bar reads the
-//! counters ten times a second from its own task, so the hot path never touches the terminal.
+//! The end of a run as the user sees it: the summary in words and as JSON (SPEC §5), the dry-run
+//! report, hints about what to do next, and error lines. Live progress is [`crate::progress`].
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::error::{RunError, exit};
+use crate::progress::{Counters, Latency, round, thousands};
+use crate::rate::Rate;
 use crate::source::SourceError;
-
-/// Live counters of a run, shared by the producer, the workers and the progress bar.
-pub struct Counters {
-    /// Events read from the source, before selection.
-    pub fetched: AtomicU64,
-    /// Events selected (after filters), skipped ones included.
-    pub selected: AtomicU64,
-    /// Already delivered in an earlier run.
-    pub skipped: AtomicU64,
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    /// Events waiting for a retry right now.
-    pub retrying: AtomicU64,
-    /// Requests sent.
-    pub attempts: AtomicU64,
-    pub retries: AtomicU64,
-    /// Events left undelivered because the run was interrupted while they were being tried.
-    pub pending: AtomicU64,
-    /// The source has been read to the end, so `selected` is the total.
-    pub source_done: AtomicBool,
-    status_codes: Box<[AtomicU64]>,
-    latency_us: Mutex<Histogram<u64>>,
-}
-
-impl Default for Counters {
-    fn default() -> Self {
-        Counters {
-            fetched: AtomicU64::new(0),
-            selected: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            retrying: AtomicU64::new(0),
-            attempts: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            pending: AtomicU64::new(0),
-            source_done: AtomicBool::new(false),
-            status_codes: (0..600).map(|_| AtomicU64::new(0)).collect(),
-            // 1 µs to 1 hour at 3 significant figures.
-            latency_us: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid"),
-            ),
-        }
-    }
-}
-
-impl Counters {
-    /// One request's answer (status `None`: no answer) and how long it took.
-    pub fn record_attempt(&self, status: Option<u16>, latency: Duration) {
-        self.attempts.fetch_add(1, Relaxed);
-        if let Some(slot) = status.and_then(|s| self.status_codes.get(usize::from(s))) {
-            slot.fetch_add(1, Relaxed);
-        }
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
-        if let Ok(mut h) = self.latency_us.lock() {
-            h.saturating_record(us);
-        }
-    }
-
-    fn get(c: &AtomicU64) -> u64 {
-        c.load(Relaxed)
-    }
-}
-
-/// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct Latency {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-}
 
 /// The end-of-run summary: SPEC §5, field for field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -106,40 +31,23 @@ pub struct Summary {
     pub interrupted: bool,
 }
 
-fn round(x: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (x * f).round() / f
+fn load(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(Relaxed)
 }
 
 impl Summary {
     pub fn from_counters(c: &Counters, elapsed: Duration, dry_run: bool, interrupted: bool) -> Summary {
         let secs = elapsed.as_secs_f64();
-        let delivered = Counters::get(&c.delivered);
-        let latency_ms = match c.latency_us.lock() {
-            Ok(h) if !h.is_empty() => Latency {
-                p50: round(h.value_at_quantile(0.50) as f64 / 1000.0, 1),
-                p90: round(h.value_at_quantile(0.90) as f64 / 1000.0, 1),
-                p99: round(h.value_at_quantile(0.99) as f64 / 1000.0, 1),
-                max: round(h.max() as f64 / 1000.0, 1),
-            },
-            _ => Latency::default(),
-        };
-        let status_codes = c
-            .status_codes
-            .iter()
-            .enumerate()
-            .filter_map(|(code, n)| {
-                let n = n.load(Relaxed);
-                (n > 0).then(|| (code.to_string(), n))
-            })
-            .collect();
+        let delivered = load(&c.delivered);
+        let latency_ms = c.latency();
+        let status_codes = c.status_codes();
         Summary {
-            events: Counters::get(&c.selected),
+            events: load(&c.selected),
             delivered,
-            failed: Counters::get(&c.failed),
-            skipped: Counters::get(&c.skipped),
-            attempts: Counters::get(&c.attempts),
-            retries: Counters::get(&c.retries),
+            failed: load(&c.failed),
+            skipped: load(&c.skipped),
+            attempts: load(&c.attempts),
+            retries: load(&c.retries),
             elapsed_secs: round(secs, 2),
             throughput_per_sec: if secs > 0.0 { round(delivered as f64 / secs, 1) } else { 0.0 },
             latency_ms,
@@ -302,122 +210,61 @@ pub fn is_broken_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
+/// What `--dry-run` found, for its human report.
+pub struct DryRun<'a> {
+    /// Where the events were read from (with the account the token belongs to, for the API).
+    pub from: &'a str,
+    /// Where they would go.
+    pub target: &'a str,
+    pub selected: u64,
+    /// Already delivered to this webhook.
+    pub skipped: u64,
+    pub to_send: u64,
+    pub rate: Rate,
+    pub concurrency: usize,
+    /// The first request, as it would be sent.
+    pub sample: Option<&'a str>,
 }
 
-/// The bar currently on screen, so log lines can be printed around it instead of through it.
-static ACTIVE_BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
-
-fn active_bar() -> &'static Mutex<Option<ProgressBar>> {
-    ACTIVE_BAR.get_or_init(|| Mutex::new(None))
-}
-
-/// Write to stderr without tearing the progress bar (used by the log subscriber).
-pub fn write_stderr(buf: &[u8]) -> std::io::Result<()> {
-    let bar = active_bar().lock().ok().and_then(|g| g.clone());
-    match bar {
-        Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
-        None => std::io::stderr().write_all(buf),
-    }
-}
-
-/// The live progress bar on stderr; hidden when stderr is not a terminal or with `--quiet`.
-pub struct Progress {
-    bar: ProgressBar,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Progress {
-    pub fn start(counters: Arc<Counters>, visible: bool) -> Progress {
-        let target = if visible { ProgressDrawTarget::stderr_with_hz(10) } else { ProgressDrawTarget::hidden() };
-        let bar = ProgressBar::with_draw_target(None, target);
-        bar.set_style(Self::style(false));
-        if let Ok(mut slot) = active_bar().lock() {
-            *slot = Some(bar.clone());
+impl DryRun<'_> {
+    /// The dry-run report: counts, the ETA and the first request.
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "Dry run: nothing was sent.\nRead from {}.\n{} events selected; {} already delivered to this webhook; {} to send to {}.\n",
+            self.from,
+            thousands(self.selected),
+            thousands(self.skipped),
+            thousands(self.to_send),
+            self.target,
+        );
+        text.push_str(&self.eta_line());
+        match self.sample {
+            Some(s) => {
+                text.push_str("\nThe first request, as it would be sent:\n\n");
+                text.push_str(s);
+                text.push('\n');
+            }
+            None => text.push_str("\nNothing to send.\n"),
         }
-        let task = (!bar.is_hidden()).then(|| {
-            let bar = bar.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(100));
-                let mut known = false;
-                let mut window = RateWindow::default();
-                loop {
-                    tick.tick().await;
-                    let rate = window.observe(Counters::get(&counters.attempts));
-                    Self::update(&bar, &counters, &mut known, rate);
-                }
-            })
-        });
-        Progress { bar, task }
+        text
     }
 
-    fn style(total_known: bool) -> ProgressStyle {
-        let template = if total_known {
-            "{spinner} [{elapsed_precise}] {wide_bar:.cyan/blue} {human_pos}/{human_len} ETA {eta} {msg}"
-        } else {
-            "{spinner} [{elapsed_precise}] {human_pos} done (total known after the last page) {msg}"
-        };
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
-    }
-
-    fn update(bar: &ProgressBar, c: &Counters, known: &mut bool, rate: f64) {
-        let done = Counters::get(&c.delivered) + Counters::get(&c.failed) + Counters::get(&c.skipped);
-        if !*known && c.source_done.load(Relaxed) {
-            *known = true;
-            bar.set_style(Self::style(true));
-        }
-        if *known {
-            bar.set_length(Counters::get(&c.selected));
-        }
-        bar.set_position(done);
-        bar.set_message(format!(
-            "· fetched {} · delivered {} · failed {} · retrying {} · {rate:.0} req/s",
-            thousands(Counters::get(&c.fetched)),
-            thousands(Counters::get(&c.delivered)),
-            thousands(Counters::get(&c.failed)),
-            thousands(Counters::get(&c.retrying)),
-        ));
-    }
-
-    pub fn finish(self) {
-        if let Some(t) = self.task {
-            t.abort();
-        }
-        self.bar.finish_and_clear();
-        if let Ok(mut slot) = active_bar().lock() {
-            *slot = None;
-        }
-    }
-}
-
-/// Requests per second over the last couple of seconds, for the progress bar.
-#[derive(Default)]
-struct RateWindow {
-    samples: std::collections::VecDeque<(std::time::Instant, u64)>,
-}
-
-impl RateWindow {
-    const SPAN: Duration = Duration::from_secs(2);
-
-    fn observe(&mut self, total: u64) -> f64 {
-        let now = std::time::Instant::now();
-        self.samples.push_back((now, total));
-        while self.samples.len() > 2 && self.samples.front().is_some_and(|(t, _)| now - *t > Self::SPAN) {
-            self.samples.pop_front();
-        }
-        match (self.samples.front(), self.samples.back()) {
-            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) as f64 / (*t1 - *t0).as_secs_f64(),
-            _ => 0.0,
+    /// The ETA at `--rate` (requests may not all be first attempts, so this is a lower bound).
+    fn eta_line(&self) -> String {
+        match self.rate.get() {
+            Some(r) => {
+                let secs = (self.to_send as f64 / r).ceil();
+                format!(
+                    "At --rate {} with --concurrency {}: about {} (longer if the receiver is slower or asks for retries).\n",
+                    self.rate,
+                    self.concurrency,
+                    humantime::format_duration(Duration::from_secs(secs as u64))
+                )
+            }
+            None => format!(
+                "--rate is unlimited: with --concurrency {} the time depends on how fast the receiver answers.\n",
+                self.concurrency
+            ),
         }
     }
 }
@@ -425,14 +272,6 @@ impl RateWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-    }
 
     #[test]
     fn summary_has_exactly_the_spec_fields() {

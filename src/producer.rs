@@ -1,0 +1,188 @@
+//! The producer: read the source a batch at a time, keep what the selection asks for, drop what
+//! the ledger says is done, and feed the rest into a bounded channel. `run` delivers from that
+//! channel; `export` writes it out.
+//!
+//! Cancellation stops fetching at once; whatever is still in the channel was never attempted and
+//! is fetched again by the next run.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::config::{Resume, Selection, SourceConfig};
+use crate::error::RunError;
+use crate::event::Event;
+use crate::ledger::{LedgerError, LedgerHandle, Status};
+use crate::progress::Counters;
+use crate::retry::RetryPolicy;
+use crate::source::{ApiPager, NdjsonReader, Source, SourceError};
+
+/// Open the configured source.
+pub async fn open_source(
+    source: &SourceConfig,
+    retry: RetryPolicy,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<Source, RunError> {
+    Ok(match source {
+        SourceConfig::File(path) => Source::Ndjson(
+            NdjsonReader::open(path)
+                .await
+                .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
+        ),
+        SourceConfig::Api { base, token, query } => {
+            let client = crate::source::api::client(timeout).map_err(|e| RunError::Client(e.to_string()))?;
+            Source::Api(Box::new(ApiPager::new(client, base.clone(), token.clone(), *query, retry, cancel.clone())))
+        }
+    })
+}
+
+/// Whether an event passes `--created-before` / `--created-after`. An event without a readable
+/// `created_at` cannot be placed in time, so it passes only when neither filter is set.
+pub fn selected(sel: &Selection, ev: &Event) -> bool {
+    if sel.created_before.is_none() && sel.created_after.is_none() {
+        return true;
+    }
+    let Some(t) = ev.created_at() else { return false };
+    sel.created_before.is_none_or(|b| t < b) && sel.created_after.is_none_or(|a| t > a)
+}
+
+/// How reading the source ended.
+#[derive(Debug, Default)]
+pub struct Produced {
+    /// The source failed (exit status 3).
+    pub source_error: Option<SourceError>,
+    /// The first few entries that were not events.
+    pub malformed: Vec<String>,
+    pub malformed_count: u64,
+    pub ledger_error: Option<LedgerError>,
+}
+
+/// Start reading `source`: selected events (minus what the ledger says to skip) come out of the
+/// returned bounded channel; the task's result says how reading ended. `run` delivers from the
+/// channel; `export` writes it out.
+pub fn spawn_producer(
+    source: Source,
+    sel: Selection,
+    resume: Resume,
+    ledger: Option<LedgerHandle>,
+    counters: Arc<Counters>,
+    capacity: usize,
+    cancel: CancellationToken,
+) -> (async_channel::Receiver<Event>, tokio::task::JoinHandle<Produced>) {
+    let (tx, rx) = async_channel::bounded::<Event>(capacity.max(1));
+    let task = tokio::spawn(produce(source, sel, resume, ledger, counters, tx, cancel));
+    (rx, task)
+}
+
+/// The producer's result, also when its task died.
+pub async fn produced(task: tokio::task::JoinHandle<Produced>) -> Produced {
+    task.await.unwrap_or_else(|e| Produced {
+        source_error: Some(SourceError::Malformed(format!("the reader stopped: {e}"))),
+        ..Produced::default()
+    })
+}
+
+const MALFORMED_KEEP: usize = 20;
+
+/// Read the source batch by batch, select, skip what the ledger says is done, and queue the rest.
+async fn produce(
+    mut source: Source,
+    sel: Selection,
+    resume: Resume,
+    ledger: Option<LedgerHandle>,
+    counters: Arc<Counters>,
+    out: async_channel::Sender<Event>,
+    cancel: CancellationToken,
+) -> Produced {
+    let mut p = Produced::default();
+    let limit = sel.limit.unwrap_or(u64::MAX);
+    'pages: while !cancel.is_cancelled() && counters.selected.load(Relaxed) < limit {
+        let batch = tokio::select! {
+            b = source.next_batch() => b,
+            () = cancel.cancelled() => break,
+        };
+        let batch = match batch {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            Err(e) => {
+                if !cancel.is_cancelled() {
+                    p.source_error = Some(e);
+                }
+                break;
+            }
+        };
+        counters.fetched.fetch_add(batch.events.len() as u64, Relaxed);
+        p.malformed_count += batch.malformed.len() as u64;
+        for m in batch.malformed {
+            warn!("skipped: {m}");
+            if p.malformed.len() < MALFORMED_KEEP {
+                p.malformed.push(m);
+            }
+        }
+        let mut events: Vec<Event> = batch.events.into_iter().filter(|e| selected(&sel, e)).collect();
+        let statuses = match (&ledger, resume) {
+            (Some(l), Resume::Skip | Resume::OnlyFailed) if !events.is_empty() => {
+                match l.lookup(events.iter().map(|e| e.id.clone()).collect()).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        p.ledger_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            _ => vec![None; events.len()],
+        };
+        for (ev, status) in events.drain(..).zip(statuses) {
+            match (resume, status) {
+                (Resume::OnlyFailed, Some(Status::Failed)) => {}
+                (Resume::OnlyFailed, _) => continue,
+                _ => {}
+            }
+            if counters.selected.load(Relaxed) >= limit {
+                break 'pages;
+            }
+            counters.selected.fetch_add(1, Relaxed);
+            if resume == Resume::Skip && status == Some(Status::Delivered) {
+                counters.skipped.fetch_add(1, Relaxed);
+                continue;
+            }
+            tokio::select! {
+                r = out.send(ev) => if r.is_err() { break 'pages },
+                () = cancel.cancelled() => break 'pages,
+            }
+        }
+    }
+    counters.source_done.store(true, Relaxed);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn ev(created: Option<&str>) -> Event {
+        let raw = match created {
+            Some(c) => format!(r#"{{"id":"e","created_at":"{c}"}}"#),
+            None => r#"{"id":"e"}"#.to_owned(),
+        };
+        Event::from_raw(Bytes::from(raw)).unwrap()
+    }
+
+    #[test]
+    fn created_filters_are_strict_and_need_a_time() {
+        let t = |s: &str| Some(s.parse::<jiff::Timestamp>().unwrap());
+        let sel = Selection { created_before: t("2026-03-01T00:00:00Z"), created_after: None, limit: None };
+        assert!(selected(&sel, &ev(Some("2026-02-28T23:59:59Z"))));
+        assert!(!selected(&sel, &ev(Some("2026-03-01T00:00:00Z"))));
+        assert!(!selected(&sel, &ev(None)));
+        let sel = Selection { created_before: None, created_after: t("2026-03-01T00:00:00Z"), limit: None };
+        assert!(selected(&sel, &ev(Some("2026-03-01T01:00:00+00:30"))));
+        assert!(!selected(&sel, &ev(Some("2026-02-01T00:00:00Z"))));
+        assert!(selected(&Selection::default(), &ev(None)));
+    }
+}

@@ -1,0 +1,250 @@
+//! What runs live: the counters the producer and workers bump, and the progress bar that reads them.
+//!
+//! Workers only bump atomics (and record a latency under a short lock); the progress bar reads the
+//! counters ten times a second from its own task, so the hot path never touches the terminal.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// Live counters of a run, shared by the producer, the workers and the progress bar.
+pub struct Counters {
+    /// Events read from the source, before selection.
+    pub fetched: AtomicU64,
+    /// Events selected (after filters), skipped ones included.
+    pub selected: AtomicU64,
+    /// Already delivered in an earlier run.
+    pub skipped: AtomicU64,
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    /// Events waiting for a retry right now.
+    pub retrying: AtomicU64,
+    /// Requests sent.
+    pub attempts: AtomicU64,
+    pub retries: AtomicU64,
+    /// Events left undelivered because the run was interrupted while they were being tried.
+    pub pending: AtomicU64,
+    /// The source has been read to the end, so `selected` is the total.
+    pub source_done: AtomicBool,
+    status_codes: Box<[AtomicU64]>,
+    latency_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            fetched: AtomicU64::new(0),
+            selected: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retrying: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            source_done: AtomicBool::new(false),
+            status_codes: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            // 1 µs to 1 hour at 3 significant figures.
+            latency_us: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid"),
+            ),
+        }
+    }
+}
+
+impl Counters {
+    /// One request's answer (status `None`: no answer) and how long it took.
+    pub fn record_attempt(&self, status: Option<u16>, latency: Duration) {
+        self.attempts.fetch_add(1, Relaxed);
+        if let Some(slot) = status.and_then(|s| self.status_codes.get(usize::from(s))) {
+            slot.fetch_add(1, Relaxed);
+        }
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        if let Ok(mut h) = self.latency_us.lock() {
+            h.saturating_record(us);
+        }
+    }
+
+    fn get(c: &AtomicU64) -> u64 {
+        c.load(Relaxed)
+    }
+
+    /// Latency percentiles so far, in milliseconds (zeros before the first answer).
+    pub fn latency(&self) -> Latency {
+        match self.latency_us.lock() {
+            Ok(h) if !h.is_empty() => Latency {
+                p50: round(h.value_at_quantile(0.50) as f64 / 1000.0, 1),
+                p90: round(h.value_at_quantile(0.90) as f64 / 1000.0, 1),
+                p99: round(h.value_at_quantile(0.99) as f64 / 1000.0, 1),
+                max: round(h.max() as f64 / 1000.0, 1),
+            },
+            _ => Latency::default(),
+        }
+    }
+
+    /// How many answers had each HTTP status so far, keyed by the status as text (SPEC §5).
+    pub fn status_codes(&self) -> BTreeMap<String, u64> {
+        self.status_codes
+            .iter()
+            .enumerate()
+            .filter_map(|(code, n)| {
+                let n = n.load(Relaxed);
+                (n > 0).then(|| (code.to_string(), n))
+            })
+            .collect()
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// `x` rounded to `places` decimals, for the summary's figures.
+pub fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The bar currently on screen, so log lines can be printed around it instead of through it.
+static ACTIVE_BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
+
+fn active_bar() -> &'static Mutex<Option<ProgressBar>> {
+    ACTIVE_BAR.get_or_init(|| Mutex::new(None))
+}
+
+/// Write to stderr without tearing the progress bar (used by the log subscriber).
+pub fn write_stderr(buf: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let bar = active_bar().lock().ok().and_then(|g| g.clone());
+    match bar {
+        Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
+        None => std::io::stderr().write_all(buf),
+    }
+}
+
+/// The live progress bar on stderr; hidden when stderr is not a terminal or with `--quiet`.
+pub struct Progress {
+    bar: ProgressBar,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(counters: Arc<Counters>, visible: bool) -> Progress {
+        let target = if visible { ProgressDrawTarget::stderr_with_hz(10) } else { ProgressDrawTarget::hidden() };
+        let bar = ProgressBar::with_draw_target(None, target);
+        bar.set_style(Self::style(false));
+        if let Ok(mut slot) = active_bar().lock() {
+            *slot = Some(bar.clone());
+        }
+        let task = (!bar.is_hidden()).then(|| {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                let mut known = false;
+                let mut window = RateWindow::default();
+                loop {
+                    tick.tick().await;
+                    let rate = window.observe(Counters::get(&counters.attempts));
+                    Self::update(&bar, &counters, &mut known, rate);
+                }
+            })
+        });
+        Progress { bar, task }
+    }
+
+    fn style(total_known: bool) -> ProgressStyle {
+        let template = if total_known {
+            "{spinner} [{elapsed_precise}] {wide_bar:.cyan/blue} {human_pos}/{human_len} ETA {eta} {msg}"
+        } else {
+            "{spinner} [{elapsed_precise}] {human_pos} done (total known after the last page) {msg}"
+        };
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    }
+
+    fn update(bar: &ProgressBar, c: &Counters, known: &mut bool, rate: f64) {
+        let done = Counters::get(&c.delivered) + Counters::get(&c.failed) + Counters::get(&c.skipped);
+        if !*known && c.source_done.load(Relaxed) {
+            *known = true;
+            bar.set_style(Self::style(true));
+        }
+        if *known {
+            bar.set_length(Counters::get(&c.selected));
+        }
+        bar.set_position(done);
+        bar.set_message(format!(
+            "· fetched {} · delivered {} · failed {} · retrying {} · {rate:.0} req/s",
+            thousands(Counters::get(&c.fetched)),
+            thousands(Counters::get(&c.delivered)),
+            thousands(Counters::get(&c.failed)),
+            thousands(Counters::get(&c.retrying)),
+        ));
+    }
+
+    pub fn finish(self) {
+        if let Some(t) = self.task {
+            t.abort();
+        }
+        self.bar.finish_and_clear();
+        if let Ok(mut slot) = active_bar().lock() {
+            *slot = None;
+        }
+    }
+}
+
+/// Requests per second over the last couple of seconds, for the progress bar.
+#[derive(Default)]
+struct RateWindow {
+    samples: std::collections::VecDeque<(std::time::Instant, u64)>,
+}
+
+impl RateWindow {
+    const SPAN: Duration = Duration::from_secs(2);
+
+    fn observe(&mut self, total: u64) -> f64 {
+        let now = std::time::Instant::now();
+        self.samples.push_back((now, total));
+        while self.samples.len() > 2 && self.samples.front().is_some_and(|(t, _)| now - *t > Self::SPAN) {
+            self.samples.pop_front();
+        }
+        match (self.samples.front(), self.samples.back()) {
+            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) as f64 / (*t1 - *t0).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}

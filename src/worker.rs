@@ -1,0 +1,170 @@
+//! A delivery worker: take an event from the channel, deliver it through the shared gate with
+//! retries, and hand its outcome to the ledger. A worker sends nothing more until its previous
+//! outcome is durable — that is what keeps a crash from re-sending more than `--concurrency` events.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::connection::Connection;
+use crate::deliver::{Attempt, Deliverer, Prepared};
+use crate::event::Event;
+use crate::ledger::{Committed, LedgerError, LedgerHandle, Outcome, Status};
+use crate::progress::Counters;
+use crate::rate::Gate;
+use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
+
+/// Everything a worker shares with the others.
+pub struct Shared {
+    pub deliverer: Deliverer,
+    pub gate: Gate,
+    pub retry: RetryPolicy,
+    pub counters: Arc<Counters>,
+    pub cancel: CancellationToken,
+}
+
+/// Deliver one event: attempts through the gate, retries per policy. Never returns early without
+/// an outcome: when cancelled mid-way the event is `Pending`.
+async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Prepared) -> Outcome {
+    let mut attempts = 0u32;
+    let mut last_status = None;
+    let mut last_error: Option<String> = None;
+    let outcome = |status, attempts, last_status, last_error: Option<String>| Outcome {
+        event_id: ev.id.clone(),
+        status,
+        attempts,
+        last_status,
+        last_error,
+        body: (status != Status::Delivered).then(|| prepared.envelope.payload()),
+    };
+    loop {
+        // Connect first (not a request: the rate gate does not count it), then take a turn.
+        let connected = tokio::select! {
+            biased;
+            () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
+            c = s.deliverer.connect(conn) => c,
+        };
+        let a = match connected {
+            Err(failed) => failed,
+            Ok(()) => {
+                tokio::select! {
+                    biased;
+                    () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
+                    () = s.gate.acquire() => {}
+                }
+                s.deliverer.attempt(conn, &prepared).await
+            }
+        };
+        attempts += 1;
+        s.counters.record_attempt(a.status(), a.latency());
+        let result = match &a {
+            Attempt::Answered { status, retry_after, .. } => {
+                AttemptResult::Status { code: *status, retry_after: retry_after.as_deref() }
+            }
+            Attempt::NoAnswer { kind, .. } => AttemptResult::Transport(*kind),
+        };
+        let verdict = classify(result, SystemTime::now(), s.retry.backoff.max);
+        last_status = a.status();
+        let latency = a.latency();
+        last_error = match a {
+            Attempt::Answered { status, .. } if (200..300).contains(&status) => None,
+            Attempt::Answered { status, body_start, .. } if body_start.is_empty() => Some(format!("HTTP {status}")),
+            Attempt::Answered { status, body_start, .. } => Some(format!("HTTP {status}: {body_start}")),
+            Attempt::NoAnswer { message, .. } => Some(message),
+        };
+        debug!(event = %ev.id, status = ?last_status, latency_ms = latency.as_secs_f64() * 1e3, "attempt");
+        match verdict {
+            Verdict::Delivered => return outcome(Status::Delivered, attempts, last_status, None),
+            Verdict::Fail => return outcome(Status::Failed, attempts, last_status, last_error),
+            Verdict::Retry { after } => {
+                let retries_so_far = attempts - 1;
+                if retries_so_far >= s.retry.max_retries {
+                    let msg = last_error.map(|e| format!("{e} (gave up after {attempts} attempts)"));
+                    return outcome(Status::Failed, attempts, last_status, msg);
+                }
+                if s.cancel.is_cancelled() {
+                    return outcome(Status::Pending, attempts, last_status, last_error);
+                }
+                let delay = match after {
+                    Some(d) => {
+                        // The receiver said "slow down": the whole pool waits, not just this event.
+                        s.gate.pause_until(Instant::now() + d);
+                        d
+                    }
+                    None => s.retry.backoff.next_delay(retries_so_far),
+                };
+                info!(
+                    "{}: {}; retry {}/{} in {}",
+                    ev.id,
+                    last_error.as_deref().unwrap_or("failed"),
+                    retries_so_far + 1,
+                    s.retry.max_retries,
+                    humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+                );
+                s.counters.retrying.fetch_add(1, Relaxed);
+                let cancelled = tokio::select! {
+                    () = tokio::time::sleep(delay) => false,
+                    () = s.cancel.cancelled() => true,
+                };
+                s.counters.retrying.fetch_sub(1, Relaxed);
+                if cancelled {
+                    return outcome(Status::Pending, attempts, last_status, last_error);
+                }
+                s.counters.retries.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// A worker: take an event, deliver it, hand its outcome to the ledger, repeat. The outcome's
+/// commit overlaps taking and preparing the next event, but the worker sends nothing more until
+/// it is durable — that is what keeps a crash from re-sending more than `--concurrency` events.
+pub async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: LedgerHandle) -> Result<(), LedgerError> {
+    let mut conn = Connection::default();
+    let mut unsettled: Option<(Status, Committed)> = None;
+    let result = async {
+        loop {
+            let ev = tokio::select! {
+                biased;
+                () = s.cancel.cancelled() => return Ok(()),
+                ev = rx.recv() => match ev { Ok(ev) => ev, Err(_) => return Ok(()) },
+            };
+            let prepared = s.deliverer.prepare(&ev);
+            if let Some(previous) = unsettled.take() {
+                settle(&s, previous).await?;
+            }
+            let o = deliver_one(&s, &mut conn, &ev, prepared).await;
+            let status = o.status;
+            if status == Status::Pending && o.attempts == 0 {
+                // Never sent: nothing to record, the next run fetches it again.
+                return Ok(());
+            }
+            unsettled = Some((status, ledger.submit(o)?));
+        }
+    }
+    .await;
+    let result = match (result, unsettled) {
+        (Ok(()), Some(last)) => settle(&s, last).await,
+        (result, _) => result,
+    };
+    if result.is_err() {
+        // An outcome that cannot be recorded: stop everyone rather than send more like it.
+        s.cancel.cancel();
+    }
+    result
+}
+
+/// Wait for an outcome to be committed, then count it.
+async fn settle(s: &Shared, (status, committed): (Status, Committed)) -> Result<(), LedgerError> {
+    committed.wait().await?;
+    match status {
+        Status::Delivered => s.counters.delivered.fetch_add(1, Relaxed),
+        Status::Failed => s.counters.failed.fetch_add(1, Relaxed),
+        Status::Pending => s.counters.pending.fetch_add(1, Relaxed),
+    };
+    Ok(())
+}
