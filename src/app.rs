@@ -1,7 +1,8 @@
 //! The subcommands: each turns parsed arguments into work and an exit status.
 //!
-//! Errors surface here once, as `Error: …` on stderr with the exit status SPEC §3 gives them:
-//! 0 all delivered, 1 some failed, 2 usage or configuration, 3 the source failed, 130 interrupted.
+//! Errors surface here once, as `Error: …` on stderr with the exit status SPEC §3 gives them
+//! ([`AppError::exit_code`]): 0 all delivered, 1 some failed, 2 usage or configuration, 3 the
+//! source failed, 130 interrupted.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,44 +12,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
 use crate::config::{self, FileConfig};
-use crate::error::exit;
+use crate::error::{AppError, exit};
 use crate::ledger::{self, Status};
 use crate::progress::thousands;
-use crate::report::{fail, is_broken_pipe, open_out, print_report, print_stdout, run_error};
+use crate::report::{is_broken_pipe, open_out, print_report, print_stdout};
 use crate::signal::spawn_signal_handler;
 use crate::{pipeline, producer};
 
 /// Run the parsed command line; never panics on input, returns the process exit status.
 pub fn main(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::USAGE);
+    let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => {
+            let result = runtime.block_on(dispatch(cli));
+            // Do not wait for stray tasks (a blocked stdin reader, say).
+            runtime.shutdown_background();
+            result
         }
+        Err(e) => Err(AppError::Runtime(e)),
     };
-    let code = runtime.block_on(dispatch(cli));
-    // Do not wait for stray tasks (a blocked stdin reader, say).
-    runtime.shutdown_background();
-    ExitCode::from(code)
+    ExitCode::from(code.unwrap_or_else(|e| fail(&e)))
 }
 
-async fn dispatch(cli: Cli) -> u8 {
+/// The one place an error ends the process: `Error: …` on stderr, and its exit status.
+fn fail(e: &AppError) -> u8 {
+    eprintln!("Error: {e}");
+    e.exit_code()
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, AppError> {
     let global = cli.global;
-    let file = match FileConfig::from_global(&global) {
-        Ok(f) => f,
-        Err(e) => return fail(exit::USAGE, &e),
-    };
-    let verbosity = match config::verbosity(&global, &file) {
-        Ok(v) => v,
-        Err(e) => return fail(exit::USAGE, &e),
-    };
+    let file = FileConfig::from_global(&global)?;
+    let verbosity = config::verbosity(&global, &file)?;
     init_logging(verbosity, global.quiet);
     match cli.command {
-        Command::Run(args) => match config::run_config(&args, &global, &file) {
-            Ok(cfg) => run(cfg).await,
-            Err(e) => fail(exit::USAGE, &e),
-        },
+        Command::Run(args) => run(config::run_config(&args, &global, &file)?).await,
         Command::Export(args) => export(&args, &file).await,
         Command::Status(args) => status(&args, &file),
         Command::Failed(args) => failed(&args, &file),
@@ -57,7 +54,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Completions { shell } => {
             let mut out = std::io::stdout();
             clap_complete::generate(shell, &mut Cli::command(), "savvy-replay", &mut out);
-            exit::OK
+            Ok(exit::OK)
         }
     }
 }
@@ -91,40 +88,25 @@ impl Write for BarAwareStderr {
     }
 }
 
-async fn run(cfg: config::RunConfig) -> u8 {
+async fn run(cfg: config::RunConfig) -> Result<u8, AppError> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let json = cfg.json;
     let quiet = cfg.quiet;
     let ledger_path = cfg.ledger.clone();
-    match pipeline::run(cfg, cancel).await {
-        Ok(report) => {
-            print_report(&report, json, quiet, &ledger_path);
-            report.exit_code()
-        }
-        Err(e) => run_error(&e),
-    }
+    let report = pipeline::run(cfg, cancel).await?;
+    print_report(&report, json, quiet, &ledger_path);
+    Ok(report.exit_code())
 }
 
-async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {
-    let prepared =
-        config::source_config(&args.source, file).and_then(|s| Ok((s, config::selection(&args.select, file)?)));
-    let (source_cfg, sel) = match prepared {
-        Ok(v) => v,
-        Err(e) => return fail(exit::USAGE, &e),
-    };
+async fn export(args: &ExportArgs, file: &FileConfig) -> Result<u8, AppError> {
+    let source_cfg = config::source_config(&args.source, file)?;
+    let sel = config::selection(&args.select, file)?;
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let source =
-        match producer::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel).await
-        {
-            Ok(s) => s,
-            Err(e) => return run_error(&e),
-        };
-    let mut out = match open_out(args.out.as_ref()) {
-        Ok(o) => o,
-        Err(e) => return fail(exit::USAGE, &e),
-    };
+        producer::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel).await?;
+    let mut out = open_out(args.out.as_ref())?;
     let counters = std::sync::Arc::new(crate::progress::Counters::default());
     let (events, producer) =
         producer::spawn_producer(source, sel, config::Resume::Fresh, None, counters, 256, cancel.clone());
@@ -132,70 +114,55 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> u8 {
     while let Ok(ev) = events.recv().await {
         if let Err(e) = out.write_all(&ev.raw).and_then(|()| out.write_all(b"\n")) {
             if is_broken_pipe(&e) {
-                return exit::OK;
+                return Ok(exit::OK);
             }
-            return fail(exit::USAGE, &format!("cannot write the export: {e}"));
+            return Err(AppError::Write { what: "export", error: e });
         }
         written += 1;
     }
     if let Err(e) = out.flush()
         && !is_broken_pipe(&e)
     {
-        return fail(exit::USAGE, &format!("cannot write the export: {e}"));
+        return Err(AppError::Write { what: "export", error: e });
     }
     let ended = producer::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
     eprintln!("Exported {} events to {dest}.", thousands(written));
     if let Some(e) = ended.source_error {
-        return fail(exit::SOURCE, &e);
+        return Err(e.into());
     }
     if ended.malformed_count > 0 {
-        return fail(
-            exit::SOURCE,
-            &format!("{} source entries were not events and were skipped", ended.malformed_count),
-        );
+        return Err(AppError::Malformed(ended.malformed_count));
     }
-    if cancel.is_cancelled() {
-        return exit::INTERRUPTED;
-    }
-    exit::OK
+    Ok(if cancel.is_cancelled() { exit::INTERRUPTED } else { exit::OK })
 }
 
-fn status(args: &StatusArgs, file: &FileConfig) -> u8 {
-    let path = match config::ledger_path(args.ledger.as_ref(), file) {
-        Ok(p) => p,
-        Err(e) => return fail(exit::USAGE, &e),
-    };
-    let targets = match ledger::read_status(&path, 20) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
+fn status(args: &StatusArgs, file: &FileConfig) -> Result<u8, AppError> {
+    let path = config::ledger_path(args.ledger.as_ref(), file)?;
+    let targets = match ledger::read_status(&path, 20)? {
+        Some(t) => t,
+        None => {
             let msg = format!("No ledger at {} yet: nothing has been replayed with it.", path.display());
             if args.json {
                 eprintln!("{msg}")
             } else {
                 println!("{msg}")
             }
-            return exit::OK;
+            return Ok(exit::OK);
         }
-        Err(e) => return fail(exit::USAGE, &e),
     };
     if args.json {
         let mut text = String::new();
         for t in &targets {
-            match serde_json::to_string(t) {
-                Ok(line) => {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-                Err(e) => return fail(exit::USAGE, &format!("cannot write the status as JSON: {e}")),
-            }
+            text.push_str(&serde_json::to_string(t).map_err(AppError::Json)?);
+            text.push('\n');
         }
         print_stdout(&text);
-        return exit::OK;
+        return Ok(exit::OK);
     }
     if targets.is_empty() {
         println!("The ledger {} holds no outcomes yet.", path.display());
-        return exit::OK;
+        return Ok(exit::OK);
     }
     let mut text = String::new();
     for t in &targets {
@@ -228,25 +195,19 @@ fn status(args: &StatusArgs, file: &FileConfig) -> u8 {
         }
     }
     print_stdout(&text);
-    exit::OK
+    Ok(exit::OK)
 }
 
-fn failed(args: &FailedArgs, file: &FileConfig) -> u8 {
-    let path = match config::ledger_path(args.ledger.as_ref(), file) {
-        Ok(p) => p,
-        Err(e) => return fail(exit::USAGE, &e),
-    };
-    let mut out = match open_out(args.out.as_ref()) {
-        Ok(o) => o,
-        Err(e) => return fail(exit::USAGE, &e),
-    };
+fn failed(args: &FailedArgs, file: &FileConfig) -> Result<u8, AppError> {
+    let path = config::ledger_path(args.ledger.as_ref(), file)?;
+    let mut out = open_out(args.out.as_ref())?;
     match ledger::write_failed(&path, args.webhook_url.as_deref(), args.event_type.as_deref(), &mut out) {
         Ok(n) => {
             let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
             eprintln!("Wrote {} failed events to {dest}.", thousands(n));
-            exit::OK
+            Ok(exit::OK)
         }
-        Err(ledger::LedgerError::Io { error, .. }) if is_broken_pipe(&error) => exit::OK,
-        Err(e) => fail(exit::USAGE, &e),
+        Err(ledger::LedgerError::Io { error, .. }) if is_broken_pipe(&error) => Ok(exit::OK),
+        Err(e) => Err(e.into()),
     }
 }

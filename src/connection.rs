@@ -48,32 +48,51 @@ pub struct Connection {
 }
 
 /// Why a request got no complete answer.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    #[error("connection failed: {0}")]
     Connect(io::Error),
+    #[error("TLS handshake failed: {0}")]
     Tls(io::Error),
+    #[error("{}", http_failure(.0))]
     Http(hyper::Error),
+    #[error("response body larger than 1 MiB")]
     TooLarge,
 }
 
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Connect(e) => write!(f, "connection failed: {e}"),
-            SendError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
-            SendError::Http(e) if e.is_parse() => write!(f, "invalid HTTP response: {e}"),
-            SendError::Http(e) => {
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(e);
-                while let Some(s) = src {
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
-                write!(f, "connection broken: {msg}")
-            }
-            SendError::TooLarge => write!(f, "response body larger than 1 MiB"),
-        }
+/// A hyper error in words: a garbled response, or the whole chain of why the connection broke.
+fn http_failure(e: &hyper::Error) -> String {
+    if e.is_parse() {
+        return format!("invalid HTTP response: {e}");
     }
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    format!("connection broken: {msg}")
+}
+
+/// Why the webhook URL cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("unsupported scheme `{0}`")]
+    Scheme(String),
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("the URL has no port")]
+    NoPort,
+    #[error("cannot load the system's TLS roots: {0}")]
+    TlsRoots(rustls::Error),
+    #[error("the host is not a valid TLS server name")]
+    ServerName,
+    #[error("the host is not a valid Host header")]
+    HostHeader,
+    #[error("the path is not a valid request target: {0}")]
+    Path(http::uri::InvalidUri),
+    #[error("bad credentials in the URL")]
+    Credentials,
 }
 
 impl SendError {
@@ -92,11 +111,11 @@ impl SendError {
 const BODY_READ_MAX: usize = 1 << 20;
 
 impl Endpoint {
-    pub fn new(url: &Url, connect_timeout: Duration) -> Result<Endpoint, String> {
+    pub fn new(url: &Url, connect_timeout: Duration) -> Result<Endpoint, EndpointError> {
         let https = match url.scheme() {
             "https" => true,
             "http" => false,
-            other => return Err(format!("unsupported scheme `{other}`")),
+            other => return Err(EndpointError::Scheme(other.to_owned())),
         };
         let ip = match url.host() {
             Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
@@ -107,25 +126,25 @@ impl Endpoint {
             Some(url::Host::Domain(d)) => (d.to_owned(), ServerName::try_from(d.to_owned()).ok()),
             Some(url::Host::Ipv4(ip)) => (ip.to_string(), Some(ServerName::IpAddress(std::net::IpAddr::V4(ip).into()))),
             Some(url::Host::Ipv6(ip)) => (ip.to_string(), Some(ServerName::IpAddress(std::net::IpAddr::V6(ip).into()))),
-            None => return Err("the URL has no host".into()),
+            None => return Err(EndpointError::NoHost),
         };
-        let port = url.port_or_known_default().ok_or("the URL has no port")?;
+        let port = url.port_or_known_default().ok_or(EndpointError::NoPort)?;
         let tls = if https {
             crate::http::install_crypto_provider();
             let mut config =
                 <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
-                    .map_err(|e| format!("cannot load the system's TLS roots: {e}"))?;
+                    .map_err(EndpointError::TlsRoots)?;
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let name = server_name.ok_or("the host is not a valid TLS server name")?;
+            let name = server_name.ok_or(EndpointError::ServerName)?;
             Some((TlsConnector::from(Arc::new(config)), name))
         } else {
             None
         };
         let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
-        let authority = HeaderValue::from_str(authority).map_err(|_| "the host is not a valid Host header")?;
+        let authority = HeaderValue::from_str(authority).map_err(|_| EndpointError::HostHeader)?;
         let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let path = if path.is_empty() { "/" } else { path };
-        let path: http::Uri = path.parse().map_err(|e| format!("the path is not a valid request target: {e}"))?;
+        let path: http::Uri = path.parse().map_err(EndpointError::Path)?;
         let basic_auth = if url.username().is_empty() && url.password().is_none() {
             None
         } else {
@@ -133,7 +152,7 @@ impl Endpoint {
             let user = percent_decode(url.username());
             let pass = url.password().map(percent_decode).unwrap_or_default();
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            let mut v = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| "bad credentials in the URL")?;
+            let mut v = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| EndpointError::Credentials)?;
             v.set_sensitive(true);
             Some(v)
         };

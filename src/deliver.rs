@@ -12,7 +12,7 @@ use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::connection::{Connection, Endpoint};
+use crate::connection::{Connection, Endpoint, EndpointError};
 use crate::event::{Envelope, Event, now_rfc3339};
 use crate::http::{USER_AGENT, error_message};
 use crate::retry::TransportError;
@@ -108,7 +108,7 @@ const SIGNATURE: HeaderName = HeaderName::from_static(signature::HEADER);
 const BODY_KEEP: usize = 300;
 
 impl Deliverer {
-    pub fn new(target: Target) -> Result<Deliverer, String> {
+    pub fn new(target: Target) -> Result<Deliverer, EndpointError> {
         let endpoint = Endpoint::new(&target.url, target.timeout.min(Duration::from_secs(10)))?;
         let mut fixed = HeaderMap::new();
         fixed.insert(http::header::HOST, endpoint.authority.clone());

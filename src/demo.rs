@@ -10,45 +10,37 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DemoArgs, GlobalArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
-use crate::error::exit;
+use crate::error::{AppError, exit};
 use crate::fake::{FakeApi, FakeApiConfig, Receiver, ReceiverConfig, generate_bookings};
 use crate::progress::thousands;
-use crate::report::{print_report, run_error};
+use crate::report::print_report;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::signal::{spawn_signal_handler, wait_for_signal};
 use crate::source::ApiQuery;
 
-pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
+pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> {
     let token = format!("pt_secret_demo{:016x}", fastrand::u64(..));
     let secret = format!("whsec_demo{:016x}", fastrand::u64(..));
-    let api = match FakeApi::start(FakeApiConfig {
+    let api = FakeApi::start(FakeApiConfig {
         token: token.clone(),
         events: generate_bookings(args.events, fastrand::u64(..)),
         faults: Vec::new(),
     })
     .await
-    {
-        Ok(a) => a,
-        Err(e) => return fail(&format!("cannot start the fake SavvyCal API on 127.0.0.1: {e}")),
-    };
-    let receiver = match Receiver::start(ReceiverConfig {
+    .map_err(|e| demo_failed(format!("cannot start the fake SavvyCal API on 127.0.0.1: {e}")))?;
+    let receiver = Receiver::start(ReceiverConfig {
         secret: Some(secret.clone()),
         fail_rate: args.fail_rate,
         retry_after_secs: 1,
         ..ReceiverConfig::default()
     })
     .await
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&format!("cannot start the demo receiver on 127.0.0.1: {e}")),
-    };
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => return fail(&format!("cannot create a temporary directory for the demo ledger: {e}")),
-    };
+    .map_err(|e| demo_failed(format!("cannot start the demo receiver on 127.0.0.1: {e}")))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| demo_failed(format!("cannot create a temporary directory for the demo ledger: {e}")))?;
     let (base, webhook) = match (crate::config::api_base(&api.base_url()), url::Url::parse(&receiver.url())) {
         (Ok(b), Ok(w)) => (b, w),
-        _ => return fail("the embedded servers gave unusable addresses"),
+        _ => return Err(demo_failed("the embedded servers gave unusable addresses")),
     };
     if !global.quiet {
         eprintln!(
@@ -83,10 +75,7 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let ledger = cfg.ledger.clone();
-    let report = match crate::pipeline::run(cfg, cancel).await {
-        Ok(r) => r,
-        Err(e) => return run_error(&e),
-    };
+    let report = crate::pipeline::run(cfg, cancel).await?;
     print_report(&report, args.json, global.quiet, &ledger);
     let got = receiver.stats();
     if !global.quiet {
@@ -103,20 +92,20 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
     receiver.shutdown().await;
     let code = report.exit_code();
     if code == exit::OK && (got.unique_accepted != args.events as u64 || got.signature_failures > 0) {
-        return fail(&format!(
+        return Err(demo_failed(format!(
             "the receiver got {} unique events of {} (signature failures: {})",
             got.unique_accepted, args.events, got.signature_failures
-        ));
+        )));
     }
-    code
+    Ok(code)
 }
 
-fn fail(msg: &str) -> u8 {
-    eprintln!("Error: {msg}");
-    exit::FAILED
+/// `demo` failed (exit status 1: the demo did not show what it should).
+fn demo_failed(msg: impl Into<String>) -> AppError {
+    AppError::Demo(msg.into())
 }
 
-pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> u8 {
+pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> {
     let receiver = match Receiver::start_on(
         args.listen,
         ReceiverConfig {
@@ -129,10 +118,7 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> u8 {
     .await
     {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: cannot listen on {}: {e}; pick another address with --listen", args.listen);
-            return exit::USAGE;
-        }
+        Err(error) => return Err(AppError::Listen { addr: args.listen, error }),
     };
     // One line per delivery, unless --quiet (benchmarks use the sink as a fast receiver).
     if !global.quiet {
@@ -156,7 +142,7 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> u8 {
         thousands(s.transient)
     );
     receiver.shutdown().await;
-    exit::OK
+    Ok(exit::OK)
 }
 
 fn print_delivery(d: &crate::fake::Delivery) {

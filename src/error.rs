@@ -1,8 +1,11 @@
 //! Errors that end a command, and the exit statuses they map to (SPEC §3).
 //!
-//! The table of exit statuses lives here and nowhere else, so that "which failure gives which
-//! status" is answered in one place.
+//! The table of exit statuses lives here, and [`AppError::exit_code`] is the one place that says
+//! which failure gives which status. Subcommands return `Result<u8, AppError>` and use `?`; the
+//! error is printed once, as `Error: …`, where the process ends ([`crate::app::main`]).
 
+use crate::config::ConfigError;
+use crate::connection::EndpointError;
 use crate::ledger::LedgerError;
 use crate::source::SourceError;
 
@@ -23,16 +26,59 @@ pub enum RunError {
     #[error("cannot read --input {path}: {error}")]
     Input { path: String, error: std::io::Error },
     #[error("cannot set up the HTTP client: {0}")]
-    Client(String),
+    ApiClient(reqwest::Error),
+    #[error("cannot set up the HTTP client: {url}: {error}")]
+    Webhook { url: String, error: EndpointError },
     #[error(transparent)]
     Source(#[from] SourceError),
 }
 
-impl RunError {
+/// Why a command ended without doing its job.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The command line or the config file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A run could not start or its source failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The source failed after some events were handled (`export`).
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Entries that were not events were skipped (`export`).
+    #[error("{0} source entries were not events and were skipped")]
+    Malformed(u64),
+    #[error("cannot create --out {path}: {error}")]
+    CreateOut { path: String, error: std::io::Error },
+    #[error("cannot write the {what}: {error}")]
+    Write { what: &'static str, error: std::io::Error },
+    #[error("cannot write the status as JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {addr}: {error}; pick another address with --listen")]
+    Listen { addr: std::net::SocketAddr, error: std::io::Error },
+    /// `demo` could not set itself up, or its receiver did not get every event.
+    #[error("{0}")]
+    Demo(String),
+}
+
+impl AppError {
+    /// The exit status for this error (SPEC §3).
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Source(_) => exit::SOURCE,
-            _ => exit::USAGE,
+            AppError::Run(RunError::Source(_)) | AppError::Source(_) | AppError::Malformed(_) => exit::SOURCE,
+            AppError::Demo(_) => exit::FAILED,
+            AppError::Config(_)
+            | AppError::Run(_)
+            | AppError::Ledger(_)
+            | AppError::CreateOut { .. }
+            | AppError::Write { .. }
+            | AppError::Json(_)
+            | AppError::Runtime(_)
+            | AppError::Listen { .. } => exit::USAGE,
         }
     }
 }

@@ -46,7 +46,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
         timeout: cfg.timeout,
     };
     let deliverer = Deliverer::new(target)
-        .map_err(|e| RunError::Client(format!("{}: {e}", deliver::display_url(&cfg.webhook_url))))?;
+        .map_err(|error| RunError::Webhook { url: deliver::display_url(&cfg.webhook_url), error })?;
     let ledger = Ledger::open(&cfg.ledger, cfg.webhook_url.as_str(), &cfg.event_type)?;
     let target_name = format!("{} ({})", deliver::display_url(&cfg.webhook_url), cfg.event_type);
     info!("replaying from {source_name} to {target_name}");

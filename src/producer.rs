@@ -34,7 +34,7 @@ pub async fn open_source(
                 .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
         ),
         SourceConfig::Api { base, token, query } => {
-            let client = crate::source::api::client(timeout).map_err(|e| RunError::Client(e.to_string()))?;
+            let client = crate::source::api::client(timeout).map_err(RunError::ApiClient)?;
             Source::Api(Box::new(ApiPager::new(client, base.clone(), token.clone(), *query, retry, cancel.clone())))
         }
     })

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::{RunError, exit};
+use crate::error::{AppError, exit};
 use crate::progress::{Counters, Latency, round, thousands};
 use crate::rate::Rate;
 use crate::source::SourceError;
@@ -128,20 +128,11 @@ impl Report {
     }
 }
 
-pub fn fail(code: u8, e: &dyn std::fmt::Display) -> u8 {
-    eprintln!("Error: {e}");
-    code
-}
-
 /// Print a line on stdout; a closed pipe (`| head`) is not an error.
 pub fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
-}
-
-pub fn run_error(e: &RunError) -> u8 {
-    fail(e.exit_code(), e)
 }
 
 /// The end of a run as the user sees it: dry-run report, human summary, hints, JSON.
@@ -196,16 +187,18 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
     }
 }
 
-pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write>, String> {
+/// Where `--out` goes: the file, or stdout for none or `-`.
+pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write>, AppError> {
     Ok(match path {
         Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
             256 * 1024,
-            std::fs::File::create(p).map_err(|e| format!("cannot create --out {}: {e}", p.display()))?,
+            std::fs::File::create(p).map_err(|error| AppError::CreateOut { path: p.display().to_string(), error })?,
         )),
         _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock())),
     })
 }
 
+/// A closed pipe (`| head`): the reader has all it wants, which is not an error.
 pub fn is_broken_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
 }

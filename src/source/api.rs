@@ -124,11 +124,6 @@ pub struct Me {
     pub display_name: Option<String>,
 }
 
-enum Fetched {
-    Ok(Bytes),
-    Failed(SourceError),
-}
-
 /// The HTTP client for the API; `timeout` bounds each whole request.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     crate::http::install_crypto_provider();
@@ -215,10 +210,7 @@ impl ApiPager {
 
     /// Check the token: who it belongs to.
     pub async fn whoami(&self) -> Result<Me, SourceError> {
-        let body = match self.get(self.endpoint("v1/me"), "/v1/me").await {
-            Fetched::Ok(b) => b,
-            Fetched::Failed(e) => return Err(e),
-        };
+        let body = self.get(self.endpoint("v1/me"), "/v1/me").await?;
         serde_json::from_slice(&body).map_err(|e| SourceError::Malformed(format!("/v1/me: {e}")))
     }
 
@@ -229,10 +221,7 @@ impl ApiPager {
         }
         let url = self.events_url();
         let what = format!("page {} of /v1/events", self.pages + 1);
-        let body = match self.get(url, &what).await {
-            Fetched::Ok(b) => b,
-            Fetched::Failed(e) => return Err(e),
-        };
+        let body = self.get(url, &what).await?;
         let page: Page<'_> =
             serde_json::from_slice(&body).map_err(|e| SourceError::Malformed(format!("{what}: {e}")))?;
         let mut batch = Batch { events: Vec::with_capacity(page.entries.len()), malformed: Vec::new() };
@@ -258,7 +247,7 @@ impl ApiPager {
     }
 
     /// GET with the retry policy. The token goes only in the Authorization header.
-    async fn get(&self, url: Url, what: &str) -> Fetched {
+    async fn get(&self, url: Url, what: &str) -> Result<Bytes, SourceError> {
         let mut retries = 0u32;
         loop {
             debug!(%url, "GET");
@@ -269,7 +258,7 @@ impl ApiPager {
                 .header(http::header::ACCEPT, "application/json");
             let sent = tokio::select! {
                 r = req.send() => r,
-                () = self.cancel.cancelled() => return Fetched::Failed(SourceError::Unreachable {
+                () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
                     base: self.base.to_string(), attempts: retries + 1, last_error: "interrupted".into() }),
             };
             let (after, last_error) = match sent {
@@ -284,7 +273,7 @@ impl ApiPager {
                         self.retry.backoff.max,
                     );
                     match (verdict, body) {
-                        (Verdict::Delivered, Ok(body)) => return Fetched::Ok(body),
+                        (Verdict::Delivered, Ok(body)) => return Ok(body),
                         (Verdict::Delivered, Err(e)) => (None, format!("reading the response: {e}")),
                         (verdict, body) => {
                             let message = self.redact(&error_message(body.as_deref().unwrap_or_default()));
@@ -292,15 +281,11 @@ impl ApiPager {
                                 _ if matches!(status, 401 | 403) => {
                                     let detail =
                                         if message.is_empty() { String::new() } else { format!(": {message}") };
-                                    return Fetched::Failed(SourceError::Unauthorized { status, detail });
+                                    return Err(SourceError::Unauthorized { status, detail });
                                 }
                                 Verdict::Retry { after } => (after, format!("HTTP {status}: {message}")),
                                 _ => {
-                                    return Fetched::Failed(SourceError::Http {
-                                        status,
-                                        what: what.to_owned(),
-                                        message,
-                                    });
+                                    return Err(SourceError::Http { status, what: what.to_owned(), message });
                                 }
                             }
                         }
@@ -311,7 +296,7 @@ impl ApiPager {
                     match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max) {
                         Verdict::Retry { after } => (after, describe_error(&e)),
                         _ => {
-                            return Fetched::Failed(SourceError::Unreachable {
+                            return Err(SourceError::Unreachable {
                                 base: self.base.to_string(),
                                 attempts: retries + 1,
                                 last_error: describe_error(&e),
@@ -321,7 +306,7 @@ impl ApiPager {
                 }
             };
             if retries >= self.retry.max_retries {
-                return Fetched::Failed(SourceError::Unreachable {
+                return Err(SourceError::Unreachable {
                     base: self.base.to_string(),
                     attempts: retries + 1,
                     last_error,
@@ -332,7 +317,7 @@ impl ApiPager {
             warn_retry(what, &last_error, delay, retries, self.retry.max_retries);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.cancel.cancelled() => return Fetched::Failed(SourceError::Unreachable {
+                () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
                     base: self.base.to_string(), attempts: retries, last_error }),
             }
         }
