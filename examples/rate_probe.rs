@@ -15,9 +15,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use savvy_replay::config::{Resume, RunConfig, SourceConfig};
 use savvy_replay::fake::{Receiver, ReceiverConfig};
-use savvy_replay::retry::{Backoff, RetryPolicy};
+use savvy_replay::{Backoff, Resume, RetryPolicy, RunConfig, SourceConfig};
 use tokio_util::sync::CancellationToken;
 
 struct Args {
@@ -103,7 +102,7 @@ async fn probe(rate: f64, concurrency: usize, secs: f64) -> Result<Probe, Box<dy
         quiet: true,
         ..RunConfig::new(SourceConfig::File(input), receiver.url().parse()?)
     };
-    let report = savvy_replay::pipeline::run(cfg, CancellationToken::new()).await?;
+    let report = savvy_replay::run(cfg, CancellationToken::new()).await?;
     let mut times: Vec<Instant> = receiver.deliveries().iter().map(|d| d.at).collect();
     receiver.shutdown().await;
     times.sort();

@@ -1,36 +1,47 @@
 //! savvy-replay: replay SavvyCal booking history into a webhook, exactly as SavvyCal would have sent
 //! it — signed, rate-limited, retried, and resumable after any interruption.
 //!
-//! The pipeline, in the order a reader meets it: [`source`] pages the API (or reads NDJSON) →
-//! [`pipeline`] selects, skips what the [`ledger`] says is done, and feeds a bounded channel →
-//! workers pass the [`rate`] gate and [`deliver`] each [`event`] envelope, deciding retries with
-//! [`retry`] → the [`ledger`] records every outcome → [`report`] shows progress and the summary.
-//! [`cli`] and [`config`] turn what the user typed into a validated [`config::RunConfig`];
-//! [`app`] runs the subcommands; [`fake`] is the embedded SavvyCal API and receiver for `demo`,
-//! `sink` and the tests.
+//! The pipeline, in the order a reader meets it: `source` pages the API (or reads NDJSON) →
+//! `producer` selects, skips what the `ledger` says is done, and feeds a bounded channel →
+//! `worker`s pass the `rate` gate and `deliver` each `event` envelope, deciding retries with
+//! `retry` → the `ledger` records every outcome → `progress` shows the run live and `report` the
+//! summary; `pipeline` wires them. `cli` and `config` turn what the user typed into a validated
+//! [`RunConfig`]; `app` runs the subcommands; [`fake`] is the embedded SavvyCal API and receiver
+//! for `demo`, `sink` and the tests.
+//!
+//! The modules are private to the crate; what `main`, the integration tests and the examples need
+//! is re-exported here, so the compiler can point out code nothing uses.
 
-pub mod app;
-pub mod cli;
-pub mod config;
-pub mod connection;
-pub mod deliver;
-pub mod demo;
-pub mod error;
-pub mod event;
+pub(crate) mod app;
+pub(crate) mod cli;
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod deliver;
+pub(crate) mod demo;
+pub(crate) mod error;
+pub(crate) mod event;
 pub mod fake;
-pub mod http;
-pub mod ledger;
-pub mod pipeline;
-pub mod producer;
-pub mod progress;
-pub mod rate;
-pub mod report;
-pub mod retry;
-pub mod signal;
+pub(crate) mod http;
+pub(crate) mod ledger;
+pub(crate) mod pipeline;
+pub(crate) mod producer;
+pub(crate) mod progress;
+pub(crate) mod rate;
+pub(crate) mod report;
+pub(crate) mod retry;
+pub(crate) mod signal;
 pub mod signature;
-pub mod source;
-pub mod worker;
+pub(crate) mod source;
+pub(crate) mod worker;
 
-pub use config::RunConfig;
+pub use app::main;
+pub use cli::Cli;
+pub use config::{Resume, RunConfig, SourceConfig, api_base};
+pub use event::envelope_id;
+pub use http::install_crypto_provider;
+pub use ledger::read_status;
 pub use pipeline::run;
+pub use rate::Rate;
 pub use report::{Report, Summary};
+pub use retry::{Backoff, RetryPolicy};
+pub use source::ApiQuery;

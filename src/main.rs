@@ -3,5 +3,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    savvy_replay::app::main(savvy_replay::cli::Cli::parse())
+    savvy_replay::main(savvy_replay::Cli::parse())
 }

@@ -78,7 +78,7 @@ async fn json_summary_is_the_last_line_and_complete() {
         assert_eq!(d.headers["x-team"], "growth");
         let body: Body<'_> = serde_json::from_slice(&d.body).unwrap();
         assert_eq!(body.kind, "event.replayed");
-        assert_eq!(body.id, savvy_replay::event::envelope_id("event.replayed", &event_id(&d)));
+        assert_eq!(body.id, savvy_replay::envelope_id("event.replayed", &event_id(&d)));
     }
 }
 
@@ -222,7 +222,7 @@ async fn sink_verifies_prints_and_counts() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    savvy_replay::http::install_crypto_provider();
+    savvy_replay::install_crypto_provider();
     let client = reqwest::Client::new();
     let body = r#"{"type":"event.created","id":"payload_1","version":"2020-11-18","occurred_at":"2020-01-01T00:00:00Z","payload":{"id":"event_SINK1"}}"#;
     let url = format!("http://127.0.0.1:{port}/webhook");

@@ -63,7 +63,7 @@ async fn every_event_arrives_once_byte_identical_and_signed() {
         assert_eq!(body.payload.get(), by_id[&id].as_str(), "payload of {id} changed");
         assert_eq!(body.kind, "event.created");
         assert_eq!(body.version, "2020-11-18");
-        assert_eq!(body.id, savvy_replay::event::envelope_id("event.created", &id));
+        assert_eq!(body.id, savvy_replay::envelope_id("event.created", &id));
         assert_eq!(d.headers["idempotency-key"], body.id.as_str());
         assert_eq!(d.headers["content-type"], "application/json");
         assert!(d.headers["user-agent"].to_str().unwrap().starts_with("savvy-replay/"));

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use savvy_replay::Rate;
 use savvy_replay::fake::{FakeApi, generate_bookings};
-use savvy_replay::rate::Rate;
 use savvy_replay::signature;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -256,7 +256,7 @@ async fn an_untrusted_certificate_fails_each_event_once_without_retrying() {
     assert_eq!(log.get("connections"), N);
     wait_for(2, || log.get("failed handshakes") == N).await;
     assert!(log.requests.lock().unwrap().is_empty());
-    let status = savvy_replay::ledger::read_status(&ledger, 10).unwrap().unwrap();
+    let status = savvy_replay::read_status(&ledger, 10).unwrap().unwrap();
     assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (0, N as u64, 0));
     assert_eq!(status[0].open.len(), N);
     for open in &status[0].open {
@@ -428,7 +428,7 @@ async fn a_connection_closed_without_an_answer_is_retried() {
     let per_event = log.per_event();
     assert_eq!(per_event.len(), N);
     assert!(per_event.values().all(|c| *c == 2), "{per_event:?}");
-    let status = savvy_replay::ledger::read_status(&ledger, 10).unwrap().unwrap();
+    let status = savvy_replay::read_status(&ledger, 10).unwrap().unwrap();
     assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (N as u64, 0, 0));
 }
 
@@ -472,7 +472,7 @@ async fn an_answer_slower_than_the_timeout_is_retried_and_the_connection_dropped
     let per_event = log.per_event();
     assert_eq!(per_event.len(), N);
     assert!(per_event.values().all(|c| *c == 2), "{per_event:?}");
-    let status = savvy_replay::ledger::read_status(&ledger, 10).unwrap().unwrap();
+    let status = savvy_replay::read_status(&ledger, 10).unwrap().unwrap();
     assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (N as u64, 0, 0));
     // A timed-out request's connection is abandoned: the client closes it rather than leave it
     // open waiting for an answer nobody reads.

@@ -150,11 +150,6 @@ impl Receiver {
         format!("http://{addr}/webhook")
     }
 
-    /// The address actually bound.
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
     /// The counters so far.
     pub fn stats(&self) -> ReceiverStats {
         let c = &self.state.counters;

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 mod read;
 mod writer;
 
-pub use read::{OpenEvent, TargetStatus, read_status, write_failed};
+pub use read::{read_status, write_failed};
 use writer::{Msg, writer};
 
 /// The schema this version reads and writes.
@@ -259,7 +259,8 @@ fn take_lock(path: &Path) -> Result<File, LedgerError> {
 }
 
 impl LedgerHandle {
-    /// Record an outcome; returns once it is committed.
+    /// Record an outcome; returns once it is committed (the tests' shorthand for submit + wait).
+    #[cfg(test)]
     pub async fn record(&self, outcome: Outcome) -> Result<(), LedgerError> {
         self.submit(outcome)?.wait().await
     }

@@ -8,11 +8,8 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use savvy_replay::config::{RunConfig, SourceConfig};
 use savvy_replay::fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, Receiver, ReceiverConfig};
-use savvy_replay::rate::Rate;
-use savvy_replay::retry::{Backoff, RetryPolicy};
-use savvy_replay::source::ApiQuery;
+use savvy_replay::{ApiQuery, Backoff, Rate, RetryPolicy, RunConfig, SourceConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -55,7 +52,7 @@ pub fn config_to(api: &FakeApi, webhook_url: &str, ledger: &Path) -> RunConfig {
         quiet: true,
         ..RunConfig::new(
             SourceConfig::Api {
-                base: savvy_replay::config::api_base(&api.base_url()).unwrap(),
+                base: savvy_replay::api_base(&api.base_url()).unwrap(),
                 token: SecretString::from(TOKEN),
                 query: ApiQuery::default(),
             },
