@@ -10,7 +10,7 @@
 //! A lock file next to the database keeps two replays off the same ledger. Reads for resuming go a
 //! page of ids at a time; no list of ids is ever held in memory.
 //!
-//! This file holds the types, opening and locking; [`writer`] is the writer thread and
+//! This file holds the types, opening and locking; [`mod@writer`] is the writer thread and
 //! [`read`] the read side for `status` and `failed`.
 
 use std::fs::File;
