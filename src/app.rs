@@ -177,6 +177,9 @@ pub(crate) fn print_report(report: &Report, json: bool, quiet: bool, ledger_path
         }
     } else if !quiet {
         eprint!("{}", s.human(&report.target, report.pending));
+        if let Some(line) = &report.webhook {
+            eprintln!("{line}");
+        }
     }
     if report.malformed_count > 0 {
         eprintln!(

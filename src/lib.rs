@@ -24,6 +24,7 @@ pub mod report;
 pub mod retry;
 pub mod signature;
 pub mod source;
+pub mod webhook_defaults;
 
 pub use config::RunConfig;
 pub use pipeline::{Report, run};

@@ -39,6 +39,8 @@ pub struct Report {
     pub dry_run_text: Option<String>,
     /// Where events went, for the human summary.
     pub target: String,
+    /// What the webhook lookup found and the run took from it (API source only).
+    pub webhook: Option<String>,
 }
 
 impl Report {
@@ -67,12 +69,15 @@ pub enum RunError {
     Client(String),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Webhook(#[from] crate::source::webhooks::WebhookError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Source(_) => 3,
+            RunError::Webhook(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -369,7 +374,7 @@ async fn settle(s: &Shared, (status, committed): (Status, Committed)) -> Result<
 }
 
 /// Run the replay described by `cfg` until done or `cancel`led.
-pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, RunError> {
+pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report, RunError> {
     let started = Instant::now();
     let source = open_source(&cfg.source, cfg.retry, cfg.timeout, &cancel).await?;
     let source_name = source.describe();
@@ -381,10 +386,14 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
         }
         _ => None,
     };
+    let webhook = crate::webhook_defaults::apply(&mut cfg, &source).await?;
     let target = Target {
         url: cfg.webhook_url.clone(),
         event_type: cfg.event_type.clone(),
         signing_secret: cfg.signing_secret.clone(),
+        signature_hex: cfg.signature_hex,
+        webhook_id: cfg.webhook_id.clone(),
+        version: cfg.version.clone().unwrap_or_else(|| crate::event::ENVELOPE_VERSION.to_owned()),
         headers: cfg.headers.clone(),
         timeout: cfg.timeout,
     };
@@ -412,7 +421,8 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
             Some(who) => format!("{source_name} (token accepted: {who})"),
             None => source_name,
         };
-        let report = dry_run(&cfg, deliverer, rx, producer, &counters, started, cancel, target_name, from).await;
+        let report =
+            dry_run(&cfg, deliverer, rx, producer, &counters, started, cancel, target_name, from, webhook).await;
         ledger.close().await?;
         return report;
     }
@@ -456,6 +466,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
         pending: counters.pending.load(Relaxed),
         dry_run_text: None,
         target: target_name,
+        webhook,
     })
 }
 
@@ -470,6 +481,7 @@ async fn dry_run(
     cancel: CancellationToken,
     target_name: String,
     from: String,
+    webhook: Option<String>,
 ) -> Result<Report, RunError> {
     let mut to_send = 0u64;
     let mut sample = None;
@@ -489,6 +501,10 @@ async fn dry_run(
         thousands(counters.skipped.load(Relaxed)),
         thousands(to_send),
     );
+    if let Some(line) = &webhook {
+        text.push_str(line);
+        text.push('\n');
+    }
     text.push_str(&eta_line(to_send, cfg));
     match sample {
         Some(s) => {
@@ -507,6 +523,7 @@ async fn dry_run(
         pending: 0,
         dry_run_text: Some(text),
         target: target_name,
+        webhook,
     })
 }
 
