@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{exit, print_report, run_error, spawn_signal_handler};
 use crate::cli::{DemoArgs, GlobalArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
-use crate::fake::{FakeApi, FakeApiConfig, Receiver, ReceiverConfig, generate_bookings};
+use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
 use crate::report::thousands;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::source::ApiQuery;
@@ -19,16 +19,7 @@ use crate::source::ApiQuery;
 pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
     let token = format!("pt_secret_demo{:016x}", fastrand::u64(..));
     let secret = format!("whsec_demo{:016x}", fastrand::u64(..));
-    let api = match FakeApi::start(FakeApiConfig {
-        token: token.clone(),
-        events: generate_bookings(args.events, fastrand::u64(..)),
-        faults: Vec::new(),
-    })
-    .await
-    {
-        Ok(a) => a,
-        Err(e) => return fail(&format!("cannot start the fake SavvyCal API on 127.0.0.1: {e}")),
-    };
+    // The receiver starts first: the fake account registers it as its webhook.
     let receiver = match Receiver::start(ReceiverConfig {
         secret: Some(secret.clone()),
         fail_rate: args.fail_rate,
@@ -40,6 +31,34 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the demo receiver on 127.0.0.1: {e}")),
     };
+    // The account holds the bookings to replay and, like a real one, some made after its webhook
+    // was created: SavvyCal delivered those itself, so the run (which takes the webhook's
+    // created_at as --created-before) leaves them out.
+    let later = args.events / 10;
+    let mut bookings = generate_bookings(args.events + later, fastrand::u64(..));
+    let webhook_created = match bookings.get(args.events) {
+        Some(first_later) => created_at(first_later),
+        None => None,
+    }
+    .unwrap_or_else(crate::event::now_rfc3339);
+    let webhook = FakeWebhook::active(
+        &format!("wh_DEMO{:016X}", fastrand::u64(..)),
+        &receiver.url(),
+        &webhook_created,
+        Some(&secret),
+    );
+    let webhook_id = webhook.id.clone();
+    let api = match FakeApi::start(FakeApiConfig {
+        token: token.clone(),
+        events: std::mem::take(&mut bookings),
+        faults: Vec::new(),
+        webhooks: Some(vec![webhook]),
+    })
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => return fail(&format!("cannot start the fake SavvyCal API on 127.0.0.1: {e}")),
+    };
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => return fail(&format!("cannot create a temporary directory for the demo ledger: {e}")),
@@ -50,9 +69,11 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
     };
     if !global.quiet {
         eprintln!(
-            "Demo: a fake SavvyCal account with {} bookings at {}, replayed into a local receiver at {}{}.",
-            thousands(args.events as u64),
+            "Demo: a fake SavvyCal account at {} with {} bookings, {} of them made before its webhook {webhook_id} \
+             (created {webhook_created}), which posts to a local receiver at {}{}.",
             api.base_url(),
+            thousands((args.events + later) as u64),
+            thousands(args.events as u64),
             receiver.url(),
             if args.fail_rate > 0.0 {
                 format!(" that fails {:.0}% of requests with 503 or 429 + Retry-After", args.fail_rate * 100.0)
@@ -61,8 +82,8 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
             }
         );
     }
+    // No secret and no date here: the run takes both from the webhook it finds, as a real run does.
     let cfg = RunConfig {
-        signing_secret: Some(SecretString::from(secret)),
         timeout: Duration::from_secs(10),
         concurrency: args.concurrency,
         rate: args.rate,
@@ -109,6 +130,12 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {
     code
 }
 
+/// A generated booking's `created_at`.
+fn created_at(booking: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(booking).ok()?;
+    v.get("created_at")?.as_str().map(str::to_owned)
+}
+
 fn fail(msg: &str) -> u8 {
     eprintln!("Error: {msg}");
     exit::FAILED
@@ -119,6 +146,7 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> u8 {
         args.listen,
         ReceiverConfig {
             secret: args.secret.clone(),
+            signature_hex: args.signature_hex,
             fail_rate: args.fail_rate,
             retry_after_secs: 1,
             ..ReceiverConfig::default()
