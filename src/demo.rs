@@ -13,6 +13,7 @@ use crate::cli::{DemoArgs, GlobalArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
 use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
 use crate::report::thousands;
+use crate::signature::HexCase;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::source::ApiQuery;
 
@@ -164,11 +165,12 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> u8 {
     if !global.quiet {
         receiver.on_delivery(print_delivery);
     }
-    eprintln!(
-        "Listening on {} ({}); press Ctrl-C to stop.",
-        receiver.url(),
-        if args.secret.is_some() { "verifying signatures" } else { "no --secret: signatures not checked" }
-    );
+    let checking = match (&args.secret, args.signature_hex) {
+        (None, _) => "no --secret: signatures not checked",
+        (Some(_), HexCase::Upper) => "verifying signatures as SavvyCal's docs do: sha256= and uppercase hex, exactly",
+        (Some(_), HexCase::Lower) => "verifying signatures in lowercase hex (--signature-hex lower), exactly",
+    };
+    eprintln!("Listening on {} ({checking}); press Ctrl-C to stop.", receiver.url());
     crate::app::wait_for_signal().await;
     let s = receiver.stats();
     eprintln!(
