@@ -15,9 +15,12 @@ pub use crate::signature::HexCase;
 
 const RUN_EXAMPLES: &str = "\
 Examples:
-  # Replay every booking made before the webhook went live (2026-03-01), signed like SavvyCal:
-  savvy-replay run --token pt_secret_… --webhook-url https://hooks.example.com/savvycal \\
-      --signing-secret whsec_… --created-before 2026-03-01T00:00:00Z
+  # Replay every booking made before the webhook existed, signed like SavvyCal: the webhook is
+  # found in the account, and its secret and created_at become the defaults (see --dry-run)
+  savvy-replay run --token pt_secret_… --webhook-url https://hooks.example.com/savvycal
+
+  # Into a staging copy, as the production webhook, and everything whatever its date
+  savvy-replay run --webhook-url https://staging.example.com/hook --webhook-id wh_… --created-before none
 
   # Gentle on a small receiver: 5 requests/s, 2 at a time
   savvy-replay run --config replay.toml --rate 5 --concurrency 2
@@ -157,7 +160,8 @@ pub struct RunArgs {
     /// The envelope's `type` [default: event.created]
     #[arg(long, value_name = "TYPE", help_heading = "Delivery")]
     pub event_type: Option<String>,
-    /// Sign each body like SavvyCal: `x-savvycal-signature: sha256=<hex HMAC-SHA256>`.
+    /// Sign each body like SavvyCal: `x-savvycal-signature: sha256=<HEX HMAC-SHA256>` [default: the
+    /// webhook's own secret, when the account's webhook list returns it]
     #[arg(
         long,
         env = "SAVVYCAL_WEBHOOK_SECRET",
