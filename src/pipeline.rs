@@ -495,16 +495,17 @@ async fn dry_run(
     if let Some(e) = produced.ledger_error {
         return Err(e.into());
     }
-    let mut text = format!(
-        "Dry run: nothing was sent.\nRead from {from}.\n{} events selected; {} already delivered to this webhook; {} to send to {target_name}.\n",
-        thousands(counters.selected.load(Relaxed)),
-        thousands(counters.skipped.load(Relaxed)),
-        thousands(to_send),
-    );
+    let mut text = format!("Dry run: nothing was sent.\nRead from {from}.\n");
     if let Some(line) = &webhook {
         text.push_str(line);
         text.push('\n');
     }
+    text.push_str(&format!(
+        "{} events selected; {} already delivered to this webhook; {} to send to {target_name}.\n",
+        thousands(counters.selected.load(Relaxed)),
+        thousands(counters.skipped.load(Relaxed)),
+        thousands(to_send),
+    ));
     text.push_str(&eta_line(to_send, cfg));
     match sample {
         Some(s) => {
