@@ -13,9 +13,9 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::cli::{self, Attendance, CreatedBefore, GlobalArgs, Header, Period, RunArgs, SelectArgs, SourceArgs, State};
-use crate::signature::HexCase;
 use crate::rate::Rate;
 use crate::retry::RetryPolicy;
+use crate::signature::HexCase;
 use crate::source::ApiQuery;
 
 pub const DEFAULT_API_BASE: &str = "https://api.savvycal.com";

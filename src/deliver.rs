@@ -90,7 +90,8 @@ impl Deliverer {
         fixed.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         fixed.insert(http::header::USER_AGENT, HeaderValue::from_static(WEBHOOK_USER_AGENT));
         if let Some(id) = &target.webhook_id {
-            let value = HeaderValue::from_str(id).map_err(|_| format!("the webhook id `{id}` is not a valid header value"))?;
+            let value =
+                HeaderValue::from_str(id).map_err(|_| format!("the webhook id `{id}` is not a valid header value"))?;
             fixed.insert(HeaderName::from_static(WEBHOOK_ID_HEADER), value);
         }
         if let Some(auth) = &endpoint.basic_auth {
@@ -111,7 +112,8 @@ impl Deliverer {
     pub fn prepare(&self, event: &Event) -> Prepared {
         let envelope = Envelope::build_versioned(&self.target.event_type, &self.target.version, event, now_rfc3339);
         let signature = self.target.signing_secret.as_ref().map(|secret| {
-            let sig = signature::sign_with(secret.expose_secret().as_bytes(), &envelope.body, self.target.signature_hex);
+            let sig =
+                signature::sign_with(secret.expose_secret().as_bytes(), &envelope.body, self.target.signature_hex);
             HeaderValue::from_str(&sig).unwrap_or_else(|_| HeaderValue::from_static(""))
         });
         let idempotency_key = HeaderValue::from_str(&envelope.id).unwrap_or_else(|_| HeaderValue::from_static(""));

@@ -13,8 +13,8 @@ use crate::cli::{DemoArgs, GlobalArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
 use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
 use crate::report::thousands;
-use crate::signature::HexCase;
 use crate::retry::{Backoff, RetryPolicy};
+use crate::signature::HexCase;
 use crate::source::ApiQuery;
 
 pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> u8 {

@@ -158,8 +158,12 @@ async fn dry_output_for_leaks(dry: &[String]) -> Vec<u8> {
 async fn webhook_id_picks_a_webhook_whose_url_differs_and_none_lifts_its_date() {
     let events = generate_bookings(40, 72);
     let rcv = receiver(ReceiverConfig { secret: Some(ACCOUNT_SECRET.into()), ..ReceiverConfig::default() }).await;
-    let mut production =
-        FakeWebhook::active("wh_PROD", "https://hooks.example.com/savvycal", &created_at(&events[10]), Some(ACCOUNT_SECRET));
+    let mut production = FakeWebhook::active(
+        "wh_PROD",
+        "https://hooks.example.com/savvycal",
+        &created_at(&events[10]),
+        Some(ACCOUNT_SECRET),
+    );
     production.state = "disabled".into();
     let mut hooks = other_webhooks(2);
     hooks.push(production);
@@ -221,9 +225,8 @@ async fn a_receiver_verifying_as_savvycal_documents_rejects_lowercase_signatures
     let dir = tempfile::tempdir().unwrap();
 
     // Uppercase (the default): every request verifies.
-    let report = savvy_replay::run(config(&api, &strict, &dir.path().join("a.db")), CancellationToken::new())
-        .await
-        .unwrap();
+    let report =
+        savvy_replay::run(config(&api, &strict, &dir.path().join("a.db")), CancellationToken::new()).await.unwrap();
     assert_eq!(report.summary.delivered, 25);
     assert!(strict.deliveries().iter().all(|d| d.signature_ok == Some(true) && d.status == 200));
 

@@ -99,12 +99,8 @@ impl Webhooks {
         let before = (first > 0 && first <= n).then(|| encode_cursor(first));
         let cursor = |c: Option<String>| c.map_or("null".to_owned(), |c| format!("\"{c}\""));
         // Writing to a String cannot fail.
-        let _ = write!(
-            body,
-            r#"],"metadata":{{"after":{},"before":{},"limit":{limit}}}}}"#,
-            cursor(after),
-            cursor(before)
-        );
+        let _ =
+            write!(body, r#"],"metadata":{{"after":{},"before":{},"limit":{limit}}}}}"#, cursor(after), cursor(before));
         Ok(body)
     }
 }
@@ -139,6 +135,9 @@ mod tests {
         assert!(list.one("wh_44").unwrap().contains(r#""created_at":"2026-01-01T00:00:00Z""#));
         assert!(list.one("wh_45").is_none());
         assert!(list.page("after=zz").is_err());
-        assert_eq!(Webhooks::new(&[]).page("").unwrap(), r#"{"entries":[],"metadata":{"after":null,"before":null,"limit":20}}"#);
+        assert_eq!(
+            Webhooks::new(&[]).page("").unwrap(),
+            r#"{"entries":[],"metadata":{"after":null,"before":null,"limit":20}}"#
+        );
     }
 }

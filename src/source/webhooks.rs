@@ -66,10 +66,17 @@ pub enum Lookup<'a> {
 #[derive(Debug)]
 pub enum Found {
     /// By URL: the webhook, and how many others had the same URL.
-    ByUrl { webhook: Webhook, others: usize },
-    ById { webhook: Webhook },
+    ByUrl {
+        webhook: Webhook,
+        others: usize,
+    },
+    ById {
+        webhook: Webhook,
+    },
     /// No webhook of the account has this URL (`checked` webhooks looked at).
-    NoMatch { checked: usize },
+    NoMatch {
+        checked: usize,
+    },
     /// The API answered 404 for `/v1/webhooks`: it has no such endpoint.
     NoEndpoint,
 }
@@ -109,7 +116,9 @@ pub async fn find(api: &ApiPager, lookup: Lookup<'_>) -> Result<Found, WebhookEr
         Lookup::ById(id) => {
             let what = format!("/v1/webhooks/{id}");
             let body = match api.get_json(&format!("v1/webhooks/{id}"), &[], &what).await {
-                Err(SourceError::Http { status: 404, .. }) => return Err(WebhookError::UnknownId { id: id.to_owned() }),
+                Err(SourceError::Http { status: 404, .. }) => {
+                    return Err(WebhookError::UnknownId { id: id.to_owned() });
+                }
                 other => other?,
             };
             let webhook = parse::<Webhook>(&body, &what)?;
@@ -215,7 +224,10 @@ pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_
         if !secret_given {
             missing.push("unsigned unless --signing-secret is given");
         }
-        Taken { line: format!("{what}: replaying without the webhook's defaults ({}).", missing.join(", ")), ..Taken::default() }
+        Taken {
+            line: format!("{what}: replaying without the webhook's defaults ({}).", missing.join(", ")),
+            ..Taken::default()
+        }
     };
     let (webhook, how) = match found {
         Found::NoEndpoint => return without("The SavvyCal API has no /v1/webhooks (HTTP 404)".to_owned()),
@@ -252,7 +264,10 @@ pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_
             Some(s)
         }
         (false, None) => {
-            from_it.push("no signing secret (the API returned none: requests go unsigned unless --signing-secret is given)".to_owned());
+            from_it.push(
+                "no signing secret (the API returned none: requests go unsigned unless --signing-secret is given)"
+                    .to_owned(),
+            );
             None
         }
     };
@@ -349,17 +364,27 @@ mod tests {
     #[test]
     fn the_webhook_gives_what_the_user_did_not_set() {
         let u = url("https://h.example.com/x");
-        let t = take(Found::ByUrl { webhook: hook("wh_A", "active", "2026-03-01T09:00:00Z"), others: 0 }, &u, false, false);
+        let t =
+            take(Found::ByUrl { webhook: hook("wh_A", "active", "2026-03-01T09:00:00Z"), others: 0 }, &u, false, false);
         assert_eq!(t.webhook_id.as_deref(), Some("wh_A"));
         assert_eq!(t.version.as_deref(), Some("2020-11-18"));
         assert_eq!(t.secret.as_ref().unwrap().expose_secret(), "secret_of_wh_A");
         assert_eq!(t.created_before.unwrap().to_string(), "2026-03-01T09:00:00Z");
         assert!(t.warning.is_none());
-        assert!(t.line.starts_with("Webhook wh_A (active, created 2026-03-01T09:00:00Z) matches --webhook-url"), "{}", t.line);
+        assert!(
+            t.line.starts_with("Webhook wh_A (active, created 2026-03-01T09:00:00Z) matches --webhook-url"),
+            "{}",
+            t.line
+        );
         assert!(t.line.contains("signing secret (masked)") && !t.line.contains("secret_of"), "{}", t.line);
         assert!(!format!("{t:?}").contains("secret_of"));
 
-        let t = take(Found::ById { webhook: hook("wh_B", "disabled", "2026-03-01T09:00:00Z") }, &url("https://s.example.com/"), true, true);
+        let t = take(
+            Found::ById { webhook: hook("wh_B", "disabled", "2026-03-01T09:00:00Z") },
+            &url("https://s.example.com/"),
+            true,
+            true,
+        );
         assert!(t.secret.is_none() && t.created_before.is_none());
         assert!(t.warning.unwrap().contains("disabled"));
         assert!(t.line.starts_with("Warning: ") && t.line.contains("its URL is https://h.example.com/x"), "{}", t.line);
