@@ -531,6 +531,11 @@ mod tests {
         reqwest::Client::builder().build().unwrap()
     }
 
+    /// A fake API with these events and the test token, nothing else.
+    async fn start(events: Vec<String>) -> FakeApi {
+        FakeApi::start(FakeApiConfig { token: TOKEN.to_owned(), events, ..FakeApiConfig::default() }).await.unwrap()
+    }
+
     async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
         let response = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
@@ -578,14 +583,7 @@ mod tests {
                 .to_owned(),
         );
         events.push(r#"{"id":"event_NOSTART","state":42}"#.to_owned());
-        let api = FakeApi::start(FakeApiConfig {
-            token: TOKEN.to_owned(),
-            events: events.clone(),
-            faults: Vec::new(),
-            webhooks: None,
-        })
-        .await
-        .unwrap();
+        let api = start(events.clone()).await;
         let client = client();
         let query = "period=all&state=all&attendance=any&direction=asc&limit=7";
         let (entries, pages) = page_all(&client, &api.base_url(), query).await;
@@ -621,9 +619,7 @@ mod tests {
     #[tokio::test]
     async fn before_cursor_pages_back() {
         let events = generate_bookings(30, 3);
-        let api = FakeApi::start(FakeApiConfig { token: TOKEN.to_owned(), events, faults: Vec::new(), webhooks: None })
-            .await
-            .unwrap();
+        let api = start(events).await;
         let client = client();
         let base = format!("{}/v1/events?period=all&state=all&attendance=any&limit=10", api.base_url());
         let (_, first) = get(&client, &base).await;
@@ -642,14 +638,7 @@ mod tests {
     #[tokio::test]
     async fn defaults_hide_past_canceled_and_declined() {
         let events = generate_bookings(2_000, 9);
-        let api = FakeApi::start(FakeApiConfig {
-            token: TOKEN.to_owned(),
-            events: events.clone(),
-            faults: Vec::new(),
-            webhooks: None,
-        })
-        .await
-        .unwrap();
+        let api = start(events.clone()).await;
         let client = client();
         let (defaults, _) = page_all(&client, &api.base_url(), "limit=100").await;
         let now = Timestamp::now();
