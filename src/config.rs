@@ -547,6 +547,24 @@ mod tests {
     }
 
     #[test]
+    fn webhook_flags_and_created_before_none() {
+        let c = parse(BASE, "").unwrap();
+        assert_eq!((c.signature_hex, c.created_before_none, c.webhook_id.as_deref()), (HexCase::Upper, false, None));
+        let c = parse(&with(&["--created-before", "none", "--webhook-id", "wh_01ED74"]), "signature_hex = \"lower\"")
+            .unwrap();
+        assert!(c.created_before_none && c.select.created_before.is_none());
+        assert_eq!((c.signature_hex, c.webhook_id.as_deref()), (HexCase::Lower, Some("wh_01ED74")));
+        let c = parse(BASE, "created_before = \"none\"").unwrap();
+        assert!(c.created_before_none);
+        let c = parse(&with(&["--created-before", "2026-03-01T00:00:00Z"]), "created_before = \"none\"").unwrap();
+        assert!(!c.created_before_none && c.select.created_before.is_some(), "the flag wins over the file");
+        let e = parse(&with(&["--webhook-id", "wh_../../v1/me"]), "").unwrap_err().0;
+        assert!(e.contains("--webhook-id") && e.contains("wh_01ED74HMFGVZ92YVCWTD8Y8H6X"), "{e}");
+        let e = parse(&with(&["--created-before", "never"]), "").unwrap_err().0;
+        assert!(e.contains("`none`"), "{e}");
+    }
+
+    #[test]
     fn plain_http_api_only_on_loopback() {
         assert!(api_base("http://127.0.0.1:9000").is_ok());
         assert!(api_base("http://localhost:9000").is_ok());
