@@ -187,6 +187,16 @@ async fn webhook_id_picks_a_webhook_whose_url_differs_and_none_lifts_its_date() 
     }
     assert!(!stderr.contains(ACCOUNT_SECRET));
 
+    // Without --webhook-id no webhook has the receiver's URL: said once, and the run goes on.
+    let mut args = base_args(&api.base_url(), &rcv.url(), &dir.path().join("l3.db"));
+    args.extend(["--signing-secret", ACCOUNT_SECRET, "--rate", "0"].map(String::from));
+    let out = run_with_token_only(&args).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("No webhook of this SavvyCal account (3 checked) has the URL").count(), 1, "{stderr}");
+    assert!(stderr.contains("delivered 40"), "{stderr}");
+    assert!(!stderr.contains(ACCOUNT_SECRET));
+
     // An id the account does not have is a usage error, not a silent replay of everything.
     let mut args = base_args(&api.base_url(), &rcv.url(), &dir.path().join("l2.db"));
     args.extend(["--webhook-id", "wh_NOPE"].map(String::from));
