@@ -12,13 +12,17 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::deliver::Header;
 use crate::rate::Rate;
+use crate::signature::HexCase;
 use crate::source::api::{Attendance, Period, State};
 
 const RUN_EXAMPLES: &str = "\
 Examples:
-  # Replay every booking made before the webhook went live (2026-03-01), signed like SavvyCal:
-  savvy-replay run --token pt_secret_… --webhook-url https://hooks.example.com/savvycal \\
-      --signing-secret whsec_… --created-before 2026-03-01T00:00:00Z
+  # Replay every booking made before the webhook existed, signed like SavvyCal: the webhook is
+  # found in the account, and its secret and created_at become the defaults (see --dry-run)
+  savvy-replay run --token pt_secret_… --webhook-url https://hooks.example.com/savvycal
+
+  # Into a staging copy, as the production webhook, and everything whatever its date
+  savvy-replay run --webhook-url https://staging.example.com/hook --webhook-id wh_… --created-before none
 
   # Gentle on a small receiver: 5 requests/s, 2 at a time
   savvy-replay run --config replay.toml --rate 5 --concurrency 2
@@ -127,9 +131,10 @@ pub struct SourceArgs {
 /// Which of the fetched events to replay.
 #[derive(Debug, Args, Clone, Default)]
 pub struct SelectArgs {
-    /// Only events created before this moment (RFC 3339), e.g. when the webhook went live.
-    #[arg(long, value_name = "TIME", value_parser = parse_timestamp)]
-    pub created_before: Option<jiff::Timestamp>,
+    /// Only events created before this moment (RFC 3339), or `none` for no bound [default: the
+    /// webhook's created_at when it is found in the account, else none]
+    #[arg(long, value_name = "TIME|none", value_parser = parse_created_before)]
+    pub created_before: Option<CreatedBefore>,
     /// Only events created after this moment (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_timestamp)]
     pub created_after: Option<jiff::Timestamp>,
@@ -157,7 +162,8 @@ pub struct RunArgs {
     /// The envelope's `type` [default: event.created]
     #[arg(long, value_name = "TYPE", help_heading = "Delivery")]
     pub event_type: Option<String>,
-    /// Sign each body like SavvyCal: `x-savvycal-signature: sha256=<hex HMAC-SHA256>`.
+    /// Sign each body like SavvyCal: `x-savvycal-signature: sha256=<HEX HMAC-SHA256>` [default: the
+    /// webhook's own secret, when the account's webhook list returns it]
     #[arg(
         long,
         env = "SAVVYCAL_WEBHOOK_SECRET",
@@ -166,6 +172,14 @@ pub struct RunArgs {
         help_heading = "Delivery"
     )]
     pub signing_secret: Option<String>,
+    /// The SavvyCal webhook this replay stands in for (wh_…), when its URL differs from
+    /// --webhook-url [default: looked up by --webhook-url among the account's webhooks]
+    #[arg(long, value_name = "ID", help_heading = "Delivery")]
+    pub webhook_id: Option<String>,
+    /// Hex case of the signature: upper (SavvyCal's) or lower, for a receiver written against
+    /// lowercase [default: upper]
+    #[arg(long, value_enum, value_name = "CASE", help_heading = "Delivery")]
+    pub signature_hex: Option<HexCase>,
     /// Extra request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header, help_heading = "Delivery")]
     pub headers: Vec<Header>,
@@ -275,6 +289,10 @@ pub struct SinkArgs {
     /// Verify `x-savvycal-signature` with this secret (401 when it does not match).
     #[arg(long, env = "SAVVYCAL_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
     pub secret: Option<String>,
+    /// The hex case signatures must be in: upper, as SavvyCal sends them and its docs verify
+    /// them, or lower (to try `run --signature-hex lower`). The whole header must match exactly.
+    #[arg(long, value_enum, default_value_t = HexCase::Upper, value_name = "CASE")]
+    pub signature_hex: HexCase,
     /// Fraction of requests to fail with 503 or 429 + Retry-After, 0..=1.
     #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
     pub fail_rate: f64,
@@ -299,6 +317,20 @@ pub fn parse_timestamp(s: &str) -> Result<jiff::Timestamp, String> {
     s.trim().parse().map_err(|_| {
         format!("`{s}` is not an RFC 3339 time; write it like 2026-03-01T00:00:00Z or 2026-03-01T09:00:00+01:00")
     })
+}
+
+/// `--created-before`: a time, or `none` to replay everything whatever the webhook's date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreatedBefore {
+    None,
+    At(jiff::Timestamp),
+}
+
+pub fn parse_created_before(s: &str) -> Result<CreatedBefore, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(CreatedBefore::None);
+    }
+    parse_timestamp(s).map(CreatedBefore::At).map_err(|e| format!("{e}, or `none` for no bound"))
 }
 
 pub fn parse_page_size(s: &str) -> Result<u32, String> {

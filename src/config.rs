@@ -12,10 +12,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::cli::{self, GlobalArgs, RunArgs, SelectArgs, SourceArgs};
+use crate::cli::{self, CreatedBefore, GlobalArgs, RunArgs, SelectArgs, SourceArgs};
 use crate::deliver::Header;
 use crate::rate::Rate;
 use crate::retry::RetryPolicy;
+use crate::signature::HexCase;
 use crate::source::ApiQuery;
 use crate::source::api::{Attendance, Period, State};
 
@@ -47,6 +48,8 @@ const KNOWN_KEYS: &[&str] = &[
     "webhook_url",
     "event_type",
     "signing_secret",
+    "webhook_id",
+    "signature_hex",
     "header",
     "timeout",
     "concurrency",
@@ -212,6 +215,15 @@ pub struct RunConfig {
     pub webhook_url: Url,
     pub event_type: String,
     pub signing_secret: Option<SecretString>,
+    /// `--signature-hex`.
+    pub signature_hex: HexCase,
+    /// `--webhook-id`: the SavvyCal webhook to take defaults from, instead of looking
+    /// `webhook_url` up (with the API source). Set from the lookup when it finds one.
+    pub webhook_id: Option<String>,
+    /// The envelope `version`, when the webhook names one.
+    pub version: Option<String>,
+    /// `--created-before none`: no upper bound, and the webhook's `created_at` does not become one.
+    pub created_before_none: bool,
     pub headers: Vec<Header>,
     pub timeout: Duration,
     pub concurrency: usize,
@@ -236,6 +248,10 @@ impl RunConfig {
             webhook_url,
             event_type: DEFAULT_EVENT_TYPE.to_owned(),
             signing_secret: None,
+            signature_hex: HexCase::Upper,
+            webhook_id: None,
+            version: None,
+            created_before_none: false,
             headers: Vec::new(),
             timeout: Duration::from_secs(30),
             concurrency: 8,
@@ -333,8 +349,12 @@ fn or_file<T>(
 }
 
 pub fn selection(args: &SelectArgs, file: &FileConfig) -> Result<Selection, ConfigError> {
+    let before = or_file(args.created_before, file, "created_before", cli::parse_created_before)?;
     let sel = Selection {
-        created_before: or_file(args.created_before, file, "created_before", cli::parse_timestamp)?,
+        created_before: match before {
+            Some(CreatedBefore::At(t)) => Some(t),
+            _ => None,
+        },
         created_after: or_file(args.created_after, file, "created_after", cli::parse_timestamp)?,
         limit: or_file(args.limit, file, "limit", parse_u64)?,
     };
@@ -387,6 +407,25 @@ pub fn run_config(args: &RunArgs, global: &GlobalArgs, file: &FileConfig) -> Res
     }
     .filter(|s| !s.is_empty())
     .map(SecretString::from);
+
+    cfg.created_before_none = matches!(
+        or_file(args.select.created_before, file, "created_before", cli::parse_created_before)?,
+        Some(CreatedBefore::None)
+    );
+    cfg.signature_hex =
+        or_file(args.signature_hex, file, "signature_hex", parse_enum::<HexCase>)?.unwrap_or(cfg.signature_hex);
+    cfg.webhook_id = match &args.webhook_id {
+        Some(id) => Some(id.clone()),
+        None => file.get("webhook_id", parse_string)?,
+    }
+    .map(|id| id.trim().to_owned());
+    if let Some(id) = &cfg.webhook_id
+        && !crate::source::webhooks::valid_id(id)
+    {
+        return err(format!(
+            "--webhook-id `{id}` is not a SavvyCal webhook id; they look like wh_01ED74HMFGVZ92YVCWTD8Y8H6X"
+        ));
+    }
 
     for h in file.get_list("header")? {
         cfg.headers.push(cli::parse_header(&h).map_err(|e| ConfigError(format!("the config file: `header`: {e}")))?);
@@ -507,6 +546,24 @@ mod tests {
                 .unwrap_err()
                 .0;
         assert!(e.contains("--created-before"), "{e}");
+    }
+
+    #[test]
+    fn webhook_flags_and_created_before_none() {
+        let c = parse(BASE, "").unwrap();
+        assert_eq!((c.signature_hex, c.created_before_none, c.webhook_id.as_deref()), (HexCase::Upper, false, None));
+        let c = parse(&with(&["--created-before", "none", "--webhook-id", "wh_01ED74"]), "signature_hex = \"lower\"")
+            .unwrap();
+        assert!(c.created_before_none && c.select.created_before.is_none());
+        assert_eq!((c.signature_hex, c.webhook_id.as_deref()), (HexCase::Lower, Some("wh_01ED74")));
+        let c = parse(BASE, "created_before = \"none\"").unwrap();
+        assert!(c.created_before_none);
+        let c = parse(&with(&["--created-before", "2026-03-01T00:00:00Z"]), "created_before = \"none\"").unwrap();
+        assert!(!c.created_before_none && c.select.created_before.is_some(), "the flag wins over the file");
+        let e = parse(&with(&["--webhook-id", "wh_../../v1/me"]), "").unwrap_err().0;
+        assert!(e.contains("--webhook-id") && e.contains("wh_01ED74HMFGVZ92YVCWTD8Y8H6X"), "{e}");
+        let e = parse(&with(&["--created-before", "never"]), "").unwrap_err().0;
+        assert!(e.contains("`none`"), "{e}");
     }
 
     #[test]

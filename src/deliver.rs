@@ -14,9 +14,9 @@ use url::Url;
 
 use crate::connection::{Connection, Endpoint, EndpointError};
 use crate::event::{Envelope, Event, now_rfc3339};
-use crate::http::{USER_AGENT, error_message};
+use crate::http::error_message;
 use crate::retry::TransportError;
-use crate::signature;
+use crate::signature::{self, HexCase};
 
 /// One `-H 'Name: value'`, already checked to be a valid HTTP header.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,11 +48,35 @@ impl std::str::FromStr for Header {
     }
 }
 
+/// The webhook POSTs' `User-Agent`: SavvyCal's own, so receivers that filter on it accept the
+/// replay, and ours after it, so nobody is misled about who sent it (SPEC §4).
+pub const WEBHOOK_USER_AGENT: &str =
+    concat!("SavvyCal Webhooks (https://savvycal.com) savvy-replay/", env!("CARGO_PKG_VERSION"));
+
+/// The header naming the SavvyCal webhook a delivery belongs to.
+pub const WEBHOOK_ID_HEADER: &str = "x-savvycal-webhook-id";
+
+/// Why requests to the webhook cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The id came from the account's webhook list or `--webhook-id`.
+    #[error("the webhook id `{0}` is not a valid header value")]
+    WebhookId(String),
+}
+
 /// How the webhook is addressed, fixed for a run.
 pub struct Target {
     pub url: Url,
     pub event_type: String,
     pub signing_secret: Option<SecretString>,
+    /// `--signature-hex`: uppercase (SavvyCal's) unless the receiver wants lowercase.
+    pub signature_hex: HexCase,
+    /// The SavvyCal webhook this replay stands in for (`x-savvycal-webhook-id`), when known.
+    pub webhook_id: Option<String>,
+    /// The envelope `version`: the webhook's own, else [`crate::event::ENVELOPE_VERSION`].
+    pub version: String,
     pub headers: Vec<Header>,
     pub timeout: Duration,
 }
@@ -108,12 +132,16 @@ const SIGNATURE: HeaderName = HeaderName::from_static(signature::HEADER);
 const BODY_KEEP: usize = 300;
 
 impl Deliverer {
-    pub fn new(target: Target) -> Result<Deliverer, EndpointError> {
+    pub fn new(target: Target) -> Result<Deliverer, TargetError> {
         let endpoint = Endpoint::new(&target.url, target.timeout.min(Duration::from_secs(10)))?;
         let mut fixed = HeaderMap::new();
         fixed.insert(http::header::HOST, endpoint.authority.clone());
         fixed.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        fixed.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        fixed.insert(http::header::USER_AGENT, HeaderValue::from_static(WEBHOOK_USER_AGENT));
+        if let Some(id) = &target.webhook_id {
+            let value = HeaderValue::from_str(id).map_err(|_| TargetError::WebhookId(id.clone()))?;
+            fixed.insert(HeaderName::from_static(WEBHOOK_ID_HEADER), value);
+        }
         if let Some(auth) = &endpoint.basic_auth {
             fixed.insert(http::header::AUTHORIZATION, auth.clone());
         }
@@ -130,9 +158,10 @@ impl Deliverer {
     }
 
     pub fn prepare(&self, event: &Event) -> Prepared {
-        let envelope = Envelope::build(&self.target.event_type, event, now_rfc3339);
+        let envelope = Envelope::build_versioned(&self.target.event_type, &self.target.version, event, now_rfc3339);
         let signature = self.target.signing_secret.as_ref().map(|secret| {
-            let sig = signature::sign(secret.expose_secret().as_bytes(), &envelope.body);
+            let sig =
+                signature::sign_with(secret.expose_secret().as_bytes(), &envelope.body, self.target.signature_hex);
             HeaderValue::from_str(&sig).unwrap_or_else(|_| HeaderValue::from_static(""))
         });
         let idempotency_key = HeaderValue::from_str(&envelope.id).unwrap_or_else(|_| HeaderValue::from_static(""));
@@ -205,7 +234,10 @@ impl Deliverer {
             out.push('\n');
         };
         line("content-type", "application/json");
-        line("user-agent", USER_AGENT);
+        line("user-agent", WEBHOOK_USER_AGENT);
+        if let Some(id) = &self.target.webhook_id {
+            line(WEBHOOK_ID_HEADER, id);
+        }
         for Header { name, value } in &self.target.headers {
             if looks_secret(name.as_str()) {
                 line(name.as_str(), "<masked>");
@@ -269,6 +301,9 @@ mod tests {
             url: Url::parse("https://hooks.example.com/in").unwrap(),
             event_type: "event.created".into(),
             signing_secret: Some(SecretString::from("whsec_topsecret")),
+            signature_hex: HexCase::Upper,
+            webhook_id: Some("wh_01ED74HMFGVZ92YVCWTD8Y8H6X".into()),
+            version: "2020-11-18".into(),
             headers: vec!["Authorization: Bearer rcv_secret".parse().unwrap(), "X-Team: growth".parse().unwrap()],
             timeout: Duration::from_secs(30),
         })
@@ -283,6 +318,8 @@ mod tests {
         assert!(shown.contains("x-savvycal-signature: sha256="));
         assert!(!shown.contains("rcv_secret") && !shown.contains("whsec_topsecret"));
         assert!(shown.ends_with(std::str::from_utf8(&p.envelope.body).unwrap()));
-        assert!(shown.contains(&format!("user-agent: {USER_AGENT}")));
+        assert!(shown.contains(&format!("user-agent: {WEBHOOK_USER_AGENT}")));
+        assert!(shown.contains("x-savvycal-webhook-id: wh_01ED74HMFGVZ92YVCWTD8Y8H6X\n"));
+        assert!(WEBHOOK_USER_AGENT.starts_with("SavvyCal Webhooks (https://savvycal.com) savvy-replay/"));
     }
 }

@@ -11,23 +11,18 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{DemoArgs, GlobalArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
 use crate::error::{AppError, exit};
-use crate::fake::{FakeApi, FakeApiConfig, Receiver, ReceiverConfig, generate_bookings};
+use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
 use crate::progress::thousands;
 use crate::report::print_report;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::signal::{spawn_signal_handler, wait_for_signal};
+use crate::signature::HexCase;
 use crate::source::ApiQuery;
 
 pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> {
     let token = format!("pt_secret_demo{:016x}", fastrand::u64(..));
     let secret = format!("whsec_demo{:016x}", fastrand::u64(..));
-    let api = FakeApi::start(FakeApiConfig {
-        token: token.clone(),
-        events: generate_bookings(args.events, fastrand::u64(..)),
-        faults: Vec::new(),
-    })
-    .await
-    .map_err(|e| demo_failed(format!("cannot start the fake SavvyCal API on 127.0.0.1: {e}")))?;
+    // The receiver starts first: the fake account registers it as its webhook.
     let receiver = Receiver::start(ReceiverConfig {
         secret: Some(secret.clone()),
         fail_rate: args.fail_rate,
@@ -36,6 +31,31 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     })
     .await
     .map_err(|e| demo_failed(format!("cannot start the demo receiver on 127.0.0.1: {e}")))?;
+    // The account holds the bookings to replay and, like a real one, some made after its webhook
+    // was created: SavvyCal delivered those itself, so the run (which takes the webhook's
+    // created_at as --created-before) leaves them out.
+    let later = args.events / 10;
+    let mut bookings = generate_bookings(args.events + later, fastrand::u64(..));
+    let webhook_created = match bookings.get(args.events) {
+        Some(first_later) => created_at(first_later),
+        None => None,
+    }
+    .unwrap_or_else(crate::event::now_rfc3339);
+    let webhook = FakeWebhook::active(
+        &format!("wh_DEMO{:016X}", fastrand::u64(..)),
+        &receiver.url(),
+        &webhook_created,
+        Some(&secret),
+    );
+    let webhook_id = webhook.id.clone();
+    let api = FakeApi::start(FakeApiConfig {
+        token: token.clone(),
+        events: std::mem::take(&mut bookings),
+        faults: Vec::new(),
+        webhooks: Some(vec![webhook]),
+    })
+    .await
+    .map_err(|e| demo_failed(format!("cannot start the fake SavvyCal API on 127.0.0.1: {e}")))?;
     let dir = tempfile::tempdir()
         .map_err(|e| demo_failed(format!("cannot create a temporary directory for the demo ledger: {e}")))?;
     let (base, webhook) = match (crate::config::api_base(&api.base_url()), url::Url::parse(&receiver.url())) {
@@ -44,9 +64,11 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     };
     if !global.quiet {
         eprintln!(
-            "Demo: a fake SavvyCal account with {} bookings at {}, replayed into a local receiver at {}{}.",
-            thousands(args.events as u64),
+            "Demo: a fake SavvyCal account at {} with {} bookings, {} of them made before its webhook {webhook_id} \
+             (created {webhook_created}), which posts to a local receiver at {}{}.",
             api.base_url(),
+            thousands((args.events + later) as u64),
+            thousands(args.events as u64),
             receiver.url(),
             if args.fail_rate > 0.0 {
                 format!(" that fails {:.0}% of requests with 503 or 429 + Retry-After", args.fail_rate * 100.0)
@@ -55,8 +77,8 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
             }
         );
     }
+    // No secret and no date here: the run takes both from the webhook it finds, as a real run does.
     let cfg = RunConfig {
-        signing_secret: Some(SecretString::from(secret)),
         timeout: Duration::from_secs(10),
         concurrency: args.concurrency,
         rate: args.rate,
@@ -100,6 +122,12 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     Ok(code)
 }
 
+/// A generated booking's `created_at`.
+fn created_at(booking: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(booking).ok()?;
+    v.get("created_at")?.as_str().map(str::to_owned)
+}
+
 /// `demo` failed (exit status 1: the demo did not show what it should).
 fn demo_failed(msg: impl Into<String>) -> AppError {
     AppError::Demo(msg.into())
@@ -110,6 +138,7 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         args.listen,
         ReceiverConfig {
             secret: args.secret.clone(),
+            signature_hex: args.signature_hex,
             fail_rate: args.fail_rate,
             retry_after_secs: 1,
             ..ReceiverConfig::default()
@@ -124,11 +153,12 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     if !global.quiet {
         receiver.on_delivery(print_delivery);
     }
-    eprintln!(
-        "Listening on {} ({}); press Ctrl-C to stop.",
-        receiver.url(),
-        if args.secret.is_some() { "verifying signatures" } else { "no --secret: signatures not checked" }
-    );
+    let checking = match (&args.secret, args.signature_hex) {
+        (None, _) => "no --secret: signatures not checked",
+        (Some(_), HexCase::Upper) => "verifying signatures as SavvyCal's docs do: sha256= and uppercase hex, exactly",
+        (Some(_), HexCase::Lower) => "verifying signatures in lowercase hex (--signature-hex lower), exactly",
+    };
+    eprintln!("Listening on {} ({checking}); press Ctrl-C to stop.", receiver.url());
     wait_for_signal().await;
     let s = receiver.stats();
     eprintln!(

@@ -5,9 +5,10 @@
 //! error is printed once, as `Error: …`, where the process ends ([`crate::app::main`]).
 
 use crate::config::ConfigError;
-use crate::connection::EndpointError;
+use crate::deliver::TargetError;
 use crate::ledger::LedgerError;
 use crate::source::SourceError;
+use crate::source::webhooks::WebhookError;
 
 /// Exit statuses (SPEC §3).
 pub mod exit {
@@ -28,9 +29,12 @@ pub enum RunError {
     #[error("cannot set up the HTTP client: {0}")]
     ApiClient(reqwest::Error),
     #[error("cannot set up the HTTP client: {url}: {error}")]
-    Webhook { url: String, error: EndpointError },
+    Endpoint { url: String, error: TargetError },
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// Looking up the webhook the replay stands in for ([`crate::webhook_defaults`]).
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 /// Why a command ended without doing its job.
@@ -70,6 +74,9 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Run(RunError::Source(_)) | AppError::Source(_) | AppError::Malformed(_) => exit::SOURCE,
+            // A wrong --webhook-id is a usage error; the API failing during the lookup is a source error.
+            AppError::Run(RunError::Webhook(WebhookError::UnknownId { .. })) => exit::USAGE,
+            AppError::Run(RunError::Webhook(_)) => exit::SOURCE,
             AppError::Demo(_) => exit::FAILED,
             AppError::Config(_)
             | AppError::Run(_)

@@ -82,8 +82,16 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// `now` is used for `occurred_at` when the event has no `created_at`.
+    /// [`Envelope::build_versioned`] with the default [`ENVELOPE_VERSION`]; runs always pass the
+    /// webhook's version (or this default) explicitly, so only tests use it.
+    #[cfg(test)]
     pub fn build(event_type: &str, event: &Event, now: impl FnOnce() -> String) -> Envelope {
+        Envelope::build_versioned(event_type, ENVELOPE_VERSION, event, now)
+    }
+
+    /// The envelope with the webhook's own payload `version` (from `GET /v1/webhooks`). `now` is
+    /// used for `occurred_at` when the event has no `created_at`.
+    pub fn build_versioned(event_type: &str, version: &str, event: &Event, now: impl FnOnce() -> String) -> Envelope {
         let id = envelope_id(event_type, &event.id);
         let occurred_at = match &event.created_at {
             Some(t) => Cow::Borrowed(&**t),
@@ -94,9 +102,9 @@ impl Envelope {
         put_json_string(&mut buf, event_type);
         buf.put_slice(b",\"id\":");
         put_json_string(&mut buf, &id);
-        buf.put_slice(b",\"version\":\"");
-        buf.put_slice(ENVELOPE_VERSION.as_bytes());
-        buf.put_slice(b"\",\"occurred_at\":");
+        buf.put_slice(b",\"version\":");
+        put_json_string(&mut buf, version);
+        buf.put_slice(b",\"occurred_at\":");
         put_json_string(&mut buf, &occurred_at);
         buf.put_slice(b",\"payload\":");
         let payload_start = buf.len();
@@ -178,5 +186,8 @@ mod tests {
         let env = Envelope::build("weird\"type", &ev, || "t".into());
         let v: serde_json::Value = serde_json::from_slice(&env.body).unwrap();
         assert_eq!(v["type"], "weird\"type");
+        let env = Envelope::build_versioned("event.created", "2024-01-01", &ev, || "t".into());
+        let v: serde_json::Value = serde_json::from_slice(&env.body).unwrap();
+        assert_eq!(v["version"], "2024-01-01");
     }
 }

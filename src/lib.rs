@@ -32,6 +32,7 @@ pub(crate) mod retry;
 pub(crate) mod signal;
 pub mod signature;
 pub(crate) mod source;
+pub(crate) mod webhook_defaults;
 pub(crate) mod worker;
 
 pub use app::main;

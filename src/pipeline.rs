@@ -26,7 +26,7 @@ use crate::source::Source;
 use crate::worker::{Shared, work};
 
 /// Run the replay described by `cfg` until done or `cancel`led.
-pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, RunError> {
+pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report, RunError> {
     let started = Instant::now();
     let source = open_source(&cfg.source, cfg.retry, cfg.timeout, &cancel).await?;
     let source_name = source.describe();
@@ -38,15 +38,19 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
         }
         _ => None,
     };
+    let webhook = crate::webhook_defaults::apply(&mut cfg, &source).await?;
     let target = Target {
         url: cfg.webhook_url.clone(),
         event_type: cfg.event_type.clone(),
         signing_secret: cfg.signing_secret.clone(),
+        signature_hex: cfg.signature_hex,
+        webhook_id: cfg.webhook_id.clone(),
+        version: cfg.version.clone().unwrap_or_else(|| crate::event::ENVELOPE_VERSION.to_owned()),
         headers: cfg.headers.clone(),
         timeout: cfg.timeout,
     };
     let deliverer = Deliverer::new(target)
-        .map_err(|error| RunError::Webhook { url: deliver::display_url(&cfg.webhook_url), error })?;
+        .map_err(|error| RunError::Endpoint { url: deliver::display_url(&cfg.webhook_url), error })?;
     let ledger = Ledger::open(&cfg.ledger, cfg.webhook_url.as_str(), &cfg.event_type)?;
     let target_name = format!("{} ({})", deliver::display_url(&cfg.webhook_url), cfg.event_type);
     info!("replaying from {source_name} to {target_name}");
@@ -69,7 +73,8 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
             Some(who) => format!("{source_name} (token accepted: {who})"),
             None => source_name,
         };
-        let report = dry_run(&cfg, deliverer, rx, producer, &counters, started, cancel, target_name, from).await;
+        let report =
+            dry_run(&cfg, deliverer, rx, producer, &counters, started, cancel, target_name, from, webhook).await;
         ledger.close().await?;
         return report;
     }
@@ -113,6 +118,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<Report, Ru
         pending: counters.pending.load(Relaxed),
         dry_run_text: None,
         target: target_name,
+        webhook,
     })
 }
 
@@ -127,6 +133,7 @@ async fn dry_run(
     cancel: CancellationToken,
     target_name: String,
     from: String,
+    webhook: Option<String>,
 ) -> Result<Report, RunError> {
     let mut to_send = 0u64;
     let mut sample = None;
@@ -142,6 +149,7 @@ async fn dry_run(
     }
     let text = DryRun {
         from: &from,
+        webhook: webhook.as_deref(),
         target: &target_name,
         selected: counters.selected.load(Relaxed),
         skipped: counters.skipped.load(Relaxed),
@@ -160,5 +168,6 @@ async fn dry_run(
         pending: 0,
         dry_run_text: Some(text),
         target: target_name,
+        webhook,
     })
 }

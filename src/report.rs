@@ -111,6 +111,8 @@ pub struct Report {
     pub dry_run_text: Option<String>,
     /// Where events went, for the human summary.
     pub target: String,
+    /// What the webhook lookup found and the run took from it (API source only).
+    pub webhook: Option<String>,
 }
 
 impl Report {
@@ -146,6 +148,9 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
         }
     } else if !quiet {
         eprint!("{}", s.human(&report.target, report.pending));
+        if let Some(line) = &report.webhook {
+            eprintln!("{line}");
+        }
     }
     if report.malformed_count > 0 {
         eprintln!(
@@ -207,6 +212,8 @@ pub fn is_broken_pipe(e: &std::io::Error) -> bool {
 pub struct DryRun<'a> {
     /// Where the events were read from (with the account the token belongs to, for the API).
     pub from: &'a str,
+    /// What the webhook lookup found and the run took from it: it explains the counts below.
+    pub webhook: Option<&'a str>,
     /// Where they would go.
     pub target: &'a str,
     pub selected: u64,
@@ -222,14 +229,18 @@ pub struct DryRun<'a> {
 impl DryRun<'_> {
     /// The dry-run report: counts, the ETA and the first request.
     pub fn text(&self) -> String {
-        let mut text = format!(
-            "Dry run: nothing was sent.\nRead from {}.\n{} events selected; {} already delivered to this webhook; {} to send to {}.\n",
-            self.from,
+        let mut text = format!("Dry run: nothing was sent.\nRead from {}.\n", self.from);
+        if let Some(line) = self.webhook {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "{} events selected; {} already delivered to this webhook; {} to send to {}.\n",
             thousands(self.selected),
             thousands(self.skipped),
             thousands(self.to_send),
             self.target,
-        );
+        ));
         text.push_str(&self.eta_line());
         match self.sample {
             Some(s) => {

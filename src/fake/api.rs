@@ -1,4 +1,5 @@
-//! A fake SavvyCal API on loopback: `GET /v1/me` and cursor-paged `GET /v1/events`.
+//! A fake SavvyCal API on loopback: `GET /v1/me`, cursor-paged `GET /v1/events`, and the
+//! account's webhooks (`GET /v1/webhooks`, `GET /v1/webhooks/:id`, served by [`super::webhooks`]).
 //!
 //! It exists so `demo`, the integration tests and the benchmarks can exercise the real paging
 //! client without an account. It is faithful to the parts of SavvyCal the tool depends on (SPEC §2):
@@ -24,6 +25,7 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::webhooks::{FakeWebhook, Webhooks};
 use super::{DropConnection, Reply, Server, json_response};
 
 /// Page size when the request gives none.
@@ -61,6 +63,8 @@ pub struct FakeApiConfig {
     /// `(0-based index of the /v1/events request, fault)`: that request gets the fault instead of
     /// its page. Faults apply before authentication, like a proxy in front of the API would.
     pub faults: Vec<(u64, ApiFault)>,
+    /// The account's webhooks; `None` is an API without the webhooks endpoints (404).
+    pub webhooks: Option<Vec<FakeWebhook>>,
 }
 
 /// A running fake SavvyCal API on `127.0.0.1`. Stops on [`FakeApi::shutdown`] or when dropped.
@@ -107,6 +111,11 @@ impl FakeApi {
     /// The raw query string of each `/v1/events` request, in arrival order (`""` for none).
     pub fn queries(&self) -> Vec<String> {
         self.state.queries.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The path and query of each `/v1/webhooks…` request, in arrival order.
+    pub fn webhook_requests(&self) -> Vec<String> {
+        self.state.webhook_requests.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Stops the server, letting in-flight requests finish.
@@ -188,6 +197,8 @@ struct ApiState {
     faults: HashMap<u64, ApiFault>,
     events_requests: AtomicU64,
     queries: Mutex<Vec<String>>,
+    webhooks: Option<Webhooks>,
+    webhook_requests: Mutex<Vec<String>>,
 }
 
 impl ApiState {
@@ -209,6 +220,8 @@ impl ApiState {
             faults,
             events_requests: AtomicU64::new(0),
             queries: Mutex::new(Vec::new()),
+            webhooks: config.webhooks.as_deref().map(Webhooks::new),
+            webhook_requests: Mutex::new(Vec::new()),
         }
     }
 
@@ -226,6 +239,25 @@ impl ApiState {
         }
         if !self.authorized(request.headers()) {
             return Ok(error_response(StatusCode::UNAUTHORIZED, "Unauthenticated"));
+        }
+        let query = request.uri().query().unwrap_or_default();
+        if let (Some(webhooks), Some(rest)) = (&self.webhooks, path.strip_prefix("/v1/webhooks")) {
+            self.webhook_requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(request.uri().path_and_query().map_or(path, |pq| pq.as_str()).to_owned());
+            let reply = match (request.method(), rest) {
+                (&Method::GET, "" | "/") => match webhooks.page(query) {
+                    Ok(body) => json_response(StatusCode::OK, body),
+                    Err(message) => error_response(StatusCode::UNPROCESSABLE_ENTITY, &message),
+                },
+                (&Method::GET, id) => match webhooks.one(id.trim_start_matches('/')) {
+                    Some(json) => json_response(StatusCode::OK, json.to_owned()),
+                    None => error_response(StatusCode::NOT_FOUND, "Not found"),
+                },
+                _ => error_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+            };
+            return Ok(reply);
         }
         let reply = match (request.method(), path) {
             (&Method::GET, "/v1/me") => json_response(StatusCode::OK, ME_BODY),
@@ -309,11 +341,11 @@ fn push_cursor(body: &mut String, cursor: Option<&str>) {
 const CURSOR_PREFIX: &str = "pos:";
 
 /// An opaque cursor for a position in the ascending order (hex, so it needs no escaping).
-fn encode_cursor(position: usize) -> String {
+pub(super) fn encode_cursor(position: usize) -> String {
     hex::encode(format!("{CURSOR_PREFIX}{position}"))
 }
 
-fn decode_cursor(cursor: &str, len: usize) -> Option<usize> {
+pub(super) fn decode_cursor(cursor: &str, len: usize) -> Option<usize> {
     let bytes = hex::decode(cursor).ok()?;
     let text = std::str::from_utf8(&bytes).ok()?;
     let position: usize = text.strip_prefix(CURSOR_PREFIX)?.parse().ok()?;
@@ -499,6 +531,11 @@ mod tests {
         reqwest::Client::builder().build().unwrap()
     }
 
+    /// A fake API with these events and the test token, nothing else.
+    async fn start(events: Vec<String>) -> FakeApi {
+        FakeApi::start(FakeApiConfig { token: TOKEN.to_owned(), events, ..FakeApiConfig::default() }).await.unwrap()
+    }
+
     async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
         let response = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
@@ -546,9 +583,7 @@ mod tests {
                 .to_owned(),
         );
         events.push(r#"{"id":"event_NOSTART","state":42}"#.to_owned());
-        let api = FakeApi::start(FakeApiConfig { token: TOKEN.to_owned(), events: events.clone(), faults: Vec::new() })
-            .await
-            .unwrap();
+        let api = start(events.clone()).await;
         let client = client();
         let query = "period=all&state=all&attendance=any&direction=asc&limit=7";
         let (entries, pages) = page_all(&client, &api.base_url(), query).await;
@@ -584,7 +619,7 @@ mod tests {
     #[tokio::test]
     async fn before_cursor_pages_back() {
         let events = generate_bookings(30, 3);
-        let api = FakeApi::start(FakeApiConfig { token: TOKEN.to_owned(), events, faults: Vec::new() }).await.unwrap();
+        let api = start(events).await;
         let client = client();
         let base = format!("{}/v1/events?period=all&state=all&attendance=any&limit=10", api.base_url());
         let (_, first) = get(&client, &base).await;
@@ -603,9 +638,7 @@ mod tests {
     #[tokio::test]
     async fn defaults_hide_past_canceled_and_declined() {
         let events = generate_bookings(2_000, 9);
-        let api = FakeApi::start(FakeApiConfig { token: TOKEN.to_owned(), events: events.clone(), faults: Vec::new() })
-            .await
-            .unwrap();
+        let api = start(events.clone()).await;
         let client = client();
         let (defaults, _) = page_all(&client, &api.base_url(), "limit=100").await;
         let now = Timestamp::now();
@@ -647,6 +680,7 @@ mod tests {
                 (4, ApiFault::Malformed),
                 (5, ApiFault::Malformed),
             ],
+            webhooks: None,
         })
         .await
         .unwrap();
@@ -693,6 +727,45 @@ mod tests {
         api.shutdown().await;
     }
 
+    #[tokio::test]
+    async fn webhooks_are_listed_and_fetched_behind_the_token() {
+        let hooks = vec![
+            FakeWebhook::active("wh_A", "https://a.example.com/in", "2026-03-01T09:00:00Z", Some("s3cret")),
+            FakeWebhook::active("wh_B", "https://b.example.com/in", "2026-03-02T09:00:00Z", None),
+        ];
+        let api = FakeApi::start(FakeApiConfig {
+            token: TOKEN.to_owned(),
+            events: Vec::new(),
+            faults: Vec::new(),
+            webhooks: Some(hooks),
+        })
+        .await
+        .unwrap();
+        let client = client();
+        let (status, body) = get(&client, &format!("{}/v1/webhooks", api.base_url())).await;
+        assert_eq!(status, 200);
+        let page: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(page["entries"][0]["id"], "wh_A");
+        assert_eq!(page["entries"][0]["secret"], "s3cret");
+        assert_eq!(page["entries"][0]["state"], "active");
+        assert_eq!(page["entries"][0]["version"], "2020-11-18");
+        assert!(page["metadata"]["after"].is_null());
+        let (status, body) = get(&client, &format!("{}/v1/webhooks/wh_B", api.base_url())).await;
+        assert_eq!(status, 200);
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["url"], "https://b.example.com/in");
+        let (status, _) = get(&client, &format!("{}/v1/webhooks/wh_C", api.base_url())).await;
+        assert_eq!(status, 404);
+        let response = client.get(format!("{}/v1/webhooks", api.base_url())).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(api.webhook_requests(), ["/v1/webhooks", "/v1/webhooks/wh_B", "/v1/webhooks/wh_C"]);
+        api.shutdown().await;
+
+        // An API without the endpoints.
+        let api = FakeApi::start(FakeApiConfig { token: TOKEN.to_owned(), ..FakeApiConfig::default() }).await.unwrap();
+        assert_eq!(get(&client, &format!("{}/v1/webhooks", api.base_url())).await.0, 404);
+        api.shutdown().await;
+    }
+
     #[test]
     fn fixed_period_bounds_start_dates() {
         let state = ApiState::new(FakeApiConfig {
@@ -703,6 +776,7 @@ mod tests {
                 r#"{"id":"event_C","state":"confirmed","start_at":"2024-05-04T10:00:00Z"}"#.to_owned(),
             ],
             faults: Vec::new(),
+            webhooks: None,
         });
         let body = state.page("period=fixed&from=2024-05-02&until=2024-05-03", Timestamp::now()).unwrap();
         let page: Value = serde_json::from_str(&body).unwrap();

@@ -12,10 +12,12 @@
 pub mod api;
 pub mod bookings;
 pub mod receiver;
+pub mod webhooks;
 
 pub use api::{ApiFault, FakeApi, FakeApiConfig};
 pub use bookings::generate_bookings;
 pub use receiver::{Delivery, Receiver, ReceiverConfig, ReceiverStats};
+pub use webhooks::FakeWebhook;
 
 use std::future::Future;
 use std::io;

@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::{Body, DropConnection, Reply, Server, json_response};
-use crate::signature;
+use crate::signature::{self, HexCase};
 
 /// Largest body accepted (larger ones are answered 413).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -32,8 +32,12 @@ const OK_BODY: &[u8] = br#"{"ok":true}"#;
 /// How to run a [`Receiver`].
 #[derive(Clone, Debug)]
 pub struct ReceiverConfig {
-    /// When set, `x-savvycal-signature` must be a valid signature of the raw body (else 401).
+    /// When set, `x-savvycal-signature` must be a valid signature of the raw body (else 401),
+    /// checked the way SavvyCal's docs do it (see [`expected_signature`]).
     pub secret: Option<String>,
+    /// The hex case the signature must be in: uppercase, as SavvyCal sends it (the default), or
+    /// lowercase for trying `run --signature-hex lower`. The comparison is exact either way.
+    pub signature_hex: HexCase,
     /// Fraction (0..=1) of requests answered with a transient failure: half 503, half 429 with
     /// `Retry-After: {retry_after_secs}`. Like a real rate limiter, it answers 429 at most once per
     /// two `Retry-After` periods (a client that honours the pause would not be told again at
@@ -55,6 +59,7 @@ impl Default for ReceiverConfig {
     fn default() -> Self {
         ReceiverConfig {
             secret: None,
+            signature_hex: HexCase::Upper,
             fail_rate: 0.0,
             retry_after_secs: 1,
             drop_rate: 0.0,
@@ -150,6 +155,11 @@ impl Receiver {
         format!("http://{addr}/webhook")
     }
 
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> ReceiverStats {
         let c = &self.state.counters;
@@ -215,6 +225,7 @@ struct Counters {
 
 struct ReceiverState {
     secret: Option<Vec<u8>>,
+    signature_hex: HexCase,
     /// `f64` bits, so it can change while running.
     fail_rate: AtomicU64,
     drop_rate: f64,
@@ -269,6 +280,7 @@ impl ReceiverState {
         let rejecting = !config.reject_ids.is_empty();
         ReceiverState {
             secret: config.secret.map(String::into_bytes),
+            signature_hex: config.signature_hex,
             fail_rate: AtomicU64::new(clamp_rate(config.fail_rate).to_bits()),
             drop_rate: clamp_rate(config.drop_rate),
             retry_after: HeaderValue::from(config.retry_after_secs),
@@ -320,7 +332,7 @@ impl ReceiverState {
                 .headers
                 .get(signature::HEADER)
                 .and_then(|value| value.to_str().ok())
-                .is_some_and(|header| signature::verify(secret, &body, header))
+                .is_some_and(|header| signature_matches(secret, &body, header.as_bytes(), self.signature_hex))
         });
 
         let verdict = self.decide(event_id.as_deref(), signature_ok);
@@ -420,6 +432,30 @@ impl ReceiverState {
     }
 }
 
+/// What SavvyCal's docs say the header must be: `"sha256=" + HEX(HMAC-SHA256(secret, raw body))`,
+/// in uppercase (their examples call `.toUpperCase()`). Written here with `hmac` and `sha2`
+/// directly, not with [`crate::signature`], so the sender cannot pass by sharing its own mistake.
+pub fn expected_signature(secret: &[u8], body: &[u8], case: HexCase) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex = match case {
+        HexCase::Upper => hex::encode_upper(digest),
+        HexCase::Lower => hex::encode(digest),
+    };
+    format!("sha256={hex}")
+}
+
+/// The whole header compared with the expected one, byte for byte, in constant time — as the
+/// docs' examples do (`secure_compare`, `hmac.compare_digest`): no trimming, no case folding.
+fn signature_matches(secret: &[u8], body: &[u8], header: &[u8], case: HexCase) -> bool {
+    use subtle::ConstantTimeEq;
+    let expected = expected_signature(secret, body, case);
+    // `ct_eq` on slices of different lengths is false (the length is not secret).
+    bool::from(expected.as_bytes().ct_eq(header))
+}
+
 /// The seed of request `n`'s dice: splitmix64 of the pair, so no shared RNG is needed.
 fn dice_seed(seed: u64, n: u64) -> u64 {
     let mut z = seed ^ n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -478,7 +514,13 @@ mod tests {
         let good = body("event_1");
         let signature = sign(b"whsec", good.as_bytes());
         assert_eq!(post(good.clone(), Some(signature.clone())).await, (200, r#"{"ok":true}"#.to_owned()));
-        assert_eq!(post(good.clone(), Some(signature.to_ascii_uppercase().replace("SHA256=", "sha256="))).await.0, 200);
+        assert_eq!(post(good.clone(), Some(signature.clone())).await.0, 200, "a duplicate is still accepted");
+        // SavvyCal's docs compare the whole header exactly: lowercase hex, a different prefix case
+        // or anything more all fail.
+        let lower = format!("sha256={}", signature["sha256=".len()..].to_ascii_lowercase());
+        for wrong in [lower, signature.replace("sha256=", "SHA256="), format!("{signature}0")] {
+            assert_eq!(post(good.clone(), Some(wrong.clone())).await.0, 401, "{wrong}");
+        }
         assert_eq!(post(good.clone(), Some(sign(b"other", good.as_bytes()))).await.0, 401);
         assert_eq!(post(good.clone(), None).await.0, 401);
         let bad = body("event_BAD");
@@ -490,19 +532,19 @@ mod tests {
         assert_eq!(
             receiver.stats(),
             ReceiverStats {
-                requests: 6,
+                requests: 9,
                 accepted: 3,
                 unique_accepted: 2,
                 duplicates: 1,
-                signature_failures: 2,
+                signature_failures: 5,
                 rejected: 1,
                 transient: 0,
                 dropped: 0,
             }
         );
         let deliveries = receiver.deliveries();
-        assert_eq!(deliveries.len(), 6);
-        assert_eq!(seen.load(Ordering::Relaxed), 6);
+        assert_eq!(deliveries.len(), 9);
+        assert_eq!(seen.load(Ordering::Relaxed), 9);
         let first = &deliveries[0];
         assert_eq!(first.event_id.as_deref(), Some("event_1"));
         assert_eq!(first.envelope_id.as_deref(), Some("payload_event_1"));
@@ -512,6 +554,7 @@ mod tests {
         assert_eq!(first.headers[HEADER], signature.as_str());
         assert_eq!(deliveries[2].signature_ok, Some(false));
         assert_eq!(deliveries[2].status, 401);
+        assert_eq!(deliveries[5].signature_ok, Some(false), "signed with another secret");
         receiver.shutdown().await;
     }
 

@@ -214,6 +214,16 @@ impl ApiPager {
         serde_json::from_slice(&body).map_err(|e| SourceError::Malformed(format!("/v1/me: {e}")))
     }
 
+    /// `GET <base>/<path>?<query>` with the same token, retries and cancellation as the event
+    /// pages: for other parts of the API ([`super::webhooks`]).
+    pub(crate) async fn get_json(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Bytes, SourceError> {
+        let mut url = self.endpoint(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        self.get(url, what).await
+    }
+
     /// The next page of events, or `None` after the last one.
     pub async fn next_page(&mut self) -> Result<Option<Batch>, SourceError> {
         if self.done {

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod ndjson;
+pub mod webhooks;
 
 use crate::event::Event;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use savvy_replay::fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, Receiver, ReceiverConfig};
+use savvy_replay::fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig};
 use savvy_replay::{ApiQuery, Backoff, Rate, RetryPolicy, RunConfig, SourceConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -22,7 +22,24 @@ pub fn bin() -> &'static str {
 }
 
 pub async fn api(events: Vec<String>, faults: Vec<(u64, ApiFault)>) -> FakeApi {
-    FakeApi::start(FakeApiConfig { token: TOKEN.into(), events, faults }).await.expect("start fake API")
+    FakeApi::start(FakeApiConfig { token: TOKEN.into(), events, faults, webhooks: None }).await.expect("start fake API")
+}
+
+/// A fake API whose account has these webhooks.
+pub async fn api_with_webhooks(events: Vec<String>, webhooks: Vec<FakeWebhook>) -> FakeApi {
+    FakeApi::start(FakeApiConfig { token: TOKEN.into(), events, faults: vec![], webhooks: Some(webhooks) })
+        .await
+        .expect("start fake API")
+}
+
+/// The signature header as SavvyCal's docs verify it: `"sha256=" + HMAC-SHA256(secret, raw
+/// body).hex().toUpperCase()`, compared whole. Written here from the docs, not with the crate's
+/// own signing code, so the two cannot share a mistake.
+pub fn documented_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()).to_uppercase())
 }
 
 pub async fn receiver(cfg: ReceiverConfig) -> Receiver {

@@ -1,0 +1,143 @@
+//! The fake SavvyCal API's webhooks: cursor-paged `GET /v1/webhooks` and `GET /v1/webhooks/:id`.
+//!
+//! Shaped like SavvyCal's (`../shared/examples/webhooks-page.json`): entries with `id`, `state`,
+//! `url`, `version`, `created_at` and `secret`, paged like events with `limit` (default 20) and an
+//! opaque `after` cursor. `demo` registers its receiver here, so the run finds it the way a real
+//! run finds the user's webhook; tests register many, to make the lookup page.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::api::{decode_cursor, encode_cursor};
+
+/// Page size when the request gives none (SavvyCal's list default).
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
+
+/// One webhook of the fake account.
+#[derive(Clone, Serialize)]
+pub struct FakeWebhook {
+    pub id: String,
+    pub state: String,
+    pub url: String,
+    pub version: String,
+    pub created_at: String,
+    /// Left out of the JSON when `None` (an API that does not return secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for FakeWebhook {
+    // Not derived: the secret stays out of test output too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeWebhook").field("id", &self.id).field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl FakeWebhook {
+    /// An active webhook with the current payload version.
+    pub fn active(id: &str, url: &str, created_at: &str, secret: Option<&str>) -> FakeWebhook {
+        FakeWebhook {
+            id: id.to_owned(),
+            state: "active".to_owned(),
+            url: url.to_owned(),
+            version: crate::event::ENVELOPE_VERSION.to_owned(),
+            created_at: created_at.to_owned(),
+            secret: secret.map(str::to_owned),
+        }
+    }
+}
+
+/// The account's webhooks, serialized once.
+pub(crate) struct Webhooks {
+    /// `(id, JSON object)`, in list order.
+    entries: Vec<(String, String)>,
+}
+
+impl Webhooks {
+    pub(crate) fn new(webhooks: &[FakeWebhook]) -> Webhooks {
+        let entries = webhooks
+            .iter()
+            .map(|w| (w.id.clone(), serde_json::to_string(w).unwrap_or_else(|_| "{}".to_owned())))
+            .collect();
+        Webhooks { entries }
+    }
+
+    /// `GET /v1/webhooks/:id`: the object itself.
+    pub(crate) fn one(&self, id: &str) -> Option<&str> {
+        self.entries.iter().find(|(i, _)| i == id).map(|(_, json)| json.as_str())
+    }
+
+    /// `GET /v1/webhooks?…`: a page as JSON, or the message of a 422.
+    pub(crate) fn page(&self, query: &str) -> Result<String, String> {
+        let n = self.entries.len();
+        let mut limit = DEFAULT_LIMIT;
+        let mut first = 0;
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "limit" => {
+                    limit = value
+                        .parse()
+                        .ok()
+                        .filter(|l| (1..=MAX_LIMIT).contains(l))
+                        .ok_or_else(|| format!("limit must be between 1 and {MAX_LIMIT}"))?;
+                }
+                "after" => first = decode_cursor(&value, n).ok_or("invalid cursor")? + 1,
+                _ => {}
+            }
+        }
+        let last = (first + limit).min(n);
+        let mut body = String::from(r#"{"entries":["#);
+        for (k, (_, json)) in self.entries[first.min(n)..last].iter().enumerate() {
+            if k > 0 {
+                body.push(',');
+            }
+            body.push_str(json);
+        }
+        let after = (last < n && last > 0).then(|| encode_cursor(last - 1));
+        let before = (first > 0 && first <= n).then(|| encode_cursor(first));
+        let cursor = |c: Option<String>| c.map_or("null".to_owned(), |c| format!("\"{c}\""));
+        // Writing to a String cannot fail.
+        let _ =
+            write!(body, r#"],"metadata":{{"after":{},"before":{},"limit":{limit}}}}}"#, cursor(after), cursor(before));
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_the_after_cursor_to_the_end() {
+        let hooks: Vec<FakeWebhook> = (0..45)
+            .map(|i| FakeWebhook::active(&format!("wh_{i}"), "https://h.example.com", "2026-01-01T00:00:00Z", None))
+            .collect();
+        let list = Webhooks::new(&hooks);
+        let mut ids = Vec::new();
+        let mut query = String::new();
+        let mut pages = 0;
+        loop {
+            let page: serde_json::Value = serde_json::from_str(&list.page(&query).unwrap()).unwrap();
+            pages += 1;
+            for e in page["entries"].as_array().unwrap() {
+                ids.push(e["id"].as_str().unwrap().to_owned());
+                assert!(e.get("secret").is_none());
+            }
+            match page["metadata"]["after"].as_str() {
+                Some(after) => query = format!("after={after}"),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(ids, (0..45).map(|i| format!("wh_{i}")).collect::<Vec<_>>());
+        assert!(list.one("wh_44").unwrap().contains(r#""created_at":"2026-01-01T00:00:00Z""#));
+        assert!(list.one("wh_45").is_none());
+        assert!(list.page("after=zz").is_err());
+        assert_eq!(
+            Webhooks::new(&[]).page("").unwrap(),
+            r#"{"entries":[],"metadata":{"after":null,"before":null,"limit":20}}"#
+        );
+    }
+}

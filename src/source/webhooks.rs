@@ -1,0 +1,403 @@
+//! Which SavvyCal webhook this replay stands in for, and what the run takes from it.
+//!
+//! A replay should look like the webhook's own deliveries, and the account knows that webhook:
+//! `GET /v1/webhooks` lists it with its id (the `x-savvycal-webhook-id` header), its payload
+//! `version`, its signing secret, and its `created_at` — the moment SavvyCal started delivering to
+//! it, so everything created before is what is missing. With a token the run looks
+//! `--webhook-url` up in that list (every page), or fetches `--webhook-id` directly, so the usual
+//! call needs neither a secret nor a date. When the account has no such webhook, or the API has no
+//! webhooks endpoint, the run goes on without those defaults and says so once.
+//!
+//! The secret is held as a [`SecretString`] from the moment it is parsed: never printed, logged,
+//! shown by `Debug`, or stored in the ledger. Parse errors are reported by position only, because
+//! serde's messages can quote the offending value.
+
+use std::collections::HashSet;
+
+use jiff::Timestamp;
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use super::{ApiPager, SourceError};
+use crate::deliver::display_url;
+
+/// One webhook of the account, as far as a replay uses it.
+#[derive(Debug, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    #[serde(default)]
+    pub url: String,
+    /// `active`, `disabled` or `deleted`.
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// Returned by SavvyCal's current API; older answers may leave it out.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    entries: Vec<Webhook>,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+#[derive(Default, Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// How to find the webhook.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    /// Among the account's webhooks, the one whose URL is `--webhook-url`.
+    ByUrl(&'a Url),
+    /// `--webhook-id wh_…`, whatever its URL.
+    ById(&'a str),
+}
+
+/// What the lookup came to.
+#[derive(Debug)]
+pub enum Found {
+    /// By URL: the webhook, and how many others had the same URL.
+    ByUrl {
+        webhook: Webhook,
+        others: usize,
+    },
+    ById {
+        webhook: Webhook,
+    },
+    /// No webhook of the account has this URL (`checked` webhooks looked at).
+    NoMatch {
+        checked: usize,
+    },
+    /// The API answered 404 for `/v1/webhooks`: it has no such endpoint.
+    NoEndpoint,
+}
+
+/// The lookup failed in a way the run cannot simply go on from.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error(
+        "--webhook-id {id}: the SavvyCal API has no webhook with this id (HTTP 404); check the id \
+         (it looks like wh_…), or leave --webhook-id out to look the webhook up by --webhook-url"
+    )]
+    UnknownId { id: String },
+    #[error("looking up the webhook: {0}")]
+    Source(#[from] SourceError),
+    #[error("the SavvyCal API sent {what} that cannot be read as webhooks ({detail})")]
+    Malformed { what: String, detail: String },
+    #[error("paging /v1/webhooks: {0}; stopping instead of looping")]
+    Loop(String),
+}
+
+/// Empty pages in a row with a cursor to follow, before paging is called a loop.
+const MAX_EMPTY_PAGES: u32 = 3;
+
+/// Find the webhook: page through `/v1/webhooks` for the URL, or fetch `/v1/webhooks/:id`.
+pub async fn find(api: &ApiPager, lookup: Lookup<'_>) -> Result<Found, WebhookError> {
+    match lookup {
+        Lookup::ById(id) => {
+            let what = format!("/v1/webhooks/{id}");
+            let body = match api.get_json(&format!("v1/webhooks/{id}"), &[], &what).await {
+                Err(SourceError::Http { status: 404, .. }) => {
+                    return Err(WebhookError::UnknownId { id: id.to_owned() });
+                }
+                other => other?,
+            };
+            let webhook = parse::<Webhook>(&body, &what)?;
+            Ok(Found::ById { webhook })
+        }
+        Lookup::ByUrl(url) => {
+            let mut matches: Vec<Webhook> = Vec::new();
+            let mut checked = 0usize;
+            let mut after: Option<String> = None;
+            let mut seen = HashSet::new();
+            let mut empty_in_a_row = 0u32;
+            for page_no in 1u64.. {
+                let what = format!("page {page_no} of /v1/webhooks");
+                let query: Vec<(&str, &str)> = after.iter().map(|a| ("after", a.as_str())).collect();
+                let body = match api.get_json("v1/webhooks", &query, &what).await {
+                    Err(SourceError::Http { status: 404, .. }) if page_no == 1 => return Ok(Found::NoEndpoint),
+                    other => other?,
+                };
+                let page = parse::<Page>(&body, &what)?;
+                empty_in_a_row = if page.entries.is_empty() { empty_in_a_row + 1 } else { 0 };
+                checked += page.entries.len();
+                matches.extend(page.entries.into_iter().filter(|w| same_url(url, &w.url)));
+                match page.metadata.after {
+                    None => break,
+                    Some(_) if empty_in_a_row > MAX_EMPTY_PAGES => {
+                        return Err(WebhookError::Loop(format!("{empty_in_a_row} empty pages in a row")));
+                    }
+                    Some(next) if !seen.insert(next.clone()) => {
+                        return Err(WebhookError::Loop(format!("{what} repeats an `after` cursor")));
+                    }
+                    Some(next) => after = Some(next),
+                }
+            }
+            let others = matches.len().saturating_sub(1);
+            match pick(matches) {
+                Some(webhook) => Ok(Found::ByUrl { webhook, others }),
+                None => Ok(Found::NoMatch { checked }),
+            }
+        }
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, WebhookError> {
+    serde_json::from_slice(body).map_err(|e| WebhookError::Malformed {
+        what: what.to_owned(),
+        // Position and kind only: serde's message may quote a value, and a value may be a secret.
+        detail: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
+    })
+}
+
+/// Of several webhooks with the same URL, the one the receiver has been getting events from:
+/// active before disabled before deleted, then the oldest (it has delivered since it was made).
+fn pick(mut matches: Vec<Webhook>) -> Option<Webhook> {
+    let rank = |w: &Webhook| match w.state.as_str() {
+        "active" => 0,
+        "disabled" => 1,
+        "deleted" => 3,
+        _ => 2,
+    };
+    let created = |w: &Webhook| w.created_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    matches.sort_by_key(|w| (rank(w), created(w).is_none(), created(w)));
+    matches.into_iter().next()
+}
+
+/// Whether a webhook's URL is `--webhook-url`, as a user would judge it: scheme and host in any
+/// case, a default port written or not, a trailing slash or not, credentials and fragment aside.
+/// The path and query must match exactly (a receiver may route on either).
+pub fn same_url(ours: &Url, theirs: &str) -> bool {
+    let Ok(theirs) = Url::parse(theirs.trim()) else { return false };
+    let key = |u: &Url| {
+        (
+            u.scheme().to_owned(),
+            u.host_str().map(str::to_ascii_lowercase),
+            u.port_or_known_default(),
+            u.path().trim_end_matches('/').to_owned(),
+            u.query().filter(|q| !q.is_empty()).map(str::to_owned),
+        )
+    };
+    key(ours) == key(&theirs)
+}
+
+/// What the run takes from the webhook, given what the user set themselves, and the one line
+/// that says so (dry run and summary).
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub webhook_id: Option<String>,
+    pub version: Option<String>,
+    pub secret: Option<SecretString>,
+    pub created_before: Option<Timestamp>,
+    /// The webhook is disabled or deleted.
+    pub warning: Option<String>,
+    pub line: String,
+}
+
+/// Decide what to take from `found`: the secret only when `--signing-secret` was not given, the
+/// date only when `--created-before` was not given (`none` counts as given).
+pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_given: bool) -> Taken {
+    let without = |what: String| {
+        let mut missing = vec!["no x-savvycal-webhook-id"];
+        if !created_before_given {
+            missing.push("no default --created-before");
+        }
+        if !secret_given {
+            missing.push("unsigned unless --signing-secret is given");
+        }
+        Taken {
+            line: format!("{what}: replaying without the webhook's defaults ({}).", missing.join(", ")),
+            ..Taken::default()
+        }
+    };
+    let (webhook, how) = match found {
+        Found::NoEndpoint => return without("The SavvyCal API has no /v1/webhooks (HTTP 404)".to_owned()),
+        Found::NoMatch { checked } => {
+            return without(format!(
+                "No webhook of this SavvyCal account ({checked} checked) has the URL {}; if its URL differs, name it with \
+                 --webhook-id wh_…",
+                display_url(webhook_url)
+            ));
+        }
+        Found::ByUrl { webhook, others: 0 } => (webhook, "matches --webhook-url".to_owned()),
+        Found::ByUrl { webhook, others } => {
+            (webhook, format!("matches --webhook-url ({others} more have this URL; pick another with --webhook-id)"))
+        }
+        Found::ById { webhook } if same_url(webhook_url, &webhook.url) => (webhook, "named by --webhook-id".to_owned()),
+        Found::ById { webhook } => {
+            let url = Url::parse(&webhook.url).map_or_else(|_| webhook.url.clone(), |u| display_url(&u));
+            (webhook, format!("named by --webhook-id (its URL is {url}; replaying into --webhook-url as it)"))
+        }
+    };
+    let version = webhook.version.clone().filter(|v| !v.trim().is_empty());
+    let created = webhook.created_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let mut from_it = vec!["x-savvycal-webhook-id".to_owned()];
+    if let Some(v) = &version {
+        from_it.push(format!("version {v}"));
+    }
+    let secret = match (secret_given, webhook.secret) {
+        (true, _) => {
+            from_it.push("not its secret (--signing-secret is given)".to_owned());
+            None
+        }
+        (false, Some(s)) => {
+            from_it.push("its signing secret (masked)".to_owned());
+            Some(s)
+        }
+        (false, None) => {
+            from_it.push(
+                "no signing secret (the API returned none: requests go unsigned unless --signing-secret is given)"
+                    .to_owned(),
+            );
+            None
+        }
+    };
+    let created_before = match (created_before_given, created) {
+        (true, _) => None,
+        (false, Some(t)) => {
+            from_it.push(format!("--created-before {t} (its created_at)"));
+            Some(t)
+        }
+        (false, None) => {
+            from_it.push("no --created-before (its created_at is missing or unreadable)".to_owned());
+            None
+        }
+    };
+    let warning = matches!(webhook.state.as_str(), "disabled" | "deleted").then(|| {
+        format!(
+            "webhook {} is {} in SavvyCal: it gets no new events there, but the replay goes to --webhook-url anyway",
+            webhook.id, webhook.state
+        )
+    });
+    let state = if webhook.state.is_empty() { "state unknown" } else { webhook.state.as_str() };
+    let line = format!(
+        "{}Webhook {} ({state}, created {}) {how}; from it: {}.",
+        if warning.is_some() { "Warning: " } else { "" },
+        webhook.id,
+        webhook.created_at.as_deref().unwrap_or("at an unknown time"),
+        from_it.join(", ")
+    );
+    Taken { webhook_id: Some(webhook.id), version, secret, created_before, warning, line }
+}
+
+/// Whether `s` can be a webhook id: `wh_` and letters, digits or `_` (it goes into a URL path).
+pub fn valid_id(s: &str) -> bool {
+    s.len() > 3 && s.starts_with("wh_") && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn urls_match_as_a_user_would_expect() {
+        let ours = url("https://Hooks.Example.com/savvycal");
+        for same in [
+            "https://hooks.example.com/savvycal",
+            "HTTPS://HOOKS.EXAMPLE.COM/savvycal/",
+            "https://hooks.example.com:443/savvycal",
+            " https://user:pw@hooks.example.com/savvycal#x ",
+        ] {
+            assert!(same_url(&ours, same), "{same}");
+        }
+        for other in [
+            "http://hooks.example.com/savvycal",
+            "https://hooks.example.com/SavvyCal",
+            "https://hooks.example.com/savvycal?x=1",
+            "https://hooks.example.com:8443/savvycal",
+            "https://other.example.com/savvycal",
+            "not a url",
+            "",
+        ] {
+            assert!(!same_url(&ours, other), "{other}");
+        }
+        assert!(same_url(&url("https://h.example.com"), "https://h.example.com/"));
+    }
+
+    fn hook(id: &str, state: &str, created: &str) -> Webhook {
+        Webhook {
+            id: id.into(),
+            url: "https://h.example.com/x".into(),
+            state: state.into(),
+            version: Some("2020-11-18".into()),
+            created_at: Some(created.into()),
+            secret: Some(SecretString::from(format!("secret_of_{id}"))),
+        }
+    }
+
+    #[test]
+    fn of_several_matches_the_active_oldest_is_picked() {
+        let picked = pick(vec![
+            hook("wh_deleted", "deleted", "2020-01-01T00:00:00Z"),
+            hook("wh_new", "active", "2026-01-01T00:00:00Z"),
+            hook("wh_old", "active", "2025-01-01T00:00:00Z"),
+            hook("wh_off", "disabled", "2019-01-01T00:00:00Z"),
+        ]);
+        assert_eq!(picked.unwrap().id, "wh_old");
+        assert!(pick(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn the_webhook_gives_what_the_user_did_not_set() {
+        let u = url("https://h.example.com/x");
+        let t =
+            take(Found::ByUrl { webhook: hook("wh_A", "active", "2026-03-01T09:00:00Z"), others: 0 }, &u, false, false);
+        assert_eq!(t.webhook_id.as_deref(), Some("wh_A"));
+        assert_eq!(t.version.as_deref(), Some("2020-11-18"));
+        assert_eq!(t.secret.as_ref().unwrap().expose_secret(), "secret_of_wh_A");
+        assert_eq!(t.created_before.unwrap().to_string(), "2026-03-01T09:00:00Z");
+        assert!(t.warning.is_none());
+        assert!(
+            t.line.starts_with("Webhook wh_A (active, created 2026-03-01T09:00:00Z) matches --webhook-url"),
+            "{}",
+            t.line
+        );
+        assert!(t.line.contains("signing secret (masked)") && !t.line.contains("secret_of"), "{}", t.line);
+        assert!(!format!("{t:?}").contains("secret_of"));
+
+        let t = take(
+            Found::ById { webhook: hook("wh_B", "disabled", "2026-03-01T09:00:00Z") },
+            &url("https://s.example.com/"),
+            true,
+            true,
+        );
+        assert!(t.secret.is_none() && t.created_before.is_none());
+        assert!(t.warning.unwrap().contains("disabled"));
+        assert!(t.line.starts_with("Warning: ") && t.line.contains("its URL is https://h.example.com/x"), "{}", t.line);
+
+        let t = take(Found::NoEndpoint, &u, false, true);
+        assert!(t.webhook_id.is_none() && t.secret.is_none());
+        assert!(t.line.contains("no /v1/webhooks (HTTP 404)") && !t.line.contains("--created-before"), "{}", t.line);
+        assert_eq!(t.line.lines().count(), 1);
+    }
+
+    #[test]
+    fn ids_are_checked_before_they_go_into_a_path() {
+        assert!(valid_id("wh_01ED74HMFGVZ92YVCWTD8Y8H6X"));
+        for bad in ["", "wh_", "01ED74", "wh_../x", "wh_a/b", "wh_a?b"] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_never_quote_values() {
+        let body = br#"{"entries":[{"id":"wh_1","secret":12345678901234}],"metadata":{"after":null}}"#;
+        let e = parse::<Page>(body, "page 1").err().unwrap().to_string();
+        assert!(!e.contains("12345678901234"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+    }
+}
