@@ -1,0 +1,494 @@
+//! The adaptive rate of `--rate auto`: a pure state machine that finds the receiver's capacity.
+//!
+//! # Why a rate, not a concurrency
+//! Vector's adaptive request concurrency (ARC) is AIMD on the number of requests in flight, driven
+//! by an EWMA of round-trip time. It suits sinks whose limit is how much work they hold at once, but
+//! webhook receivers mostly limit *requests per second* (token buckets, quotas per window), and
+//! Vector's own test fixtures expect only 31–75% of a 100 req/s rate cap. So this controller paces
+//! a rate, and `--concurrency` stays what it was: a hard cap on requests in flight.
+//!
+//! # Why CUBIC
+//! It follows the AWS SDK's adaptive retry mode, which runs CUBIC on a token bucket's fill rate:
+//! * **Slow start.** From a gentle start (10/s, or the rate the last run for this target settled
+//!   on) the rate doubles every measurement window until the first throttle signal.
+//! * **Multiplicative decrease from what was measured.** On a throttle the rate drops to 0.7× the
+//!   rate the receiver was *measured* to accept (successes per second over the last window, with
+//!   time the pool was held left out), not 0.7× the target: after a capacity step from 300 to 75
+//!   a target of 300 is meaningless, and 0.7 × 75 is where the next requests should go.
+//! * **Cubic recovery.** The rate then climbs on `W·(1 + c·(t − K)³)` towards `W`, the measured
+//!   rate at the throttle: fast while far below it, flat near it (where goodput is made), then
+//!   faster again past it, so a receiver that got more capacity is found within seconds. We scale
+//!   the curve to `W` (AWS uses an absolute constant tuned for SDK call rates), so a receiver of
+//!   50/s and one of 2,000/s settle in the same few seconds.
+//! * **Gentler on latency.** A window whose mean latency rises well above its own baseline (twice
+//!   the baseline plus 5 ms) is a softer signal: the receiver is queueing, not refusing. The rate
+//!   drops to 0.8× the measured rate, so the queue drains, and the cubic aims at 0.9×, just under
+//!   where the queue began. Only calm windows move the baseline; when ten congested windows in a
+//!   row show that slowing down does not help, the receiver is simply slower and that is the new
+//!   baseline.
+//! * **Never more than twice what was sent.** A run held back by `--concurrency` or a slow source
+//!   does not wind its rate up to a number it never tried (the AWS SDK caps its fill rate the same
+//!   way).
+//!
+//! # Why at most one decrease per measurement window
+//! One overshoot produces a burst of 429s — every request already on its way gets one. Counting
+//! each as a signal would collapse the rate to its floor. A decrease therefore needs a full window
+//! since the previous one (`max(1 s, 2 × mean latency)`, and at least 10 attempts), and answers to
+//! requests *sent before* the last decrease are echoes of the same overshoot and never count.
+//!
+//! Refused connections and timeouts are throttle signals too, but not when nothing at all got
+//! through in the last window: that is an outage, the [`super::outage`] detector's business, and
+//! the rate is kept for when the receiver is back.
+//!
+//! # Retry-After
+//! The rate reacts to a 429 like to any throttle. The pool is additionally held (see
+//! [`Controller::hold_until`]) when the receiver says the door is shut: a `Retry-After` longer
+//! than a window, or ten refusals in a row with no success between (a quota used up until its
+//! window ends refuses everything; a token bucket refuses only the excess). So a quota is not
+//! hammered with requests it will refuse, and a token bucket's `Retry-After: 1` on one overshoot
+//! does not stall the whole pool for a second. Time held is left out of the measured rate.
+//!
+//! Time is a [`Duration`] since any fixed origin (the run's start); the controller never reads a
+//! clock. Decreases come at most once per window, slow start doubles once per window, and the
+//! cubic is followed in steps of 100 ms: the caller rebuilds its limiter at most ten times a
+//! second, and a climb back is smooth instead of a staircase of whole seconds.
+//!
+//! The simulation tests (`sim.rs`) hold the targets of issue 10 against token buckets of 50, 300
+//! and 2,000/s, a quota per window, a max-in-flight receiver, a latency knee and capacity steps.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::Outcome;
+
+/// Where a run without a remembered rate starts, per second.
+pub const DEFAULT_START: f64 = 10.0;
+/// The floor: even a struggling receiver gets a request every two seconds.
+const MIN_RATE: f64 = 0.5;
+/// Multiplicative decrease on a throttle (AWS adaptive mode, CUBIC).
+const BETA: f64 = 0.7;
+/// Decrease on rising latency, and the level the cubic then aims at (× the measured rate): the
+/// receiver is queueing, so the queue must drain and the rate settle just under where it began.
+const LATENCY_BETA: f64 = 0.8;
+const LATENCY_AIM: f64 = 0.9;
+/// Congested windows in a row after which the latency is taken as the receiver's new normal.
+const RELEARN_AFTER: u32 = 10;
+/// Seconds the cubic takes to climb from `BETA·W` back to `W`.
+const CUBIC_K: f64 = 1.5;
+/// How often the rate follows the cubic, seconds (each change rebuilds the caller's limiter).
+const UPDATE: f64 = 0.1;
+/// Shortest measurement window, seconds.
+const MIN_WINDOW: f64 = 1.0;
+/// Fewest attempts a window needs before it says anything.
+const MIN_ATTEMPTS: u32 = 10;
+/// Refusals in a row, with no success between, that say a quota is used up.
+const SHUT_DOOR: u32 = 10;
+/// How far back the success history reaches, seconds: a window plus the longest hold.
+const HISTORY: f64 = 64.0;
+/// Granularity of the success history, seconds.
+const BUCKET: f64 = 0.1;
+/// Latency is "well above its baseline" past `LATENCY_FACTOR × baseline + LATENCY_SLACK`.
+const LATENCY_FACTOR: f64 = 2.0;
+const LATENCY_SLACK: f64 = 0.005;
+/// How far a window's latency drags a lower baseline up: slowly, so congestion does not become the
+/// new normal, but a receiver that is simply slower now is accepted in a few dozen windows.
+const BASELINE_DRIFT: f64 = 0.02;
+
+/// How to start a [`Controller`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ControllerSettings {
+    /// The rate the last run for this target settled on; `None` starts at [`DEFAULT_START`].
+    pub start: Option<f64>,
+    /// `--max-rate`: never exceeded. `None` is unlimited.
+    pub max_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Doubling every window until the first throttle.
+    SlowStart,
+    /// On the cubic through `last_max`, which it reaches `k` seconds after `since`.
+    Recover { since: f64, last_max: f64, k: f64 },
+}
+
+/// What finished since the current window opened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Window {
+    start: f64,
+    attempts: u32,
+    delivered: u32,
+    latency_sum: f64,
+}
+
+impl Window {
+    fn open(start: f64) -> Window {
+        Window { start, attempts: 0, delivered: 0, latency_sum: 0.0 }
+    }
+}
+
+/// The adaptive rate. Feed it every finished attempt with [`Controller::record`].
+#[derive(Debug, Clone)]
+pub struct Controller {
+    max_rate: f64,
+    min_rate: f64,
+    rate: f64,
+    phase: Phase,
+    window: Window,
+    /// When the last decrease happened (seconds), and attempts finished since.
+    last_decrease: f64,
+    /// When the rate last followed the cubic.
+    last_update: f64,
+    attempts_since_decrease: u32,
+    /// Throttles since the last success.
+    refused_in_a_row: u32,
+    /// A throttle that was not an echo arrived while a decrease was not yet allowed.
+    pending_throttle: bool,
+    /// EWMA of the windows' mean latency of delivered attempts, seconds.
+    mean_latency: Option<f64>,
+    baseline: Option<f64>,
+    congested_windows: u32,
+    /// Successes per `BUCKET`, oldest first: (bucket number, count).
+    successes: VecDeque<(i64, u32)>,
+    /// When the first attempt was sent: the measured rate never looks before it.
+    first_sent: Option<f64>,
+    /// The latest pool hold, (from, until), seconds.
+    hold: Option<(f64, f64)>,
+    settled: Option<f64>,
+}
+
+impl Controller {
+    pub fn new(settings: ControllerSettings) -> Controller {
+        let max_rate = settings.max_rate.filter(|r| *r > 0.0).unwrap_or(f64::INFINITY);
+        let min_rate = MIN_RATE.min(max_rate);
+        let clamp = |r: f64| r.max(min_rate).min(max_rate);
+        let (rate, phase) = match settings.start.filter(|r| r.is_finite() && *r > 0.0) {
+            // A remembered rate is a known level: start on the plateau of the cubic through it.
+            Some(r) => (clamp(r), Phase::Recover { since: -CUBIC_K, last_max: clamp(r), k: CUBIC_K }),
+            None => (clamp(DEFAULT_START), Phase::SlowStart),
+        };
+        Controller {
+            max_rate,
+            min_rate,
+            rate,
+            phase,
+            window: Window::open(0.0),
+            last_decrease: f64::NEG_INFINITY,
+            last_update: f64::NEG_INFINITY,
+            attempts_since_decrease: 0,
+            pending_throttle: false,
+            refused_in_a_row: 0,
+            mean_latency: None,
+            baseline: None,
+            congested_windows: 0,
+            successes: VecDeque::new(),
+            first_sent: None,
+            hold: None,
+            settled: None,
+        }
+    }
+
+    /// Requests per second to send at now.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The rate the run settled on: a moving average of the rate over the last windows.
+    pub fn settled(&self) -> f64 {
+        self.settled.unwrap_or(self.rate)
+    }
+
+    /// Nobody should send before this (a receiver whose quota is used up); `None` if no hold.
+    pub fn hold_until(&self) -> Option<Duration> {
+        self.hold.map(|(_, until)| Duration::from_secs_f64(until))
+    }
+
+    /// One attempt finished at `now` with `outcome`, `latency` after it was sent. Returns the new
+    /// rate when it changed.
+    pub fn record(&mut self, now: Duration, outcome: Outcome, latency: Duration) -> Option<f64> {
+        let now = now.as_secs_f64();
+        let latency = latency.as_secs_f64();
+        let sent = now - latency;
+        let before = self.rate;
+        if self.first_sent.is_none_or(|first| sent < first) {
+            self.first_sent = Some(sent.max(0.0));
+        }
+        self.window.attempts += 1;
+        self.attempts_since_decrease = self.attempts_since_decrease.saturating_add(1);
+        if outcome == Outcome::Delivered {
+            self.window.delivered += 1;
+            self.window.latency_sum += latency;
+            self.add_success(now);
+            self.refused_in_a_row = 0;
+        } else if outcome.is_throttle() {
+            self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
+        }
+
+        // The door is shut until the receiver says: a long Retry-After, or one after a run of
+        // refusals with no success between. Hold the pool rather than send what will be refused.
+        // A token bucket's short Retry-After on an overshoot is answered by the rate alone: it
+        // refuses only the excess, so successes keep breaking the run.
+        if let Some(after) = outcome.retry_after().map(|d| d.as_secs_f64())
+            && (after > self.window_len() || self.refused_in_a_row >= SHUT_DOOR)
+        {
+            self.hold_for(now, after);
+        }
+
+        // An answer to a request sent before the last decrease is an echo of that overshoot. And
+        // refused connections with no success at all in the last window are not a capacity but an
+        // outage — the outage detector's business; the rate is kept for when it ends.
+        let down = outcome.is_outage_failure() && self.delivered_rate(now).is_some_and(|r| r == 0.0);
+        if outcome.is_throttle() && sent >= self.last_decrease && !down {
+            if self.may_decrease(now) {
+                self.decrease(now, BETA, 1.0);
+            } else {
+                self.pending_throttle = true;
+            }
+        }
+
+        if now - self.window.start >= self.window_len() && self.window.attempts >= MIN_ATTEMPTS {
+            self.close_window(now);
+        }
+        self.follow_cubic(now);
+        (self.rate != before).then_some(self.rate)
+    }
+
+    fn window_len(&self) -> f64 {
+        MIN_WINDOW.max(2.0 * self.mean_latency.unwrap_or(0.0))
+    }
+
+    fn may_decrease(&self, now: f64) -> bool {
+        now - self.last_decrease >= self.window_len() && self.attempts_since_decrease >= MIN_ATTEMPTS
+    }
+
+    fn hold_for(&mut self, now: f64, secs: f64) {
+        let until = now + secs;
+        self.hold = match self.hold {
+            Some((from, old)) if old >= now => Some((from, old.max(until))),
+            _ => Some((now, until)),
+        };
+    }
+
+    fn clamp(&self, rate: f64) -> f64 {
+        rate.max(self.min_rate).min(self.max_rate)
+    }
+
+    fn close_window(&mut self, now: f64) {
+        let w = self.window;
+        if w.delivered > 0 {
+            let mean = w.latency_sum / f64::from(w.delivered);
+            self.mean_latency = Some(self.mean_latency.map_or(mean, |m| 0.7 * m + 0.3 * mean));
+            let baseline = self.baseline.unwrap_or(mean);
+            let congested = mean > LATENCY_FACTOR * baseline + LATENCY_SLACK;
+            self.congested_windows = if congested { self.congested_windows + 1 } else { 0 };
+            // Congestion must not become the new normal, so only calm windows move the baseline
+            // up — unless decreasing has not helped for a while: then the receiver is just slower.
+            self.baseline = Some(if mean < baseline || self.congested_windows >= RELEARN_AFTER {
+                self.congested_windows = 0;
+                mean
+            } else if congested {
+                baseline
+            } else {
+                baseline + BASELINE_DRIFT * (mean - baseline)
+            });
+            if congested && !self.pending_throttle {
+                self.decrease(now, LATENCY_BETA, LATENCY_AIM);
+                self.settle();
+                return;
+            }
+        }
+        if self.pending_throttle {
+            self.decrease(now, BETA, 1.0);
+        } else {
+            if self.phase == Phase::SlowStart {
+                let sent = f64::from(w.attempts) / self.active(w.start, now).max(BUCKET);
+                self.raise(self.rate * 2.0, sent);
+            }
+            self.window = Window::open(now);
+        }
+        self.settle();
+    }
+
+    /// Moves the rate up to `target`, but never past twice what was actually `sent` per second: a
+    /// run held back by `--concurrency` or a slow source must not wind its target up to a number
+    /// it has never tried.
+    fn raise(&mut self, target: f64, sent: f64) {
+        let target = target.min(self.rate.max(2.0 * sent));
+        self.rate = self.clamp(target.max(self.rate));
+    }
+
+    /// On the cubic the rate is a function of time: follow it every [`UPDATE`] seconds, so the
+    /// climb back is smooth instead of a staircase of whole windows.
+    fn follow_cubic(&mut self, now: f64) {
+        let Phase::Recover { since, last_max, k } = self.phase else { return };
+        if now - self.last_update < UPDATE {
+            return;
+        }
+        self.last_update = now;
+        let t = now - since;
+        let c = (1.0 - BETA) / CUBIC_K.powi(3);
+        let target = last_max * (1.0 + c * (t - k).powi(3));
+        let w = self.window;
+        let sent = f64::from(w.attempts) / self.active(w.start, now).max(UPDATE);
+        self.raise(target, sent);
+    }
+
+    fn settle(&mut self) {
+        self.settled = Some(self.settled.map_or(self.rate, |s| 0.8 * s + 0.2 * self.rate));
+    }
+
+    /// Drop to `factor` × the measured rate and recover on the cubic through `aim` × it.
+    fn decrease(&mut self, now: f64, factor: f64, aim: f64) {
+        let base = match self.delivered_rate(now) {
+            Some(r) if r > 0.0 => r.min(self.rate),
+            _ => self.rate,
+        };
+        let c = (1.0 - BETA) / CUBIC_K.powi(3);
+        let k = ((1.0 - factor / aim) / c).cbrt();
+        self.rate = self.clamp(base * factor);
+        self.phase = Phase::Recover { since: now, last_max: base * aim, k };
+        self.last_decrease = now;
+        self.last_update = now;
+        self.attempts_since_decrease = 0;
+        self.pending_throttle = false;
+        self.window = Window::open(now);
+    }
+
+    fn add_success(&mut self, now: f64) {
+        let bucket = (now / BUCKET).floor() as i64;
+        match self.successes.back_mut() {
+            Some((b, n)) if *b == bucket => *n += 1,
+            _ => self.successes.push_back((bucket, 1)),
+        }
+        let keep = ((self.window_len() + HISTORY) / BUCKET).ceil() as i64;
+        while self.successes.front().is_some_and(|(b, _)| *b < bucket - keep) {
+            self.successes.pop_front();
+        }
+    }
+
+    /// Successes per second over the last window of time the pool was not held (a hold says
+    /// nothing about capacity, so the window reaches back past it).
+    fn delivered_rate(&self, now: f64) -> Option<f64> {
+        let len = self.window_len();
+        let from = now - len - (len - self.active(now - len, now));
+        let from = from.max(self.first_sent?);
+        let active = self.active(from, now);
+        if active < 2.0 * BUCKET {
+            return None;
+        }
+        let first = (from / BUCKET).floor() as i64;
+        let count: u32 = self.successes.iter().filter(|(b, _)| *b >= first).map(|(_, n)| n).sum();
+        Some(f64::from(count) / active)
+    }
+
+    /// Seconds in `[from, to]` the pool was not held.
+    fn active(&self, from: f64, to: f64) -> f64 {
+        let held = self.hold.map_or(0.0, |(a, b)| (b.min(to) - a.max(from)).max(0.0));
+        (to - from - held).max(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+
+    const OK: Outcome = Outcome::Delivered;
+    const SLOW_DOWN: Outcome = Outcome::TooManyRequests { retry_after: None };
+
+    /// Feeds `n` outcomes evenly over `[from, to)`, each `latency` after its send.
+    fn feed(c: &mut Controller, from: f64, to: f64, n: u32, outcome: Outcome, latency: f64) {
+        for i in 0..n {
+            let t = from + (to - from) * f64::from(i) / f64::from(n);
+            c.record(at(t + latency), outcome, at(latency));
+        }
+    }
+
+    #[test]
+    fn starts_gently_and_doubles_until_the_first_throttle() {
+        let mut c = Controller::new(ControllerSettings::default());
+        assert_eq!(c.rate(), DEFAULT_START);
+        feed(&mut c, 0.0, 1.0, 10, OK, 0.01);
+        feed(&mut c, 1.0, 2.0, 20, OK, 0.01);
+        assert_eq!(c.rate(), 20.0);
+        feed(&mut c, 2.0, 3.0, 40, OK, 0.01);
+        assert_eq!(c.rate(), 40.0);
+    }
+
+    #[test]
+    fn a_burst_of_throttles_from_one_overshoot_is_one_decrease() {
+        let mut c = Controller::new(ControllerSettings { start: Some(100.0), max_rate: None });
+        feed(&mut c, 0.0, 1.0, 100, OK, 0.01);
+        let rate = c.rate();
+        // Fifty 429s answered within 20 ms of each other, all sent before the first came back.
+        for i in 0..50 {
+            c.record(at(1.05 + f64::from(i) * 0.0004), SLOW_DOWN, at(0.05));
+        }
+        let after = c.rate();
+        assert!((after - 0.7 * rate).abs() < 0.1 * rate, "{rate} -> {after}");
+        // And echoes arriving later, of requests sent before the decrease, change nothing either.
+        feed(&mut c, 1.0, 1.04, 20, SLOW_DOWN, 0.5);
+        assert!(c.rate() >= after);
+    }
+
+    #[test]
+    fn the_decrease_follows_the_measured_rate_not_the_target() {
+        let mut c = Controller::new(ControllerSettings { start: Some(300.0), max_rate: None });
+        feed(&mut c, 0.0, 2.0, 600, OK, 0.005);
+        // Capacity falls to 75/s: 75 successes a second, the rest refused.
+        feed(&mut c, 2.0, 3.0, 75, OK, 0.005);
+        c.record(at(3.01), SLOW_DOWN, at(0.005));
+        assert!(c.rate() < 0.7 * 300.0 * 0.75, "{}", c.rate());
+    }
+
+    #[test]
+    fn never_exceeds_max_rate_and_never_drops_below_the_floor() {
+        let mut c = Controller::new(ControllerSettings { start: None, max_rate: Some(25.0) });
+        for s in 0..10 {
+            feed(&mut c, f64::from(s), f64::from(s + 1), 30, OK, 0.001);
+            assert!(c.rate() <= 25.0);
+        }
+        assert_eq!(c.rate(), 25.0);
+        let mut c = Controller::new(ControllerSettings { start: Some(1.0), max_rate: None });
+        let mut lowest = f64::INFINITY;
+        for s in 0..40 {
+            feed(&mut c, f64::from(s), f64::from(s + 1), 12, SLOW_DOWN, 0.001);
+            lowest = lowest.min(c.rate());
+        }
+        assert_eq!(lowest, MIN_RATE);
+    }
+
+    #[test]
+    fn rising_latency_drops_gently() {
+        let mut c = Controller::new(ControllerSettings { start: Some(100.0), max_rate: None });
+        feed(&mut c, 0.0, 1.0, 100, OK, 0.01);
+        feed(&mut c, 1.0, 2.0, 100, OK, 0.01);
+        let rate = c.rate();
+        feed(&mut c, 2.0, 3.0, 100, OK, 0.08);
+        c.record(at(3.2), OK, at(0.08));
+        // 100/s were delivered: a throttle would drop to 70, rising latency to 80.
+        let after = c.rate();
+        assert!(after < rate && (78.0..81.0).contains(&after), "{rate} -> {after}");
+        // A receiver that simply got slower for good is accepted as such, not pushed to the floor.
+        for s in 3..30 {
+            feed(&mut c, f64::from(s), f64::from(s + 1), 100, OK, 0.08);
+        }
+        assert!(c.rate() > after, "{}", c.rate());
+    }
+
+    #[test]
+    fn a_long_retry_after_or_a_shut_door_holds_the_pool_and_one_overshoot_does_not() {
+        let mut c = Controller::new(ControllerSettings { start: Some(50.0), max_rate: None });
+        feed(&mut c, 0.0, 1.0, 50, OK, 0.01);
+        c.record(at(1.02), Outcome::TooManyRequests { retry_after: Some(at(1.0)) }, at(0.01));
+        assert_eq!(c.hold_until(), None, "one overshoot of a token bucket is answered by the rate alone");
+        for i in 0..10 {
+            c.record(at(1.1 + f64::from(i) * 0.01), Outcome::TooManyRequests { retry_after: Some(at(1.0)) }, at(0.01));
+        }
+        assert_eq!(c.hold_until(), Some(at(2.19)), "ten refusals in a row: hold");
+        c.record(at(1.2), Outcome::TooManyRequests { retry_after: Some(at(7.0)) }, at(0.01));
+        assert_eq!(c.hold_until(), Some(at(8.2)), "a quota used up for seconds: hold");
+    }
+}

@@ -1,0 +1,117 @@
+//! Receiver-aware pacing: the adaptive rate of `--rate auto` and the outage pause (SPEC §3).
+//!
+//! Both parts are pure state machines. They are fed *(time, outcome, latency)* for every finished
+//! attempt and answer with a rate, a hold or a probe schedule; they read no clock, open no socket
+//! and never sleep. The wiring (workers, the [`crate::rate`] gate) owns time and does the waiting.
+//! That keeps every decision reproducible: the simulation tests in `sim.rs` drive them in virtual
+//! time against modelled receivers, tens of thousands of attempts in milliseconds.
+//!
+//! * [`controller`]: finds the receiver's capacity. See its docs for the design (rate-based, CUBIC
+//!   recovery, at most one decrease per measurement window).
+//! * [`outage`]: notices that the webhook stopped answering as a whole, stops events from spending
+//!   their retries, sends one probe at a time, and says when to give up (exit 4).
+//!
+//! [`Outcome`] is the one vocabulary both share: what an attempt's result means for pacing.
+
+pub mod controller;
+
+pub use controller::{Controller, ControllerSettings};
+
+use std::time::{Duration, SystemTime};
+
+use crate::retry::{AttemptResult, TransportError, parse_retry_after};
+
+/// What one finished attempt says about the receiver's capacity and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx.
+    Delivered,
+    /// An answer that says nothing about capacity (another 4xx, a 500, an unreadable response):
+    /// the receiver is alive and not asking us to slow down.
+    Other,
+    /// 429, with its `Retry-After` (already capped) if it sent one.
+    TooManyRequests { retry_after: Option<Duration> },
+    /// 502, 503 or 504 (503 may carry a `Retry-After`).
+    Unavailable { status: u16, retry_after: Option<Duration> },
+    /// The attempt ran over `--timeout` (or the receiver answered 408).
+    Timeout,
+    /// Refused or reset connection: nothing answered.
+    Connection,
+}
+
+impl Outcome {
+    /// Reads an attempt's result; `Retry-After` is capped at `cap` (`--retry-max`), as for retries.
+    pub fn from_attempt(result: AttemptResult<'_>, now: SystemTime, cap: Duration) -> Outcome {
+        let after = |value: Option<&str>| value.and_then(|v| parse_retry_after(v, now)).map(|d| d.min(cap));
+        match result {
+            AttemptResult::Status { code: 200..=299, .. } => Outcome::Delivered,
+            AttemptResult::Status { code: 429, retry_after } => {
+                Outcome::TooManyRequests { retry_after: after(retry_after) }
+            }
+            AttemptResult::Status { code: 503, retry_after } => {
+                Outcome::Unavailable { status: 503, retry_after: after(retry_after) }
+            }
+            AttemptResult::Status { code: status @ (502 | 504), .. } => {
+                Outcome::Unavailable { status, retry_after: None }
+            }
+            AttemptResult::Status { code: 408, .. } | AttemptResult::Transport(TransportError::Timeout) => {
+                Outcome::Timeout
+            }
+            AttemptResult::Transport(TransportError::Connection) => Outcome::Connection,
+            AttemptResult::Status { .. } | AttemptResult::Transport(TransportError::Other) => Outcome::Other,
+        }
+    }
+
+    /// The receiver asked us (in words or by struggling) to send less.
+    pub fn is_throttle(self) -> bool {
+        !matches!(self, Outcome::Delivered | Outcome::Other)
+    }
+
+    /// The kind of failure an outage is made of: nobody there, or a gateway saying so. A 429 is not
+    /// one — a receiver that counts our requests is very much alive.
+    pub fn is_outage_failure(self) -> bool {
+        matches!(self, Outcome::Unavailable { .. } | Outcome::Timeout | Outcome::Connection)
+    }
+
+    /// The server's `Retry-After`, if it sent one.
+    pub fn retry_after(self) -> Option<Duration> {
+        match self {
+            Outcome::TooManyRequests { retry_after } | Outcome::Unavailable { retry_after, .. } => retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_results_map_to_outcomes() {
+        let now = SystemTime::UNIX_EPOCH;
+        let cap = Duration::from_secs(30);
+        let status = |code, retry_after| AttemptResult::Status { code, retry_after };
+        let cases = [
+            (status(200, None), Outcome::Delivered),
+            (status(204, Some("5")), Outcome::Delivered),
+            (status(429, Some("2")), Outcome::TooManyRequests { retry_after: Some(Duration::from_secs(2)) }),
+            (status(429, Some("3600")), Outcome::TooManyRequests { retry_after: Some(cap) }),
+            (status(503, Some("1")), Outcome::Unavailable { status: 503, retry_after: Some(Duration::from_secs(1)) }),
+            (status(502, Some("1")), Outcome::Unavailable { status: 502, retry_after: None }),
+            (status(504, None), Outcome::Unavailable { status: 504, retry_after: None }),
+            (status(408, None), Outcome::Timeout),
+            (status(500, None), Outcome::Other),
+            (status(404, None), Outcome::Other),
+            (AttemptResult::Transport(TransportError::Timeout), Outcome::Timeout),
+            (AttemptResult::Transport(TransportError::Connection), Outcome::Connection),
+            (AttemptResult::Transport(TransportError::Other), Outcome::Other),
+        ];
+        for (result, want) in cases {
+            assert_eq!(Outcome::from_attempt(result, now, cap), want, "{result:?}");
+        }
+        assert!(!Outcome::TooManyRequests { retry_after: None }.is_outage_failure());
+        assert!(Outcome::TooManyRequests { retry_after: None }.is_throttle());
+        assert!(Outcome::Connection.is_outage_failure() && Outcome::Connection.is_throttle());
+        assert!(!Outcome::Other.is_throttle() && !Outcome::Delivered.is_outage_failure());
+    }
+}
