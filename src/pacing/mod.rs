@@ -14,8 +14,10 @@
 //! [`Outcome`] is the one vocabulary both share: what an attempt's result means for pacing.
 
 pub mod controller;
+pub mod outage;
 
 pub use controller::{Controller, ControllerSettings};
+pub use outage::{OutageDetector, OutageSettings, OutageState, Permit};
 
 use std::time::{Duration, SystemTime};
 
