@@ -15,6 +15,8 @@
 
 pub mod controller;
 pub mod outage;
+#[cfg(test)]
+mod sim;
 
 pub use controller::{Controller, ControllerSettings};
 pub use outage::{OutageDetector, OutageSettings, OutageState, Permit};

@@ -1,0 +1,404 @@
+//! A discrete-event simulation of a replay against modelled receivers, in virtual time.
+//!
+//! The client side is what the pipeline does, reduced to what pacing sees: an endless backlog, a
+//! hard cap on requests in flight, a limiter with a burst of one that sends at most `rate` a second
+//! on an exact schedule, the pool hold of [`Controller::hold_until`] and the probes of the
+//! [`OutageDetector`]. The receivers model the ones `sink --capacity/--quota/--max-in-flight` serve,
+//! plus a latency knee, a capacity step and a dead webhook. Everything is deterministic, so the
+//! targets of issue 10 are plain assertions here, and a minute of traffic at 2,000/s runs in a
+//! fraction of a second.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Outcome, Permit};
+
+/// Service time of an answer that carries no work (a 429, a refused connection).
+const QUICK: f64 = 0.001;
+
+/// A modelled webhook receiver.
+trait Receive {
+    /// A request arrives at `t`: what is answered, and after how long.
+    fn arrive(&mut self, t: f64) -> (Outcome, f64);
+    /// The answer to a request that arrived earlier has left at `t`.
+    fn leave(&mut self, _t: f64, _outcome: Outcome) {}
+}
+
+/// `sink --capacity`: a token bucket of `rate(t)` a second holding 0.1 s worth, 429 +
+/// `Retry-After: 1` when empty.
+struct TokenBucket<F: Fn(f64) -> f64> {
+    rate: F,
+    tokens: f64,
+    last: f64,
+    latency: f64,
+}
+
+fn token_bucket(capacity: f64) -> TokenBucket<impl Fn(f64) -> f64> {
+    stepped(move |_| capacity)
+}
+
+fn stepped<F: Fn(f64) -> f64>(rate: F) -> TokenBucket<F> {
+    TokenBucket { rate, tokens: 1.0, last: 0.0, latency: 0.005 }
+}
+
+impl<F: Fn(f64) -> f64> Receive for TokenBucket<F> {
+    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
+        let rate = (self.rate)(t);
+        let size = (rate * 0.1).max(1.0);
+        self.tokens = (self.tokens + (t - self.last) * rate).min(size);
+        self.last = t;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            (Outcome::Delivered, self.latency)
+        } else {
+            (Outcome::TooManyRequests { retry_after: Some(Duration::from_secs(1)) }, QUICK)
+        }
+    }
+}
+
+/// `sink --quota N/W`: N per fixed window, then 429 with `Retry-After` = seconds to its end.
+struct Quota {
+    n: u32,
+    window: f64,
+    current: i64,
+    used: u32,
+}
+
+impl Receive for Quota {
+    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
+        let index = (t / self.window).floor() as i64;
+        if index != self.current {
+            (self.current, self.used) = (index, 0);
+        }
+        if self.used < self.n {
+            self.used += 1;
+            return (Outcome::Delivered, 0.005);
+        }
+        let left = (index + 1) as f64 * self.window - t;
+        (Outcome::TooManyRequests { retry_after: Some(Duration::from_secs(left.ceil() as u64)) }, QUICK)
+    }
+}
+
+/// `sink --max-in-flight K --latency L`: 503 above K concurrent requests.
+struct MaxInFlight {
+    k: u32,
+    latency: f64,
+    in_flight: u32,
+}
+
+impl Receive for MaxInFlight {
+    fn arrive(&mut self, _t: f64) -> (Outcome, f64) {
+        if self.in_flight >= self.k {
+            return (Outcome::Unavailable { status: 503, retry_after: None }, QUICK);
+        }
+        self.in_flight += 1;
+        (Outcome::Delivered, self.latency)
+    }
+
+    fn leave(&mut self, _t: f64, outcome: Outcome) {
+        if outcome == Outcome::Delivered {
+            self.in_flight -= 1;
+        }
+    }
+}
+
+/// No errors ever, but one request at a time is worked on, `1/capacity` each: past the capacity
+/// a queue builds and latency rises.
+struct Knee {
+    capacity: f64,
+    base: f64,
+    busy_until: f64,
+}
+
+impl Receive for Knee {
+    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
+        self.busy_until = self.busy_until.max(t) + 1.0 / self.capacity;
+        (Outcome::Delivered, self.base + self.busy_until - t)
+    }
+}
+
+/// Down between `from` and `to` (refused connections); a token bucket of 300/s otherwise.
+struct Down<R> {
+    from: f64,
+    to: f64,
+    up: R,
+}
+
+impl<R: Receive> Receive for Down<R> {
+    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
+        if (self.from..self.to).contains(&t) { (Outcome::Connection, QUICK) } else { self.up.arrive(t) }
+    }
+}
+
+/// What happened in one second of the run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Second {
+    /// Requests sent in it.
+    sent: u32,
+    /// Answers 2xx that came back in it, and their total latency.
+    delivered: u32,
+    latency: f64,
+    /// Answers that were throttles or failures.
+    refused: u32,
+}
+
+/// The record of a run.
+#[derive(Debug, Default)]
+struct Run {
+    seconds: Vec<Second>,
+    entered_outage: Option<f64>,
+    left_outage: Option<f64>,
+    gave_up: Option<f64>,
+}
+
+impl Run {
+    fn second(&mut self, t: f64) -> &mut Second {
+        let i = t.max(0.0) as usize;
+        if self.seconds.len() <= i {
+            self.seconds.resize(i + 1, Second::default());
+        }
+        &mut self.seconds[i]
+    }
+
+    /// Delivered per second over `[from, to)` seconds.
+    fn goodput(&self, from: usize, to: usize) -> f64 {
+        let n: u32 = self.seconds[from..to].iter().map(|s| s.delivered).sum();
+        f64::from(n) / (to - from) as f64
+    }
+
+    fn refused_share(&self) -> f64 {
+        let refused: u32 = self.seconds.iter().map(|s| s.refused).sum();
+        let sent: u32 = self.seconds.iter().map(|s| s.sent).sum();
+        f64::from(refused) / f64::from(sent.max(1))
+    }
+
+    fn mean_latency(&self, from: usize, to: usize) -> f64 {
+        let s = &self.seconds[from..to];
+        s.iter().map(|s| s.latency).sum::<f64>() / f64::from(s.iter().map(|s| s.delivered).sum::<u32>().max(1))
+    }
+
+    fn sent(&self, from: usize, to: usize) -> u32 {
+        self.seconds[from..to].iter().map(|s| s.sent).sum()
+    }
+}
+
+/// How the simulated client paces.
+enum Pacing {
+    Auto(Box<Controller>),
+    Fixed(f64),
+}
+
+/// Virtual nanoseconds: the event queue needs a total order.
+fn nanos(t: f64) -> u64 {
+    (t * 1e9).round() as u64
+}
+
+/// Replays into `receiver` for `duration` virtual seconds with at most `concurrency` in flight.
+fn simulate(receiver: &mut impl Receive, mut pacing: Pacing, duration: f64, give_up_after: Option<f64>) -> Run {
+    let concurrency = 32;
+    let mut outage = OutageDetector::new(OutageSettings {
+        probe_initial: Duration::from_millis(500),
+        probe_max: Duration::from_secs(4),
+        give_up_after: give_up_after.map(Duration::from_secs_f64),
+    });
+    let mut run = Run::default();
+    // (finish time, sequence number), and per sequence number: sent at, outcome, probe.
+    let mut queue: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let mut pending: Vec<(f64, f64, Outcome, bool)> = Vec::new();
+    let (mut now, mut last_send, mut in_flight) = (0.0_f64, f64::NEG_INFINITY, 0_usize);
+    // Held until then by the outage detector (infinity: until the probe comes back).
+    let mut not_before = 0.0_f64;
+    loop {
+        let rate = match &pacing {
+            Pacing::Auto(c) => c.rate(),
+            Pacing::Fixed(r) => *r,
+        };
+        let hold = match &pacing {
+            Pacing::Auto(c) => c.hold_until().map_or(0.0, |d| d.as_secs_f64()),
+            Pacing::Fixed(_) => 0.0,
+        };
+        let send_at = (in_flight < concurrency).then(|| now.max(last_send + 1.0 / rate).max(hold).max(not_before));
+        let next_finish = queue.peek().map(|Reverse((t, _))| *t);
+        let send_first = match (send_at, next_finish) {
+            (Some(s), Some(f)) => s.is_finite() && nanos(s) < f,
+            (Some(s), None) => s.is_finite(),
+            (None, _) => false,
+        };
+        if send_first {
+            now = send_at.unwrap_or(now);
+            if now >= duration {
+                break;
+            }
+            let probe = match outage.permit(Duration::from_secs_f64(now)) {
+                Permit::Send => false,
+                Permit::Probe => true,
+                Permit::Wait { until } => {
+                    not_before = until.map_or(f64::INFINITY, |d| d.as_secs_f64());
+                    continue;
+                }
+                Permit::GiveUp => {
+                    run.gave_up = Some(now);
+                    break;
+                }
+            };
+            let (outcome, latency) = receiver.arrive(now);
+            last_send = now;
+            in_flight += 1;
+            run.second(now).sent += 1;
+            queue.push(Reverse((nanos(now + latency), pending.len())));
+            pending.push((now, latency, outcome, probe));
+            continue;
+        }
+        let Some(Reverse((_, id))) = queue.pop() else { break };
+        let (sent, latency, outcome, probe) = pending[id];
+        now = sent + latency;
+        if now >= duration {
+            break;
+        }
+        in_flight -= 1;
+        not_before = 0.0;
+        receiver.leave(now, outcome);
+        let second = run.second(now);
+        if outcome == Outcome::Delivered {
+            second.delivered += 1;
+            second.latency += latency;
+        } else {
+            second.refused += 1;
+        }
+        let at = Duration::from_secs_f64(now);
+        if let Pacing::Auto(c) = &mut pacing {
+            c.record(at, outcome, Duration::from_secs_f64(latency));
+        }
+        let was_out = outage.is_out();
+        match outage.record(at, outcome, probe) {
+            OutageState::Outage { .. } if !was_out => run.entered_outage = Some(now),
+            OutageState::Up if was_out => run.left_outage = Some(now),
+            _ => {}
+        }
+    }
+    run.second(duration - 1.0);
+    run
+}
+
+/// Prints a run second by second: `cargo test --lib pacing::sim::trace -- --ignored --nocapture`.
+#[test]
+#[ignore = "a tuning aid, not a check"]
+fn trace() {
+    let name = std::env::var("SIM").unwrap_or_default();
+    let run = match name.as_str() {
+        "quota" => simulate(&mut Quota { n: 3000, window: 10.0, current: -1, used: 0 }, auto(None), 60.0, None),
+        "inflight" => simulate(&mut MaxInFlight { k: 10, latency: 0.02, in_flight: 0 }, auto(None), 60.0, None),
+        "knee" => simulate(&mut Knee { capacity: 300.0, base: 0.01, busy_until: 0.0 }, auto(None), 60.0, None),
+        "step" => {
+            simulate(&mut stepped(|t| if (20.0..40.0).contains(&t) { 75.0 } else { 300.0 }), auto(None), 60.0, None)
+        }
+        "outage" => simulate(&mut Down { from: 20.0, to: 26.0, up: token_bucket(300.0) }, auto(None), 40.0, None),
+        c => simulate(&mut token_bucket(c.parse().unwrap_or(300.0)), auto(None), 60.0, None),
+    };
+    for (i, s) in run.seconds.iter().enumerate() {
+        let latency = 1000.0 * s.latency / f64::from(s.delivered.max(1));
+        println!(
+            "{i:3} sent {:5} delivered {:5} refused {:4} latency {latency:6.1} ms",
+            s.sent, s.delivered, s.refused
+        );
+    }
+    println!("refused {:.2}% outage {:?}..{:?}", 100.0 * run.refused_share(), run.entered_outage, run.left_outage);
+}
+
+fn auto(max_rate: Option<f64>) -> Pacing {
+    Pacing::Auto(Box::new(Controller::new(ControllerSettings { start: None, max_rate })))
+}
+
+/// The targets of issue 10 for a receiver of steady capacity `c`.
+fn assert_finds_capacity(name: &str, run: &Run, c: f64) {
+    let goodput = run.goodput(20, 60);
+    assert!(goodput >= 0.9 * c, "{name}: steady goodput {goodput:.1} of {c}");
+    let refused = run.refused_share();
+    assert!(refused <= 0.03, "{name}: {:.1}% of attempts refused", refused * 100.0);
+}
+
+#[test]
+fn token_buckets_of_50_300_and_2000() {
+    for c in [50.0, 300.0, 2000.0] {
+        let run = simulate(&mut token_bucket(c), auto(None), 60.0, None);
+        assert_finds_capacity(&format!("token bucket {c}/s"), &run, c);
+    }
+}
+
+#[test]
+fn quota_per_fixed_window() {
+    let mut quota = Quota { n: 3000, window: 10.0, current: -1, used: 0 };
+    let run = simulate(&mut quota, auto(None), 60.0, None);
+    assert_finds_capacity("quota 3000/10s", &run, 300.0);
+}
+
+#[test]
+fn max_in_flight() {
+    let mut receiver = MaxInFlight { k: 10, latency: 0.02, in_flight: 0 };
+    let run = simulate(&mut receiver, auto(None), 60.0, None);
+    assert_finds_capacity("10 in flight of 20 ms", &run, 500.0);
+}
+
+#[test]
+fn latency_knee_keeps_the_queue_short() {
+    let mut receiver = Knee { capacity: 300.0, base: 0.01, busy_until: 0.0 };
+    let run = simulate(&mut receiver, auto(None), 60.0, None);
+    let goodput = run.goodput(20, 60);
+    assert!(goodput >= 0.85 * 300.0, "goodput {goodput:.1}");
+    // Without pacing, 32 in flight would queue 32/300 s ≈ 107 ms on top of the 10 ms.
+    let latency = run.mean_latency(20, 60);
+    assert!(latency < 0.05, "mean latency {latency:.3}");
+}
+
+#[test]
+fn never_above_max_rate_in_any_second() {
+    let run = simulate(&mut token_bucket(2000.0), auto(Some(150.0)), 30.0, None);
+    for (i, s) in run.seconds.iter().enumerate() {
+        assert!(s.sent <= 151, "second {i}: {} sent", s.sent);
+    }
+    assert!(run.goodput(10, 30) >= 0.9 * 150.0);
+}
+
+#[test]
+fn capacity_steps_300_75_300() {
+    let capacity = |t: f64| if (20.0..40.0).contains(&t) { 75.0 } else { 300.0 };
+    let run = simulate(&mut stepped(capacity), auto(None), 60.0, None);
+    for (step, until, c) in [(20, 40, 75.0), (40, 60, 300.0)] {
+        let settled = (step + 1..until)
+            .find(|&s| (0.8 * c..=1.05 * c).contains(&f64::from(run.seconds[s - 1].delivered)))
+            .unwrap_or(until);
+        assert!(settled - step <= 5, "after the step to {c}: {} s to settle", settled - step);
+        let goodput = run.goodput(step + 5, until);
+        assert!((0.8 * c..=1.05 * c).contains(&goodput), "after the step to {c}: goodput {goodput:.1}");
+    }
+    assert!(run.refused_share() <= 0.03, "{:.3}", run.refused_share());
+}
+
+#[test]
+fn dead_receiver_pauses_probes_and_gives_up() {
+    for pacing in [auto(None), Pacing::Fixed(20.0)] {
+        let mut dead = Down { from: 0.0, to: f64::INFINITY, up: token_bucket(1.0) };
+        let run = simulate(&mut dead, pacing, 120.0, Some(10.0));
+        let entered = run.entered_outage.expect("an outage");
+        assert!(entered <= 2.1, "entered at {entered}");
+        let gave_up = run.gave_up.expect("gave up");
+        assert!((10.0..11.0).contains(&gave_up), "gave up at {gave_up}");
+        // One probe at a time at growing intervals: a handful of requests in the outage.
+        let during = run.sent(entered.ceil() as usize, run.seconds.len());
+        assert!(during <= 12, "{during} requests during the outage");
+    }
+}
+
+#[test]
+fn a_six_second_outage_pauses_and_resumes() {
+    let mut receiver = Down { from: 20.0, to: 26.0, up: token_bucket(300.0) };
+    let run = simulate(&mut receiver, auto(None), 40.0, Some(600.0));
+    let (entered, left) = (run.entered_outage.expect("an outage"), run.left_outage.expect("it ended"));
+    assert!(entered < 21.0 && (26.0..30.0).contains(&left), "{entered}..{left}");
+    assert!(run.gave_up.is_none());
+    let during = run.sent(entered.ceil() as usize, 26);
+    assert!(during <= 40, "{during} requests during the outage");
+    let after = run.goodput(32, 40);
+    assert!(after >= 0.8 * 300.0, "goodput after the outage: {after:.1}");
+}
