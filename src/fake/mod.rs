@@ -11,11 +11,13 @@
 
 pub mod api;
 pub mod bookings;
+pub mod limits;
 pub mod receiver;
 pub mod webhooks;
 
 pub use api::{ApiFault, FakeApi, FakeApiConfig};
 pub use bookings::generate_bookings;
+pub use limits::Quota;
 pub use receiver::{Delivery, Receiver, ReceiverConfig, ReceiverStats};
 pub use webhooks::FakeWebhook;
 

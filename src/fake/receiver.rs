@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ALLOW, HeaderValue, RETRY_AFTER};
@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use super::limits::{Limits, Quota, Refusal};
 use super::{Body, DropConnection, Reply, Server, json_response};
 use crate::signature::{self, HexCase};
 
@@ -53,6 +54,14 @@ pub struct ReceiverConfig {
     pub record: bool,
     /// Seed of the fail/drop dice.
     pub seed: u64,
+    /// `--capacity R`: a token bucket of R requests/s; 429 + `Retry-After: 1` above it.
+    pub capacity: Option<f64>,
+    /// `--quota N/DURATION`: N per fixed window; 429 + `Retry-After` = seconds to its end.
+    pub quota: Option<Quota>,
+    /// `--max-in-flight K`: 503 above K concurrent requests.
+    pub max_in_flight: Option<u32>,
+    /// `--latency DURATION`: every answer takes this long.
+    pub latency: Option<Duration>,
 }
 
 impl Default for ReceiverConfig {
@@ -66,6 +75,10 @@ impl Default for ReceiverConfig {
             reject_ids: Vec::new(),
             record: false,
             seed: 0,
+            capacity: None,
+            quota: None,
+            max_in_flight: None,
+            latency: None,
         }
     }
 }
@@ -248,6 +261,7 @@ struct ReceiverState {
     /// Whether `observer` is set, so the common case skips the lock.
     observing: AtomicBool,
     observer: RwLock<Option<Observer>>,
+    limits: Limits,
 }
 
 /// The ids of a webhook body, borrowed from it when no unescaping is needed.
@@ -273,6 +287,8 @@ enum Verdict {
     BadSignature,
     Rejected,
     Accepted,
+    /// Refused by `--capacity`, `--quota` or `--max-in-flight`.
+    Limited(Refusal),
 }
 
 impl ReceiverState {
@@ -297,6 +313,7 @@ impl ReceiverState {
             deliveries: Mutex::new(Vec::new()),
             observing: AtomicBool::new(false),
             observer: RwLock::new(None),
+            limits: Limits::new(config.capacity, config.quota, config.max_in_flight, config.latency),
         }
     }
 
@@ -335,7 +352,13 @@ impl ReceiverState {
                 .is_some_and(|header| signature_matches(secret, &body, header.as_bytes(), self.signature_hex))
         });
 
-        let verdict = self.decide(event_id.as_deref(), signature_ok);
+        // The capacity limits come first, as a real receiver's rate limiter sits in front of it.
+        // The in-flight place is held until the answer is made.
+        let admission = self.limits.admit();
+        let verdict = match &admission {
+            Err(refusal) => Verdict::Limited(*refusal),
+            Ok(_) => self.decide(event_id.as_deref(), signature_ok),
+        };
         let (status, counter) = match verdict {
             Verdict::Drop => (None, &counters.dropped),
             Verdict::Unavailable => (Some(StatusCode::SERVICE_UNAVAILABLE), &counters.transient),
@@ -343,6 +366,7 @@ impl ReceiverState {
             Verdict::BadSignature => (Some(StatusCode::UNAUTHORIZED), &counters.signature_failures),
             Verdict::Rejected => (Some(StatusCode::UNPROCESSABLE_ENTITY), &counters.rejected),
             Verdict::Accepted => (Some(StatusCode::OK), &counters.accepted),
+            Verdict::Limited(refusal) => (Some(refusal.status()), &counters.transient),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if let Verdict::Accepted = verdict {
@@ -379,7 +403,11 @@ impl ReceiverState {
             }
         }
 
+        if let Some(latency) = self.limits.latency() {
+            tokio::time::sleep(latency).await;
+        }
         match verdict {
+            Verdict::Limited(refusal) => Ok(refusal.response()),
             Verdict::Drop => Err(DropConnection),
             Verdict::Unavailable => {
                 Ok(answer(StatusCode::SERVICE_UNAVAILABLE, br#"{"ok":false,"error":"unavailable"}"#))

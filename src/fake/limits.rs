@@ -1,0 +1,307 @@
+//! Capacity limits of the embedded receiver: what `sink` and `demo` do with `--capacity R`,
+//! `--quota N/DURATION`, `--max-in-flight K` and `--latency DURATION` (SPEC §3).
+//!
+//! They model the receivers `--rate auto` must find its way with — a token bucket that answers 429
+//! with `Retry-After: 1` above R requests a second, a quota of N per fixed window that answers 429
+//! with `Retry-After` = seconds to the window's end, a server that answers 503 above K concurrent
+//! requests, and one whose every answer takes a while — so the adaptive rate can be tried and
+//! tested against something real on loopback. Each limit costs nothing when it is not configured;
+//! the ones that are configured take one short lock or one atomic per request.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::{HeaderValue, RETRY_AFTER};
+
+use super::{Body, json_response};
+
+/// The token bucket holds this much time's worth of requests: a short burst, as real rate
+/// limiters allow, without letting a long idle spell buy a flood.
+const BUCKET: Duration = Duration::from_millis(100);
+
+/// `--quota N/DURATION`: at most `n` requests per fixed window of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub n: u32,
+    pub per: Duration,
+}
+
+impl FromStr for Quota {
+    type Err = String;
+
+    /// `600/1m`, `100/10s`, `50/s` (a bare unit means one of it).
+    fn from_str(s: &str) -> Result<Quota, String> {
+        let bad = || format!("`{s}` is not a quota; write requests per window like 600/1m or 100/10s");
+        let (n, per) = s.trim().split_once('/').ok_or_else(bad)?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        let per = per.trim();
+        let per = if per.starts_with(|c: char| c.is_ascii_digit()) { per.to_owned() } else { format!("1{per}") };
+        let per = humantime::parse_duration(&per).map_err(|_| bad())?;
+        if n == 0 || per.is_zero() {
+            return Err(format!("`{s}` allows nothing; give at least one request per a non-zero window"));
+        }
+        Ok(Quota { n, per })
+    }
+}
+
+/// How the limits answered a request they refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// 429 with this `Retry-After` (the token bucket or the quota).
+    TooMany { retry_after_secs: u64 },
+    /// 503 (too many requests in flight).
+    Busy,
+}
+
+impl Refusal {
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Refusal::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub(crate) fn response(self) -> http::Response<Body> {
+        match self {
+            Refusal::TooMany { retry_after_secs } => {
+                let mut response =
+                    json_response(self.status(), Bytes::from_static(br#"{"ok":false,"error":"slow down"}"#));
+                response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                response
+            }
+            Refusal::Busy => json_response(self.status(), Bytes::from_static(br#"{"ok":false,"error":"busy"}"#)),
+        }
+    }
+}
+
+/// Holds one of the `--max-in-flight` places until dropped (after the answer is made).
+#[derive(Debug)]
+pub(crate) struct InFlight<'a>(Option<&'a AtomicU32>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(count) = self.0 {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    size: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+#[derive(Debug)]
+struct Window {
+    quota: Quota,
+    index: u128,
+    used: u32,
+}
+
+/// The configured limits of one receiver.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    origin: Instant,
+    bucket: Option<Mutex<Bucket>>,
+    window: Option<Mutex<Window>>,
+    max_in_flight: Option<(u32, AtomicU32)>,
+    latency: Option<Duration>,
+}
+
+impl Limits {
+    pub(crate) fn new(
+        capacity: Option<f64>,
+        quota: Option<Quota>,
+        max_in_flight: Option<u32>,
+        latency: Option<Duration>,
+    ) -> Limits {
+        let origin = Instant::now();
+        let bucket = capacity.filter(|r| r.is_finite() && *r > 0.0).map(|rate| {
+            let size = (rate * BUCKET.as_secs_f64()).max(1.0);
+            Mutex::new(Bucket { rate, size, tokens: size, last: origin })
+        });
+        Limits {
+            origin,
+            bucket,
+            window: quota.map(|quota| Mutex::new(Window { quota, index: 0, used: 0 })),
+            max_in_flight: max_in_flight.map(|k| (k, AtomicU32::new(0))),
+            latency: latency.filter(|d| !d.is_zero()),
+        }
+    }
+
+    /// How long every answer takes, if set.
+    pub(crate) fn latency(&self) -> Option<Duration> {
+        self.latency
+    }
+
+    /// Admits a request now, or says how it is refused. In-flight first (a 503 costs no token),
+    /// then the token bucket, then the quota (only requests the bucket let through use it up).
+    pub(crate) fn admit(&self) -> Result<InFlight<'_>, Refusal> {
+        let guard = match &self.max_in_flight {
+            Some((k, count)) => {
+                if count.fetch_add(1, Ordering::AcqRel) >= *k {
+                    count.fetch_sub(1, Ordering::AcqRel);
+                    return Err(Refusal::Busy);
+                }
+                InFlight(Some(count))
+            }
+            None => InFlight(None),
+        };
+        let now = Instant::now();
+        if let Some(bucket) = &self.bucket {
+            let mut b = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+            let refill = now.saturating_duration_since(b.last).as_secs_f64() * b.rate;
+            b.tokens = (b.tokens + refill).min(b.size);
+            b.last = now;
+            if b.tokens < 1.0 {
+                return Err(Refusal::TooMany { retry_after_secs: 1 });
+            }
+            b.tokens -= 1.0;
+        }
+        if let Some(window) = &self.window {
+            let mut w = window.lock().unwrap_or_else(PoisonError::into_inner);
+            let per = w.quota.per.as_nanos().max(1);
+            let elapsed = now.saturating_duration_since(self.origin).as_nanos();
+            let index = elapsed / per;
+            if index != w.index {
+                (w.index, w.used) = (index, 0);
+            }
+            if w.used >= w.quota.n {
+                let left = (index + 1) * per - elapsed;
+                let secs = u64::try_from(left.div_ceil(1_000_000_000)).unwrap_or(u64::MAX).max(1);
+                return Err(Refusal::TooMany { retry_after_secs: secs });
+            }
+            w.used += 1;
+        }
+        Ok(guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_parse_and_reject_nonsense() {
+        let q = |n, secs| Ok(Quota { n, per: Duration::from_secs(secs) });
+        assert_eq!("600/1m".parse(), q(600, 60));
+        assert_eq!(" 100 / 10s ".parse(), q(100, 10));
+        assert_eq!("50/s".parse(), q(50, 1));
+        assert_eq!("3000/h".parse(), q(3000, 3600));
+        for bad in ["600", "x/1m", "600/soon", "0/1m", "5/0s", "-1/1m"] {
+            let err = bad.parse::<Quota>().unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_quota_refuses_until_its_window_ends() {
+        let limits = Limits::new(None, Some(Quota { n: 3, per: Duration::from_secs(60) }), None, None);
+        for _ in 0..3 {
+            assert!(limits.admit().is_ok());
+        }
+        match limits.admit() {
+            Err(Refusal::TooMany { retry_after_secs }) => assert!((59..=60).contains(&retry_after_secs)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_token_bucket_lets_its_burst_through_then_refuses() {
+        let limits = Limits::new(Some(50.0), None, None, None);
+        // 0.1 s worth of 50/s is 5; refills in this loop add well under one more.
+        let admitted = (0..20).filter(|_| limits.admit().is_ok()).count();
+        assert!((5..=8).contains(&admitted), "{admitted}");
+        assert_eq!(limits.admit().err(), Some(Refusal::TooMany { retry_after_secs: 1 }));
+    }
+
+    #[test]
+    fn max_in_flight_counts_places_until_they_are_given_back() {
+        let limits = Limits::new(None, None, Some(2), None);
+        let a = limits.admit().unwrap();
+        let _b = limits.admit().unwrap();
+        assert_eq!(limits.admit().err(), Some(Refusal::Busy));
+        drop(a);
+        assert!(limits.admit().is_ok());
+    }
+
+    // ---- against the real receiver on loopback ----
+
+    use crate::fake::{Receiver, ReceiverConfig};
+
+    fn client() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder().build().unwrap()
+    }
+
+    /// POSTs `n` bodies at once; the answers' statuses and `Retry-After` values, in no order.
+    async fn post_all(receiver: &Receiver, n: usize) -> Vec<(u16, Option<String>)> {
+        let client = client();
+        let mut requests = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let request = client.post(receiver.url()).body(format!(r#"{{"id":"e{i}","payload":{{"id":"{i}"}}}}"#));
+            requests.spawn(async move {
+                let response = request.send().await.unwrap();
+                let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                (response.status().as_u16(), retry_after)
+            });
+        }
+        requests.join_all().await
+    }
+
+    fn count(answers: &[(u16, Option<String>)], status: u16) -> usize {
+        answers.iter().filter(|(s, _)| *s == status).count()
+    }
+
+    #[tokio::test]
+    async fn receiver_capacity_answers_429_with_retry_after_1_above_it() {
+        let receiver =
+            Receiver::start(ReceiverConfig { capacity: Some(20.0), ..ReceiverConfig::default() }).await.unwrap();
+        let answers = post_all(&receiver, 30).await;
+        // A bucket of 2 and a refill of 20/s: far fewer than 30 get through a burst of 30.
+        assert!((2..15).contains(&count(&answers, 200)), "{answers:?}");
+        assert_eq!(count(&answers, 200) + count(&answers, 429), 30, "{answers:?}");
+        assert!(answers.iter().all(|(s, after)| *s != 429 || after.as_deref() == Some("1")), "{answers:?}");
+        assert_eq!(receiver.stats().transient as usize, count(&answers, 429));
+        receiver.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn receiver_quota_refuses_until_the_window_ends() {
+        let quota = Some(Quota { n: 3, per: Duration::from_secs(3600) });
+        let receiver = Receiver::start(ReceiverConfig { quota, ..ReceiverConfig::default() }).await.unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            answers.extend(post_all(&receiver, 1).await);
+        }
+        assert_eq!(answers.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [200, 200, 200, 429, 429]);
+        let after: u64 = answers[3].1.as_deref().unwrap().parse().unwrap();
+        assert!((3000..=3600).contains(&after), "{after}");
+        receiver.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn receiver_max_in_flight_answers_503_above_it_and_latency_delays_every_answer() {
+        let config = ReceiverConfig {
+            max_in_flight: Some(2),
+            latency: Some(Duration::from_millis(400)),
+            ..ReceiverConfig::default()
+        };
+        let receiver = Receiver::start(config).await.unwrap();
+        let start = Instant::now();
+        let answers = post_all(&receiver, 6).await;
+        assert!(start.elapsed() >= Duration::from_millis(400), "every answer takes the latency");
+        assert!(count(&answers, 503) >= 1 && count(&answers, 200) >= 1, "{answers:?}");
+        assert_eq!(count(&answers, 200) + count(&answers, 503), 6, "{answers:?}");
+        // Once the places are given back, a request gets through again.
+        assert_eq!(post_all(&receiver, 1).await[0].0, 200);
+        receiver.shutdown().await;
+    }
+}
