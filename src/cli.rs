@@ -279,6 +279,27 @@ pub struct DemoArgs {
     /// Also print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
+}
+
+/// How the local receiver of `sink` and `demo` limits what it takes (SPEC §3), so pacing can be
+/// tried against something that pushes back.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Receiver limits")]
+pub struct ReceiverArgs {
+    /// A token bucket of R requests/s: 429 with `Retry-After: 1` above it.
+    #[arg(long, value_name = "R", value_parser = parse_capacity)]
+    pub capacity: Option<f64>,
+    /// At most N requests per fixed window, e.g. 600/1m: 429 with `Retry-After` = seconds to its end.
+    #[arg(long, value_name = "N/DURATION", value_parser = clap::value_parser!(crate::fake::Quota))]
+    pub quota: Option<crate::fake::Quota>,
+    /// 503 above K requests in flight at once.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: Option<u32>,
+    /// Every answer takes this long, e.g. 20ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub latency: Option<Duration>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -296,12 +317,19 @@ pub struct SinkArgs {
     /// Fraction of requests to fail with 503 or 429 + Retry-After, 0..=1.
     #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
     pub fail_rate: f64,
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
 }
 
 // ---- value parsers, shared with the configuration file ----
 
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     s.parse()
+}
+
+/// `--capacity`: the same forms as `--rate`, but it must be a limit.
+pub fn parse_capacity(s: &str) -> Result<f64, String> {
+    parse_rate(s)?.get().ok_or_else(|| format!("`{s}` is no capacity; give requests per second like 300 or 300/s"))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -404,6 +432,8 @@ mod tests {
         assert_eq!(parse_page_size("100").unwrap(), 100);
         assert!(parse_concurrency("0").is_err());
         assert!(parse_fraction("1.5").is_err());
+        assert_eq!(parse_capacity("300/s").unwrap(), 300.0);
+        assert!(parse_capacity("0").is_err() && parse_capacity("unlimited").is_err());
         assert!(parse_timestamp("2026-03-01").is_err());
         assert!(parse_timestamp("2026-03-01T09:00:00+01:00").is_ok());
     }

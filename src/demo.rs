@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{DemoArgs, GlobalArgs, SinkArgs};
+use crate::cli::{DemoArgs, GlobalArgs, ReceiverArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
 use crate::error::{AppError, exit};
 use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
@@ -27,7 +27,7 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         secret: Some(secret.clone()),
         fail_rate: args.fail_rate,
         retry_after_secs: 1,
-        ..ReceiverConfig::default()
+        ..limited(&args.receiver)
     })
     .await
     .map_err(|e| demo_failed(format!("cannot start the demo receiver on 127.0.0.1: {e}")))?;
@@ -76,6 +76,9 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
                 String::new()
             }
         );
+        if let Some(limits) = describe_limits(&args.receiver) {
+            eprintln!("The receiver {limits}.");
+        }
     }
     // No secret and no date here: the run takes both from the webhook it finds, as a real run does.
     let cfg = RunConfig {
@@ -141,7 +144,7 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
             signature_hex: args.signature_hex,
             fail_rate: args.fail_rate,
             retry_after_secs: 1,
-            ..ReceiverConfig::default()
+            ..limited(&args.receiver)
         },
     )
     .await
@@ -159,6 +162,9 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         (Some(_), HexCase::Lower) => "verifying signatures in lowercase hex (--signature-hex lower), exactly",
     };
     eprintln!("Listening on {} ({checking}); press Ctrl-C to stop.", receiver.url());
+    if let Some(limits) = describe_limits(&args.receiver) {
+        eprintln!("It {limits}.");
+    }
     wait_for_signal().await;
     let s = receiver.stats();
     eprintln!(
@@ -173,6 +179,39 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     );
     receiver.shutdown().await;
     Ok(exit::OK)
+}
+
+/// A receiver with the `--capacity`, `--quota`, `--max-in-flight` and `--latency` the user gave.
+fn limited(args: &ReceiverArgs) -> ReceiverConfig {
+    ReceiverConfig {
+        capacity: args.capacity,
+        quota: args.quota,
+        max_in_flight: args.max_in_flight,
+        latency: args.latency,
+        ..ReceiverConfig::default()
+    }
+}
+
+/// The receiver limits in words ("takes at most 300 requests/s, …"), if any are set.
+fn describe_limits(args: &ReceiverArgs) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(r) = args.capacity {
+        parts.push(format!("takes at most {r} requests/s (429 above)"));
+    }
+    if let Some(q) = args.quota {
+        parts.push(format!(
+            "takes {} requests per {} (429 until the window ends)",
+            q.n,
+            humantime::format_duration(q.per)
+        ));
+    }
+    if let Some(k) = args.max_in_flight {
+        parts.push(format!("answers 503 above {k} requests in flight"));
+    }
+    if let Some(d) = args.latency {
+        parts.push(format!("takes {} to answer", humantime::format_duration(d)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn print_delivery(d: &crate::fake::Delivery) {

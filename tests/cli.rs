@@ -307,3 +307,28 @@ async fn config_file_and_environment_follow_the_precedence() {
     assert_eq!(rcv.stats().unique_accepted, 20);
     assert_eq!(other.stats().requests, 0);
 }
+
+#[tokio::test]
+async fn demo_receiver_limits_push_back_and_everything_still_arrives() {
+    // Quota 5 a second, one request at a time, 10 ms each: 12 events use up at least two windows,
+    // so at least two requests are refused (429 + Retry-After), and every answer takes ≥ 10 ms.
+    let args = ["demo", "--events", "12", "--rate", "0", "--concurrency", "1", "--json"];
+    let limits = ["--quota", "5/1s", "--max-in-flight", "1", "--latency", "10ms"];
+    let out = bin_output(&[&args[..], &limits[..]].concat()).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("takes 5 requests per 1s") && stderr.contains("503 above 1 requests in flight"),
+        "{stderr}"
+    );
+    let s = summary(&out);
+    assert_eq!(s["delivered"], 12);
+    assert!(s["latency_ms"]["p50"].as_f64().unwrap() >= 10.0, "{s}");
+    let refused: u64 = stderr
+        .split("signature failures, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no receiver line: {stderr}"));
+    assert!(refused >= 2, "{stderr}");
+}
