@@ -21,9 +21,30 @@ mod sim;
 pub use controller::{Controller, ControllerSettings};
 pub use outage::{OutageDetector, OutageSettings, OutageState, Permit};
 
+use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+use crate::rate::Rate;
 use crate::retry::{AttemptResult, TransportError, parse_retry_after};
+
+/// A `--rate` value: a fixed rate, or `auto` (the [`Controller`] finds it). Parsed here, ready for
+/// the command line; until the pipeline is wired for `auto`, the CLI keeps parsing [`Rate`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateSetting {
+    Fixed(Rate),
+    Auto,
+}
+
+impl FromStr for RateSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RateSetting, String> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(RateSetting::Auto);
+        }
+        s.parse().map(RateSetting::Fixed).map_err(|e| format!("{e}; or auto to find the receiver's capacity"))
+    }
+}
 
 /// What one finished attempt says about the receiver's capacity and health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +110,16 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_settings_parse_auto_and_every_fixed_form() {
+        assert_eq!("auto".parse(), Ok(RateSetting::Auto));
+        assert_eq!(" Auto ".parse(), Ok(RateSetting::Auto));
+        assert_eq!("3000/m".parse(), Ok(RateSetting::Fixed(Rate::per_second(50.0))));
+        assert_eq!("0".parse(), Ok(RateSetting::Fixed(Rate::UNLIMITED)));
+        let err = "fast".parse::<RateSetting>().unwrap_err();
+        assert!(err.contains("`fast`") && err.contains("3000/m") && err.contains("auto"), "{err}");
+    }
 
     #[test]
     fn attempt_results_map_to_outcomes() {
