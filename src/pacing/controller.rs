@@ -199,7 +199,7 @@ impl Controller {
 
     /// Nobody should send before this (a receiver whose quota is used up); `None` if no hold.
     pub fn hold_until(&self) -> Option<Duration> {
-        self.hold.map(|(_, until)| Duration::from_secs_f64(until))
+        self.hold.map(|(_, until)| Duration::try_from_secs_f64(until).unwrap_or(Duration::MAX))
     }
 
     /// One attempt finished at `now` with `outcome`, `latency` after it was sent. Returns the new

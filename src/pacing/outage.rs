@@ -131,14 +131,15 @@ impl OutageDetector {
                 if self.streak >= MANY_FAILURES || (self.streak >= MIN_FAILURES && quiet) {
                     self.state = OutageState::Outage { since: self.down_since, cause: outcome };
                     self.interval = self.settings.probe_initial;
-                    self.next_probe = now + self.interval;
+                    self.next_probe = now.saturating_add(self.interval);
                 }
             }
             OutageState::Outage { since, .. } => {
                 self.state = OutageState::Outage { since, cause: outcome };
                 if probe {
-                    self.interval = (self.interval * 2).min(self.settings.probe_max.max(self.settings.probe_initial));
-                    self.next_probe = now + self.interval;
+                    self.interval =
+                        self.interval.saturating_mul(2).min(self.settings.probe_max.max(self.settings.probe_initial));
+                    self.next_probe = now.saturating_add(self.interval);
                 }
             }
             OutageState::GaveUp { .. } => {}
@@ -160,7 +161,7 @@ impl OutageDetector {
             }
             // Wake up to give up on time, not at the next probe after the limit.
             OutageState::Outage { since, .. } => {
-                let give_up = self.settings.give_up_after.map_or(self.next_probe, |limit| since + limit);
+                let give_up = self.settings.give_up_after.map_or(self.next_probe, |limit| since.saturating_add(limit));
                 Permit::Wait { until: Some(self.next_probe.min(give_up)) }
             }
         }
