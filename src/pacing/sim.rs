@@ -152,6 +152,8 @@ struct Run {
     entered_outage: Option<f64>,
     left_outage: Option<f64>,
     gave_up: Option<f64>,
+    /// What the controller says the run settled on.
+    settled: Option<f64>,
 }
 
 impl Run {
@@ -281,6 +283,9 @@ fn simulate(receiver: &mut impl Receive, mut pacing: Pacing, duration: f64, give
         }
     }
     run.second(duration - 1.0);
+    if let Pacing::Auto(c) = &pacing {
+        run.settled = Some(c.settled());
+    }
     run
 }
 
@@ -301,6 +306,9 @@ fn token_buckets_of_50_300_and_2000() {
     for c in [50.0, 300.0, 2000.0] {
         let run = simulate(&mut token_bucket(c), auto(None), 60.0, None);
         assert_finds_capacity(&format!("token bucket {c}/s"), &run, c);
+        // What the next run starts from: near the capacity, not above what the receiver takes.
+        let settled = run.settled.unwrap_or_default();
+        assert!((0.75 * c..=1.1 * c).contains(&settled), "settled on {settled:.1} of {c}");
     }
 }
 
