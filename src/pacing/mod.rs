@@ -12,6 +12,17 @@
 //!   their retries, sends one probe at a time, and says when to give up (exit 4).
 //!
 //! [`Outcome`] is the one vocabulary both share: what an attempt's result means for pacing.
+//!
+//! # How the pipeline uses them
+//! * Before an attempt: [`OutageDetector::permit`] (send, be the one probe, wait, or give up with
+//!   exit 4), then the rate gate.
+//! * After it: [`Outcome::from_attempt`], then [`Controller::record`] (with `--rate auto`) and
+//!   [`OutageDetector::record`]; [`OutageDetector::spends_retry`] says whether the event's retry
+//!   counter moves. A new rate from `record` rebuilds the gate's limiter (at most ten times a
+//!   second); [`Controller::hold_until`] becomes a pool-wide pause. An event's own `Retry-After`
+//!   still holds that event back in every mode (SPEC §3).
+//! * At the end: [`Controller::settled`] is the summary's `rate.final_per_sec` and what the
+//!   ledger remembers for the target.
 
 pub mod controller;
 pub mod outage;
