@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::deliver::Header;
-use crate::rate::Rate;
+use crate::rate::{Quota, Rate};
 use crate::signature::HexCase;
 use crate::source::api::{Attendance, Period, State};
 
@@ -292,8 +292,8 @@ pub struct ReceiverArgs {
     #[arg(long, value_name = "R", value_parser = parse_capacity)]
     pub capacity: Option<f64>,
     /// At most N requests per fixed window, e.g. 600/1m: 429 with `Retry-After` = seconds to its end.
-    #[arg(long, value_name = "N/DURATION", value_parser = clap::value_parser!(crate::fake::Quota))]
-    pub quota: Option<crate::fake::Quota>,
+    #[arg(long, value_name = "N/DURATION", value_parser = clap::value_parser!(Quota))]
+    pub quota: Option<Quota>,
     /// 503 above K requests in flight at once.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: Option<u32>,

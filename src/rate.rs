@@ -14,6 +14,9 @@
 //!   the queue waits on the limiter: one wake-up per request instead of a thundering herd of
 //!   `--concurrency` tasks racing for every permit.
 //!
+//! [`Quota`] is the other shape a rate comes in, `N/DURATION` per fixed window: the embedded
+//! receiver's `--quota`.
+//!
 //! The gate also holds the pool-wide pause set by a `Retry-After`: the receiver asked everyone to
 //! slow down, not just the one request that got the 429.
 
@@ -22,7 +25,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota as GovernorQuota, RateLimiter};
 use tokio::time::Instant;
 
 /// Requests per second; `None` is unlimited.
@@ -92,6 +95,31 @@ impl FromStr for Rate {
     }
 }
 
+/// `--quota N/DURATION`: at most `n` requests per fixed window of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub n: u32,
+    pub per: Duration,
+}
+
+impl FromStr for Quota {
+    type Err = String;
+
+    /// `600/1m`, `100/10s`, `50/s` (a bare unit means one of it).
+    fn from_str(s: &str) -> Result<Quota, String> {
+        let bad = || format!("`{s}` is not a quota; write requests per window like 600/1m or 100/10s");
+        let (n, per) = s.trim().split_once('/').ok_or_else(bad)?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        let per = per.trim();
+        let per = if per.starts_with(|c: char| c.is_ascii_digit()) { per.to_owned() } else { format!("1{per}") };
+        let per = humantime::parse_duration(&per).map_err(|_| bad())?;
+        if n == 0 || per.is_zero() {
+            return Err(format!("`{s}` allows nothing; give at least one request per a non-zero window"));
+        }
+        Ok(Quota { n, per })
+    }
+}
+
 /// Extra limiter capacity, in time, that absorbs late wake-ups (see the module docs).
 const CATCH_UP: Duration = Duration::from_millis(5);
 
@@ -119,8 +147,8 @@ impl Gate {
             let period = Duration::from_secs_f64(1.0 / per_sec).max(Duration::from_nanos(1));
             let catch_up = ((CATCH_UP.as_secs_f64() * per_sec).floor() as u32).max(1);
             let capacity = burst.max(1).saturating_add(catch_up);
-            let quota = Quota::with_period(period)
-                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            let quota = GovernorQuota::with_period(period)
+                .unwrap_or_else(|| GovernorQuota::per_second(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(capacity).unwrap_or(NonZeroU32::MIN));
             Limiter {
                 governor: RateLimiter::direct(quota),
@@ -206,6 +234,19 @@ mod tests {
             assert!(err.contains(bad.trim()), "{err}");
         }
         assert!("fast".parse::<Rate>().unwrap_err().contains("3000/m"));
+    }
+
+    #[test]
+    fn quotas_parse_and_reject_nonsense() {
+        let q = |n, secs| Ok(Quota { n, per: Duration::from_secs(secs) });
+        assert_eq!("600/1m".parse(), q(600, 60));
+        assert_eq!(" 100 / 10s ".parse(), q(100, 10));
+        assert_eq!("50/s".parse(), q(50, 1));
+        assert_eq!("3000/h".parse(), q(3000, 3600));
+        for bad in ["600", "x/1m", "600/soon", "0/1m", "5/0s", "-1/1m"] {
+            let err = bad.parse::<Quota>().unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 
     #[tokio::test]

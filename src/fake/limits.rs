@@ -8,7 +8,6 @@
 //! tested against something real on loopback. Each limit costs nothing when it is not configured;
 //! the ones that are configured take one short lock or one atomic per request.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,35 +17,11 @@ use http::StatusCode;
 use http::header::{HeaderValue, RETRY_AFTER};
 
 use super::{Body, json_response};
+use crate::rate::Quota;
 
 /// The token bucket holds this much time's worth of requests: a short burst, as real rate
 /// limiters allow, without letting a long idle spell buy a flood.
 const BUCKET: Duration = Duration::from_millis(100);
-
-/// `--quota N/DURATION`: at most `n` requests per fixed window of `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    pub n: u32,
-    pub per: Duration,
-}
-
-impl FromStr for Quota {
-    type Err = String;
-
-    /// `600/1m`, `100/10s`, `50/s` (a bare unit means one of it).
-    fn from_str(s: &str) -> Result<Quota, String> {
-        let bad = || format!("`{s}` is not a quota; write requests per window like 600/1m or 100/10s");
-        let (n, per) = s.trim().split_once('/').ok_or_else(bad)?;
-        let n: u32 = n.trim().parse().map_err(|_| bad())?;
-        let per = per.trim();
-        let per = if per.starts_with(|c: char| c.is_ascii_digit()) { per.to_owned() } else { format!("1{per}") };
-        let per = humantime::parse_duration(&per).map_err(|_| bad())?;
-        if n == 0 || per.is_zero() {
-            return Err(format!("`{s}` allows nothing; give at least one request per a non-zero window"));
-        }
-        Ok(Quota { n, per })
-    }
-}
 
 /// How the limits answered a request they refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,19 +162,6 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotas_parse_and_reject_nonsense() {
-        let q = |n, secs| Ok(Quota { n, per: Duration::from_secs(secs) });
-        assert_eq!("600/1m".parse(), q(600, 60));
-        assert_eq!(" 100 / 10s ".parse(), q(100, 10));
-        assert_eq!("50/s".parse(), q(50, 1));
-        assert_eq!("3000/h".parse(), q(3000, 3600));
-        for bad in ["600", "x/1m", "600/soon", "0/1m", "5/0s", "-1/1m"] {
-            let err = bad.parse::<Quota>().unwrap_err();
-            assert!(err.contains(bad), "{err}");
-        }
-    }
 
     #[test]
     fn a_quota_refuses_until_its_window_ends() {

@@ -15,9 +15,9 @@ pub mod limits;
 pub mod receiver;
 pub mod webhooks;
 
+pub use crate::rate::Quota;
 pub use api::{ApiFault, FakeApi, FakeApiConfig};
 pub use bookings::generate_bookings;
-pub use limits::Quota;
 pub use receiver::{Delivery, Receiver, ReceiverConfig, ReceiverStats};
 pub use webhooks::FakeWebhook;
 

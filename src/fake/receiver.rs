@@ -21,8 +21,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::limits::{Limits, Quota, Refusal};
+use super::limits::{Limits, Refusal};
 use super::{Body, DropConnection, Reply, Server, json_response};
+use crate::rate::Quota;
 use crate::signature::{self, HexCase};
 
 /// Largest body accepted (larger ones are answered 413).
