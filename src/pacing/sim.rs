@@ -385,8 +385,9 @@ fn a_six_second_outage_pauses_and_resumes() {
     let (entered, left) = (run.entered_outage.expect("an outage"), run.left_outage.expect("it ended"));
     assert!(entered < 21.0 && (26.0..30.0).contains(&left), "{entered}..{left}");
     assert!(run.gave_up.is_none());
-    let during = run.sent(entered.ceil() as usize, 26);
-    assert!(during <= 40, "{during} requests during the outage");
+    // A few dozen requests in all while it lasts: the failures that reveal it, then the probes.
+    let during = run.sent(20, 26);
+    assert!(during <= 60, "{during} requests during the outage");
     let after = run.goodput(32, 40);
     assert!(after >= 0.8 * 300.0, "goodput after the outage: {after:.1}");
 }
