@@ -212,10 +212,10 @@ impl Controller {
         if self.first_sent.is_none_or(|first| sent < first) {
             self.first_sent = Some(sent.max(0.0));
         }
-        self.window.attempts += 1;
+        self.window.attempts = self.window.attempts.saturating_add(1);
         self.attempts_since_decrease = self.attempts_since_decrease.saturating_add(1);
         if outcome == Outcome::Delivered {
-            self.window.delivered += 1;
+            self.window.delivered = self.window.delivered.saturating_add(1);
             self.window.latency_sum += latency;
             self.add_success(now);
             self.refused_in_a_row = 0;
@@ -279,7 +279,7 @@ impl Controller {
             self.mean_latency = Some(self.mean_latency.map_or(mean, |m| 0.7 * m + 0.3 * mean));
             let baseline = self.baseline.unwrap_or(mean);
             let congested = mean > LATENCY_FACTOR * baseline + LATENCY_SLACK;
-            self.congested_windows = if congested { self.congested_windows + 1 } else { 0 };
+            self.congested_windows = if congested { self.congested_windows.saturating_add(1) } else { 0 };
             // Congestion must not become the new normal, so only calm windows move the baseline
             // up — unless decreasing has not helped for a while: then the receiver is just slower.
             self.baseline = Some(if mean < baseline || self.congested_windows >= RELEARN_AFTER {
@@ -356,7 +356,7 @@ impl Controller {
     fn add_success(&mut self, now: f64) {
         let bucket = (now / BUCKET).floor() as i64;
         match self.successes.back_mut() {
-            Some((b, n)) if *b == bucket => *n += 1,
+            Some((b, n)) if *b == bucket => *n = n.saturating_add(1),
             _ => self.successes.push_back((bucket, 1)),
         }
         let keep = ((self.window_len() + HISTORY) / BUCKET).ceil() as i64;
