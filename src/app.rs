@@ -15,6 +15,7 @@ use crate::config::{self, FileConfig};
 use crate::error::{AppError, exit};
 use crate::ledger::{self, Status};
 use crate::progress::thousands;
+use crate::words;
 use crate::report::{is_broken_pipe, open_out, print_report, print_stdout};
 use crate::signal::spawn_signal_handler;
 use crate::{pipeline, producer};
@@ -127,7 +128,7 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> Result<u8, AppError> {
     }
     let ended = producer::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
-    eprintln!("Exported {} events to {dest}.", thousands(written));
+    eprintln!("Exported {} to {dest}.", words::count(written, "event", "events"));
     if let Some(e) = ended.source_error {
         return Err(e.into());
     }
@@ -184,7 +185,10 @@ fn status(args: &StatusArgs, file: &FileConfig) -> Result<u8, AppError> {
                 (Some(s), None) => format!("HTTP {s}"),
                 (None, None) => "no attempt finished".to_owned(),
             };
-            text.push_str(&format!("    {what} {}  after {} attempts: {last}\n", o.event_id, o.attempts));
+            // Older runs stored the count in the error too; the line says it once.
+            let last = strip_gave_up(&last);
+            let attempts = words::count(u64::from(o.attempts), "attempt", "attempts");
+            text.push_str(&format!("    {what} {}  after {attempts}: {last}\n", o.event_id));
         }
         let open = t.failed + t.pending;
         if open > t.open.len() as u64 {
@@ -198,13 +202,21 @@ fn status(args: &StatusArgs, file: &FileConfig) -> Result<u8, AppError> {
     Ok(exit::OK)
 }
 
+/// `last_error` without a trailing "(gave up after N attempts)": `status` says how many attempts.
+fn strip_gave_up(last: &str) -> &str {
+    match last.rfind(" (gave up after ") {
+        Some(i) if last.ends_with(')') => &last[..i],
+        _ => last,
+    }
+}
+
 fn failed(args: &FailedArgs, file: &FileConfig) -> Result<u8, AppError> {
     let path = config::ledger_path(args.ledger.as_ref(), file)?;
     let mut out = open_out(args.out.as_ref())?;
     match ledger::write_failed(&path, args.webhook_url.as_deref(), args.event_type.as_deref(), &mut out) {
         Ok(n) => {
             let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
-            eprintln!("Wrote {} failed events to {dest}.", thousands(n));
+            eprintln!("Wrote {} to {dest}.", words::count(n, "failed event", "failed events"));
             Ok(exit::OK)
         }
         Err(ledger::LedgerError::Io { error, .. }) if is_broken_pipe(&error) => Ok(exit::OK),

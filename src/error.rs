@@ -52,7 +52,7 @@ pub enum AppError {
     #[error(transparent)]
     Source(#[from] SourceError),
     /// Entries that were not events were skipped (`export`).
-    #[error("{0} source entries were not events and were skipped")]
+    #[error("{}", crate::words::skipped_entries(*.0))]
     Malformed(u64),
     #[error("cannot create --out {path}: {error}")]
     CreateOut { path: String, error: std::io::Error },

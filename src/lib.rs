@@ -38,6 +38,7 @@ pub mod signature;
 pub(crate) mod source;
 pub(crate) mod webhook_defaults;
 pub(crate) mod worker;
+pub(crate) mod words;
 
 pub use app::main;
 pub use cli::Cli;

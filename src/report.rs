@@ -154,8 +154,8 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
     }
     if report.malformed_count > 0 {
         eprintln!(
-            "Error: {} source entries were not events and were skipped (everything else was processed):",
-            thousands(report.malformed_count)
+            "Error: {} (everything else was processed):",
+            crate::words::skipped_entries(report.malformed_count)
         );
         for m in &report.malformed {
             eprintln!("  {m}");
@@ -178,9 +178,9 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
             );
         } else if s.failed > 0 {
             eprintln!(
-                "{} events failed for good: `savvy-replay status` shows why; `savvy-replay failed --out failed.ndjson` exports them, \
+                "{} for good: `savvy-replay status` shows why; `savvy-replay failed --out failed.ndjson` exports them, \
                  and `run --only-failed` retries them.",
-                thousands(s.failed)
+                crate::words::count(s.failed, "event failed", "events failed")
             );
         }
     }

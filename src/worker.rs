@@ -83,7 +83,8 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             Verdict::Retry { after } => {
                 let retries_so_far = attempts - 1;
                 if retries_so_far >= s.retry.max_retries {
-                    let msg = last_error.map(|e| format!("{e} (gave up after {attempts} attempts)"));
+                    let tries = crate::words::count(u64::from(attempts), "attempt", "attempts");
+                    let msg = last_error.map(|e| format!("{e} (gave up after {tries})"));
                     return outcome(Status::Failed, attempts, last_status, msg);
                 }
                 if s.cancel.is_cancelled() {
