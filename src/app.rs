@@ -15,9 +15,9 @@ use crate::config::{self, FileConfig};
 use crate::error::{AppError, exit};
 use crate::ledger::{self, Status};
 use crate::progress::thousands;
-use crate::words;
 use crate::report::{is_broken_pipe, open_out, print_report, print_stdout};
 use crate::signal::spawn_signal_handler;
+use crate::words;
 use crate::{pipeline, producer};
 
 /// Run the parsed command line; never panics on input, returns the process exit status.

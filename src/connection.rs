@@ -56,8 +56,9 @@ pub enum SendError {
     Tls(io::Error),
     #[error("{}", http_failure(.0))]
     Http(hyper::Error),
-    #[error("response body larger than 1 MiB")]
-    TooLarge,
+    /// No status line before the deadline.
+    #[error("no answer in time")]
+    Timeout,
 }
 
 /// A hyper error in words: a garbled response, or the whole chain of why the connection broke.
@@ -99,7 +100,7 @@ impl SendError {
     /// Whether asking again could help: network trouble yes, a garbled response no.
     pub fn is_transient(&self) -> bool {
         match self {
-            SendError::Connect(_) | SendError::TooLarge => true,
+            SendError::Connect(_) | SendError::Timeout => true,
             // A certificate or protocol problem will not fix itself; a reset mid-handshake may.
             SendError::Tls(e) => e.kind() != io::ErrorKind::InvalidData,
             SendError::Http(e) => !e.is_parse() && !e.is_user(),
@@ -107,8 +108,9 @@ impl SendError {
     }
 }
 
-/// Most of a response body we read; the first `keep` bytes are returned.
-const BODY_READ_MAX: usize = 1 << 20;
+/// Most of a response body we read (for messages). The status line decides the outcome, so a
+/// larger body is not an error: we stop reading and drop the connection instead.
+pub const BODY_READ_MAX: usize = 64 << 10;
 
 impl Endpoint {
     pub fn new(url: &Url, connect_timeout: Duration) -> Result<Endpoint, EndpointError> {
@@ -214,28 +216,44 @@ impl Connection {
         self.sender = None;
     }
 
-    /// Send `make()`'s request and read the whole answer: status, headers, and the first `keep`
-    /// bytes of the body. No time limit here: the caller bounds the call.
+    /// Send `make()`'s request and read the answer: status, headers, and the first `keep` bytes of
+    /// the body. The status line must arrive by `deadline`. The body is read until it ends, until
+    /// [`BODY_READ_MAX`] bytes, until `deadline` or until the connection breaks, whichever is first:
+    /// the status line decides the outcome, so none of those turn an answer into a failure. A body
+    /// not read to its end leaves the connection in an unknown state, so it is dropped.
     pub async fn send(
         &mut self,
         endpoint: &Endpoint,
         make: impl Fn() -> Request<Full<Bytes>>,
         keep: usize,
+        deadline: tokio::time::Instant,
     ) -> Result<(Response<()>, Vec<u8>), SendError> {
-        let result = self.send_inner(endpoint, make, keep).await;
-        if result.is_err() {
-            // Whatever state the connection is in, do not reuse it.
+        let head = tokio::time::timeout_at(deadline, self.send_inner(endpoint, make)).await;
+        let response = match head {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                // Whatever state the connection is in, do not reuse it.
+                self.sender = None;
+                return Err(e);
+            }
+            Err(_) => {
+                self.sender = None;
+                return Err(SendError::Timeout);
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let (kept, complete) = read_body(body, keep, deadline).await;
+        if !complete {
             self.sender = None;
         }
-        result
+        Ok((Response::from_parts(parts, ()), kept))
     }
 
     async fn send_inner(
         &mut self,
         endpoint: &Endpoint,
         make: impl Fn() -> Request<Full<Bytes>>,
-        keep: usize,
-    ) -> Result<(Response<()>, Vec<u8>), SendError> {
+    ) -> Result<Response<Incoming>, SendError> {
         let mut fresh_tries = 0;
         loop {
             let reused = self.sender.is_some();
@@ -255,36 +273,40 @@ impl Connection {
                 }
                 return Err(SendError::Connect(io::Error::new(io::ErrorKind::ConnectionReset, "connection closed")));
             }
-            let response = match sender.send_request(make()).await {
-                Ok(r) => r,
+            return match sender.send_request(make()).await {
+                Ok(r) => Ok(r),
                 Err(e) if reused && fresh_tries == 0 && e.is_canceled() => {
                     self.sender = None;
                     continue;
                 }
-                Err(e) => return Err(SendError::Http(e)),
+                Err(e) => Err(SendError::Http(e)),
             };
-            return read_response(response, keep).await;
         }
     }
 }
 
-async fn read_response(response: Response<Incoming>, keep: usize) -> Result<(Response<()>, Vec<u8>), SendError> {
-    let (parts, mut body) = response.into_parts();
+/// Read a response body: the first `keep` bytes are returned, at most [`BODY_READ_MAX`] are read,
+/// and reading stops at `deadline`. The flag says whether the body was read to its end.
+async fn read_body(mut body: Incoming, keep: usize, deadline: tokio::time::Instant) -> (Vec<u8>, bool) {
     let mut kept = Vec::new();
     let mut read = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(SendError::Http)?;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => return (kept, true),
+            // Broken mid-body, or too slow: what we have is all we get.
+            Ok(Some(Err(_))) | Err(_) => return (kept, false),
+        };
         if let Ok(data) = frame.into_data() {
             read += data.len();
             if kept.len() < keep {
                 kept.extend_from_slice(&data[..data.len().min(keep - kept.len())]);
             }
             if read > BODY_READ_MAX {
-                return Err(SendError::TooLarge);
+                return (kept, false);
             }
         }
     }
-    Ok((Response::from_parts(parts, ()), kept))
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::connection::{Connection, Endpoint, EndpointError};
+use crate::connection::{Connection, Endpoint, EndpointError, SendError};
 use crate::event::{Envelope, Event, now_rfc3339};
-use crate::http::error_message;
+pub use crate::http::display_url;
+use crate::http::{error_message, redirect_message};
 use crate::retry::TransportError;
 use crate::signature::{self, HexCase};
 
@@ -193,11 +194,12 @@ impl Deliverer {
             req
         };
         let start = Instant::now();
-        let result = tokio::time::timeout(self.target.timeout, conn.send(&self.endpoint, make, BODY_KEEP)).await;
+        let deadline = tokio::time::Instant::now() + self.target.timeout;
+        let result = conn.send(&self.endpoint, make, BODY_KEEP, deadline).await;
         let latency = start.elapsed();
         let failed = |kind, message| Attempt::NoAnswer { kind, message, latency };
         match result {
-            Ok(Ok((resp, kept))) => {
+            Ok((resp, kept)) => {
                 let status = resp.status();
                 Attempt::Answered {
                     status: status.as_u16(),
@@ -206,20 +208,27 @@ impl Deliverer {
                         .get(http::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned),
-                    body_start: if status.is_success() { String::new() } else { error_message(&kept) },
+                    body_start: if status.is_success() {
+                        String::new()
+                    } else if status.is_redirection() {
+                        // Not followed (SPEC §3): say where it pointed, so the user can fix the URL.
+                        redirect_message(resp.headers())
+                    } else {
+                        error_message(&kept)
+                    },
                     latency,
                 }
             }
-            Ok(Err(e)) => {
-                let kind = if e.is_transient() { TransportError::Connection } else { TransportError::Other };
-                failed(kind, e.to_string())
-            }
-            Err(_) => {
+            Err(SendError::Timeout) => {
                 conn.reset();
                 failed(
                     TransportError::Timeout,
                     format!("timed out after {}", humantime::format_duration(self.target.timeout)),
                 )
+            }
+            Err(e) => {
+                let kind = if e.is_transient() { TransportError::Connection } else { TransportError::Other };
+                failed(kind, e.to_string())
             }
         }
     }
@@ -253,17 +262,6 @@ impl Deliverer {
         out.push('\n');
         out.push_str(&String::from_utf8_lossy(&p.envelope.body));
         out
-    }
-}
-
-/// A URL for messages: any password in it is masked.
-pub fn display_url(url: &Url) -> String {
-    if url.password().is_some() {
-        let mut u = url.clone();
-        let _ = u.set_password(Some("***"));
-        u.to_string()
-    } else {
-        url.to_string()
     }
 }
 

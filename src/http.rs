@@ -1,8 +1,9 @@
 //! What both HTTP paths share — the webhook workers (hyper, [`crate::connection`]) and the
 //! SavvyCal pager (reqwest, [`crate::source::api`]): who we say we are, the TLS crypto provider,
-//! and how an error response's body is read. A leaf: it imports nothing from the crate.
+//! how an error response's body is read, and how URLs and redirects are shown in messages. A leaf: it imports nothing from the crate.
 
 use serde::Deserialize;
+use url::Url;
 
 /// `User-Agent: savvy-replay/<version>`.
 pub const USER_AGENT: &str = concat!("savvy-replay/", env!("CARGO_PKG_VERSION"));
@@ -10,6 +11,30 @@ pub const USER_AGENT: &str = concat!("savvy-replay/", env!("CARGO_PKG_VERSION"))
 /// Make rustls use `ring` (reqwest is built without a default crypto provider). Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A URL for messages: any password in it is masked.
+pub fn display_url(url: &Url) -> String {
+    if url.password().is_some() {
+        let mut u = url.clone();
+        let _ = u.set_password(Some("***"));
+        u.to_string()
+    } else {
+        url.to_string()
+    }
+}
+
+/// What a redirect said: where it pointed, as far as it can be shown.
+pub fn redirect_message(headers: &http::HeaderMap) -> String {
+    match headers.get(http::header::LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()) {
+        Some(to) => {
+            let to: String = to.chars().filter(|c| !c.is_control()).take(300).collect();
+            // A Location may carry credentials: mask them like ours.
+            let shown = Url::parse(&to).map_or(to, |u| display_url(&u));
+            format!("redirected to {shown} (redirects are not followed; use that URL if it is the right one)")
+        }
+        None => "a redirect without a Location (redirects are not followed)".to_owned(),
+    }
 }
 
 /// An API error body, read defensively: `{"errors":[{"message":…}]}`, or plain text, or nothing.

@@ -37,8 +37,8 @@ pub(crate) mod signal;
 pub mod signature;
 pub(crate) mod source;
 pub(crate) mod webhook_defaults;
-pub(crate) mod worker;
 pub(crate) mod words;
+pub(crate) mod worker;
 
 pub use app::main;
 pub use cli::Cli;

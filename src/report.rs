@@ -153,10 +153,7 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
         }
     }
     if report.malformed_count > 0 {
-        eprintln!(
-            "Error: {} (everything else was processed):",
-            crate::words::skipped_entries(report.malformed_count)
-        );
+        eprintln!("Error: {} (everything else was processed):", crate::words::skipped_entries(report.malformed_count));
         for m in &report.malformed {
             eprintln!("  {m}");
         }
