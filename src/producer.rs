@@ -35,7 +35,9 @@ pub async fn open_source(
         ),
         SourceConfig::Api { base, token, query } => {
             let client = crate::source::api::client(timeout).map_err(RunError::ApiClient)?;
-            Source::Api(Box::new(ApiPager::new(client, base.clone(), token.clone(), *query, retry, cancel.clone())))
+            Source::Api(Box::new(
+                ApiPager::new(client, base.clone(), token.clone(), *query, retry, cancel.clone()).with_timeout(timeout),
+            ))
         }
     })
 }

@@ -100,6 +100,11 @@ pub struct ApiPager {
     after: Option<String>,
     pages: u64,
     done: bool,
+    paging: PagingGuard,
+    /// Why paging stopped after the last page returned, to report on the next call.
+    stopped: Option<SourceError>,
+    /// Bounds each whole request, body included (the client's own timeout is the same).
+    timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -178,7 +183,26 @@ impl ApiPager {
         retry: RetryPolicy,
         cancel: CancellationToken,
     ) -> ApiPager {
-        ApiPager { client, base, token, query, retry, cancel, after: None, pages: 0, done: false }
+        ApiPager {
+            client,
+            base,
+            token,
+            query,
+            retry,
+            cancel,
+            after: None,
+            pages: 0,
+            done: false,
+            paging: PagingGuard::default(),
+            stopped: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The `--timeout` the client was built with, for bounding body reads and for messages.
+    pub fn with_timeout(mut self, timeout: Duration) -> ApiPager {
+        self.timeout = timeout;
+        self
     }
 
     pub fn describe(&self) -> String {
@@ -226,6 +250,9 @@ impl ApiPager {
 
     /// The next page of events, or `None` after the last one.
     pub async fn next_page(&mut self) -> Result<Option<Batch>, SourceError> {
+        if let Some(e) = self.stopped.take() {
+            return Err(e);
+        }
         if self.done {
             return Ok(None);
         }
@@ -245,18 +272,22 @@ impl ApiPager {
         self.pages += 1;
         info!(page = self.pages, events = page.entries.len(), "fetched a page from the SavvyCal API");
         match page.metadata.after {
-            Some(next) if Some(&next) == self.after.as_ref() => {
-                return Err(SourceError::Malformed(format!(
-                    "{what}: the API returned the same `after` cursor again; stopping instead of looping"
-                )));
-            }
-            Some(next) => self.after = Some(next),
+            Some(next) => match self.paging.check(self.pages, &next, page.entries.is_empty()) {
+                Ok(()) => self.after = Some(next),
+                // This page's events are as good as any: process them, then stop.
+                Err(e) => {
+                    self.stopped = Some(e);
+                    self.done = true;
+                }
+            },
             None => self.done = true,
         }
         Ok(Some(batch))
     }
 
-    /// GET with the retry policy. The token goes only in the Authorization header.
+    /// GET with the retry policy. The token goes only in the Authorization header. The whole
+    /// answer, body included, must arrive within `--timeout`; a page body is capped at
+    /// [`MAX_PAGE_BYTES`] and an error body is read only as far as [`BODY_READ_MAX`].
     async fn get(&self, url: Url, what: &str) -> Result<Bytes, SourceError> {
         let mut retries = 0u32;
         loop {
@@ -266,17 +297,25 @@ impl ApiPager {
                 .get(url.clone())
                 .bearer_auth(self.token.expose_secret())
                 .header(http::header::ACCEPT, "application/json");
+            let deadline = tokio::time::Instant::now() + self.timeout;
             let sent = tokio::select! {
                 r = req.send() => r,
                 () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
                     base: self.base.to_string(), attempts: retries + 1, last_error: "interrupted".into() }),
             };
-            let (after, last_error) = match sent {
+            let (after, last) = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
                     let retry_after =
-                        resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                    let body = resp.bytes().await;
+                        headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    let success = resp.status().is_success();
+                    let cap = if success { MAX_PAGE_BYTES } else { BODY_READ_MAX };
+                    let body = tokio::select! {
+                        b = read_body(resp, cap, deadline) => b,
+                        () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
+                            base: self.base.to_string(), attempts: retries + 1, last_error: "interrupted".into() }),
+                    };
                     let verdict = classify(
                         AttemptResult::Status { code: status, retry_after: retry_after.as_deref() },
                         SystemTime::now(),
@@ -284,16 +323,27 @@ impl ApiPager {
                     );
                     match (verdict, body) {
                         (Verdict::Delivered, Ok(body)) => return Ok(body),
-                        (Verdict::Delivered, Err(e)) => (None, format!("reading the response: {e}")),
+                        (Verdict::Delivered, Err((BodyError::TooLarge, _))) => {
+                            return Err(SourceError::Malformed(format!(
+                                "{what}: the response body is larger than {} MiB",
+                                MAX_PAGE_BYTES >> 20
+                            )));
+                        }
+                        (Verdict::Delivered, Err((e, _))) => (None, Failure::Transport(e.describe(self.timeout))),
                         (verdict, body) => {
-                            let message = self.redact(&error_message(body.as_deref().unwrap_or_default()));
+                            let body = body.unwrap_or_else(|(_, partial)| partial);
+                            let message = if (300..400).contains(&status) {
+                                crate::http::redirect_message(&headers)
+                            } else {
+                                self.redact(&error_message(&body))
+                            };
                             match verdict {
                                 _ if matches!(status, 401 | 403) => {
                                     let detail =
                                         if message.is_empty() { String::new() } else { format!(": {message}") };
                                     return Err(SourceError::Unauthorized { status, detail });
                                 }
-                                Verdict::Retry { after } => (after, format!("HTTP {status}: {message}")),
+                                Verdict::Retry { after } => (after, Failure::Status { status, message }),
                                 _ => {
                                     return Err(SourceError::Http { status, what: what.to_owned(), message });
                                 }
@@ -304,7 +354,7 @@ impl ApiPager {
                 Err(e) => {
                     let kind = transport_error(&e);
                     match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max) {
-                        Verdict::Retry { after } => (after, describe_error(&e)),
+                        Verdict::Retry { after } => (after, Failure::Transport(describe_error(&e))),
                         _ => {
                             return Err(SourceError::Unreachable {
                                 base: self.base.to_string(),
@@ -316,19 +366,14 @@ impl ApiPager {
                 }
             };
             if retries >= self.retry.max_retries {
-                return Err(SourceError::Unreachable {
-                    base: self.base.to_string(),
-                    attempts: retries + 1,
-                    last_error,
-                });
+                return Err(last.into_error(self.base.to_string(), retries + 1));
             }
             let delay = after.unwrap_or_else(|| self.retry.backoff.next_delay(retries));
             retries += 1;
-            warn_retry(what, &last_error, delay, retries, self.retry.max_retries);
+            warn_retry(what, &last.to_string(), delay, retries, self.retry.max_retries);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
-                    base: self.base.to_string(), attempts: retries, last_error }),
+                () = self.cancel.cancelled() => return Err(last.into_error(self.base.to_string(), retries)),
             }
         }
     }
@@ -345,6 +390,153 @@ fn warn_retry(what: &str, error: &str, delay: Duration, retry: u32, max: u32) {
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
+}
+
+/// Most of a page body we hold: SavvyCal pages of 100 events are a few hundred KiB, so this only
+/// stops an answer that never ends from taking all memory.
+pub const MAX_PAGE_BYTES: usize = 64 << 20;
+/// Most of an error body we read: the status decides, the body is only for the message.
+const BODY_READ_MAX: usize = 64 << 10;
+
+/// Why a response body was not read to its end.
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    Broken(String),
+}
+
+impl BodyError {
+    fn describe(&self, timeout: Duration) -> String {
+        match self {
+            BodyError::TooLarge => "the response body is too large".to_owned(),
+            BodyError::TimedOut => format!(
+                "timed out after {} reading the response body (--timeout bounds the whole answer)",
+                humantime::format_duration(timeout)
+            ),
+            BodyError::Broken(e) => format!("connection broken while reading the response body: {e}"),
+        }
+    }
+}
+
+/// Read a body up to `cap` bytes and until `deadline`. On failure, what was read so far comes
+/// with the reason (enough for an error message).
+async fn read_body(
+    mut resp: reqwest::Response,
+    cap: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, (BodyError, Bytes)> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) && cap == MAX_PAGE_BYTES {
+        return Err((BodyError::TooLarge, Bytes::new()));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest = bytes::BytesMut::new();
+    let mut len = 0usize;
+    let result = loop {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                len += chunk.len();
+                if len > cap {
+                    break Err(BodyError::TooLarge);
+                }
+                // One chunk is the common case for a small page: keep it without a copy.
+                match &first {
+                    None => first = Some(chunk),
+                    Some(f) => {
+                        if rest.is_empty() {
+                            rest.extend_from_slice(f);
+                        }
+                        rest.extend_from_slice(&chunk);
+                    }
+                }
+            }
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Err(e)) if e.is_timeout() => break Err(BodyError::TimedOut),
+            Ok(Err(e)) => break Err(BodyError::Broken(root_cause(&e))),
+            Err(_) => break Err(BodyError::TimedOut),
+        }
+    };
+    let body = if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() };
+    match result {
+        Ok(()) => Ok(body),
+        Err(e) => Err((e, body)),
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root.to_string()
+}
+
+/// The last failure of a request that is retried, for the message when retries run out.
+enum Failure {
+    /// No answer: connection trouble or a timeout.
+    Transport(String),
+    /// The API answered, with a status that is worth retrying.
+    Status { status: u16, message: String },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Transport(e) => f.write_str(e),
+            Failure::Status { status, message } if message.is_empty() => write!(f, "HTTP {status}"),
+            Failure::Status { status, message } => write!(f, "HTTP {status}: {message}"),
+        }
+    }
+}
+
+impl Failure {
+    fn into_error(self, base: String, attempts: u32) -> SourceError {
+        match self {
+            Failure::Transport(last_error) => SourceError::Unreachable { base, attempts, last_error },
+            Failure::Status { status, message } => SourceError::Answered { base, attempts, status, message },
+        }
+    }
+}
+
+/// The guards that keep paging finite: a cursor is never followed twice, and a run of empty pages
+/// that each point to yet another page ends.
+#[derive(Default)]
+struct PagingGuard {
+    /// Every `after` cursor followed in this run, with the page that returned it. A cursor is a
+    /// few dozen bytes per page of up to 100 events, so this stays small.
+    seen: std::collections::HashMap<String, u64>,
+    empty_in_a_row: u64,
+}
+
+/// More empty pages in a row than this, each with a next cursor, and the API is not paging.
+const MAX_EMPTY_PAGES: u64 = 3;
+
+impl PagingGuard {
+    /// Check page `page`'s next cursor before following it.
+    fn check(&mut self, page: u64, next: &str, empty: bool) -> Result<(), SourceError> {
+        if let Some(first) = self.seen.get(next) {
+            return Err(SourceError::Paging(format!(
+                "page {page} of /v1/events pointed to the `after` cursor {} again, which page {first} \
+                 already returned: following it would fetch the same pages forever",
+                short_cursor(next)
+            )));
+        }
+        self.seen.insert(next.to_owned(), page);
+        self.empty_in_a_row = if empty { self.empty_in_a_row + 1 } else { 0 };
+        if self.empty_in_a_row > MAX_EMPTY_PAGES {
+            return Err(SourceError::Paging(format!(
+                "returned {} empty pages in a row (pages {} to {page} of /v1/events), each pointing to another page",
+                self.empty_in_a_row,
+                page + 1 - self.empty_in_a_row
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A cursor for a message: quoted, and cut short if long.
+fn short_cursor(c: &str) -> String {
+    let shown: String = c.chars().filter(|c| !c.is_control()).take(40).collect();
+    if shown.len() < c.len() { format!("{shown:?}…") } else { format!("{shown:?}") }
 }
 
 #[cfg(test)]

@@ -29,8 +29,19 @@ pub enum SourceError {
     Unauthorized { status: u16, detail: String },
     #[error("the SavvyCal API answered HTTP {status} for {what}: {message}")]
     Http { status: u16, what: String, message: String },
-    #[error("the SavvyCal API at {base} could not be reached after {attempts} attempts: {last_error}")]
+    #[error(
+        "the SavvyCal API at {base} could not be reached after {}: {last_error}",
+        crate::words::count(u64::from(*.attempts), "attempt", "attempts")
+    )]
     Unreachable { base: String, attempts: u32, last_error: String },
+    #[error(
+        "the SavvyCal API at {base} still answered HTTP {status} after {}{}",
+        crate::words::count(u64::from(*.attempts), "attempt", "attempts"),
+        if .message.is_empty() { String::new() } else { format!(": {}", .message) }
+    )]
+    Answered { base: String, attempts: u32, status: u16, message: String },
+    #[error("the SavvyCal API {0}; stopping instead of paging forever")]
+    Paging(String),
     #[error("the SavvyCal API sent a response that is not a page of events ({0})")]
     Malformed(String),
     #[error("reading {path}: {error}")]

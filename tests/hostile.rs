@@ -1,0 +1,444 @@
+//! Hostile peers, through the real binary: receivers whose answers are huge, slow, redirecting or
+//! refusing; APIs whose paging cycles or never ends, whose page bodies never end, or that answer
+//! 500 forever. Each server here is a few lines of hyper that misbehave on purpose.
+
+mod common;
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use savvy_replay::fake::{ApiFault, generate_bookings};
+use tokio::net::TcpListener;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// What a hostile server saw: each request's path and query, and each POSTed envelope's event id.
+#[derive(Default)]
+struct Seen {
+    requests: Mutex<Vec<String>>,
+    posted: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+    fn posted(&self) -> Vec<String> {
+        self.posted.lock().unwrap().clone()
+    }
+}
+
+/// Serve `answer(path_and_query)` on loopback; the base URL and what was seen.
+async fn serve(answer: impl Fn(&str) -> Response<Body> + Send + Sync + 'static) -> (String, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Seen::default());
+    let answer = Arc::new(answer);
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (seen, answer) = (s.clone(), answer.clone());
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (seen, answer) = (seen.clone(), answer.clone());
+                async move {
+                    let target = req.uri().path_and_query().map_or("/".to_owned(), |p| p.to_string());
+                    seen.requests.lock().unwrap().push(target.clone());
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                        && let Some(id) = v["payload"]["id"].as_str()
+                    {
+                        seen.posted.lock().unwrap().push(id.to_owned());
+                    }
+                    Ok::<_, Infallible>(answer(&target))
+                }
+            });
+            tokio::spawn(async move {
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+            });
+        }
+    });
+    (base, seen)
+}
+
+fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A body that sends `chunk` every `every` and never ends.
+fn endless(status: u16, chunk: &'static [u8], every: Duration) -> Response<Body> {
+    let stream = futures_util::stream::unfold(0u64, move |n| async move {
+        if n > 0 && !every.is_zero() {
+            tokio::time::sleep(every).await;
+        }
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from_static(chunk))), n + 1))
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r
+}
+
+/// A body that announces `len` bytes, sends a few, and then hangs.
+fn stalled(status: u16, len: usize) -> Response<Body> {
+    let stream = futures_util::stream::unfold(0u64, move |n| async move {
+        if n > 0 {
+            std::future::pending::<()>().await;
+        }
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"{\"ok\":"))), n + 1))
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, len.into());
+    r
+}
+
+/// A file of `n` generated events, one per line.
+fn events_file(dir: &Path, n: usize) -> (std::path::PathBuf, Vec<String>) {
+    let events = generate_bookings(n, 8);
+    let path = dir.join("events.ndjson");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for e in &events {
+        writeln!(f, "{e}").unwrap();
+    }
+    (path, events.iter().map(|e| id_of(e)).collect())
+}
+
+/// Run the binary with no token in the environment (nothing here should reach a real API), and
+/// kill it if it has not finished in a minute: a run that never ends is the bug some tests catch.
+async fn run(args: &[&str]) -> Output {
+    let child = tokio::process::Command::new(bin())
+        .args(args)
+        .env_remove("SAVVYCAL_TOKEN")
+        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
+        Ok(out) => out.unwrap(),
+        Err(_) => panic!("savvy-replay {args:?} did not finish in 60s"),
+    }
+}
+
+/// `run --input FILE` to `webhook` with a short timeout and two retries at most.
+async fn replay_file(file: &Path, webhook: &str, ledger: &Path, extra: &[&str]) -> Output {
+    let (file, ledger) = (file.display().to_string(), ledger.display().to_string());
+    let mut args = vec![
+        "run",
+        "--input",
+        &file,
+        "--webhook-url",
+        webhook,
+        "--ledger",
+        &ledger,
+        "--rate",
+        "0",
+        "--timeout",
+        "1s",
+        "--max-retries",
+        "2",
+        "--retry-initial",
+        "10ms",
+        "--retry-max",
+        "50ms",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    run(&args).await
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+// ---- the receiver: the status line decides ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_with_a_huge_body_is_delivered_once() {
+    let (base, seen) = serve(|_| full(200, vec![b'x'; 2 << 20])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ids) = events_file(dir.path(), 3);
+
+    let out = replay_file(&file, &format!("{base}/hook"), &dir.path().join("l.db"), &[]).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], 3);
+    assert_eq!(sorted(seen.posted()), sorted(ids), "each event POSTed exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_whose_body_never_finishes_is_delivered_once() {
+    let (base, seen) = serve(|_| stalled(200, 1000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ids) = events_file(dir.path(), 3);
+
+    let out = replay_file(&file, &format!("{base}/hook"), &dir.path().join("l.db"), &[]).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], 3);
+    assert_eq!(sorted(seen.posted()), sorted(ids), "each event POSTed exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_422_with_a_huge_body_fails_once_and_status_says_so_in_words() {
+    let mut big = br#"{"errors":[{"message":"unprocessable"}],"pad":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'x', 2 << 20));
+    big.extend_from_slice(b"\"}");
+    let big = Bytes::from(big);
+    let (base, seen) = serve(move |_| full(422, big.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ids) = events_file(dir.path(), 3);
+    let ledger = dir.path().join("l.db");
+
+    let out = replay_file(&file, &format!("{base}/hook"), &ledger, &[]).await;
+
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["failed"], 3);
+    assert_eq!(sorted(seen.posted()), sorted(ids), "each event POSTed exactly once: a 422 is not retried");
+    let status = run(&["status", "--ledger", &ledger.display().to_string()]).await;
+    let shown = text(&status.stdout);
+    assert!(shown.contains("after 1 attempt: HTTP 422"), "{shown}");
+    assert!(!shown.contains("1 attempts"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_how_many_attempts_once() {
+    let (base, _seen) = serve(|_| full(500, r#"{"errors":[{"message":"boom"}]}"#)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = events_file(dir.path(), 1);
+    let ledger = dir.path().join("l.db");
+
+    let out = replay_file(&file, &format!("{base}/hook"), &ledger, &[]).await;
+
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("1 event failed for good"), "{}", text(&out.stderr));
+    let status = run(&["status", "--ledger", &ledger.display().to_string()]).await;
+    let shown = text(&status.stdout);
+    assert!(shown.contains("after 3 attempts: HTTP 500: boom\n"), "{shown}");
+    assert_eq!(shown.matches("3 attempts").count(), 1, "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_names_where_it_pointed() {
+    let (base, seen) = serve(|_| {
+        let mut r = full(301, "");
+        r.headers_mut().insert(http::header::LOCATION, "https://elsewhere.example/new-hook".parse().unwrap());
+        r
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = events_file(dir.path(), 1);
+    let ledger = dir.path().join("l.db");
+
+    let out = replay_file(&file, &format!("{base}/hook"), &ledger, &[]).await;
+
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(seen.posted().len(), 1, "a redirect is not followed nor retried");
+    let status = run(&["status", "--ledger", &ledger.display().to_string()]).await;
+    let shown = text(&status.stdout);
+    assert!(shown.contains("HTTP 301: redirected to https://elsewhere.example/new-hook"), "{shown}");
+}
+
+// ---- the API: paging never loops, bodies are bounded ----
+
+const EMPTY_ME: &str = r#"{"id":"user_1","email":"a@example.com","display_name":"A"}"#;
+
+/// A page of `entries` (raw JSON) pointing to `after`.
+fn page(entries: &[String], after: Option<&str>) -> Response<Body> {
+    let after = after.map_or("null".to_owned(), |a| format!("{a:?}"));
+    full(
+        200,
+        format!(r#"{{"entries":[{}],"metadata":{{"after":{after},"before":null,"limit":100}}}}"#, entries.join(",")),
+    )
+}
+
+/// An API: `/v1/me` and an empty `/v1/webhooks` answer as SavvyCal would; `/v1/events` requests go
+/// to `events`; anything else is 404.
+async fn serve_api(events: impl Fn(&str) -> Response<Body> + Send + Sync + 'static) -> (String, Arc<Seen>) {
+    serve(move |target| match target {
+        t if t.starts_with("/v1/events") => events(t),
+        t if t.starts_with("/v1/me") => full(200, EMPTY_ME),
+        t if t.starts_with("/v1/webhooks") => page(&[], None),
+        _ => full(404, r#"{"errors":[{"message":"Not found"}]}"#),
+    })
+    .await
+}
+
+/// The `after` query parameter of a request target.
+fn after_of(target: &str) -> Option<String> {
+    let url = url::Url::parse(&format!("http://x{target}")).unwrap();
+    url.query_pairs().find(|(k, _)| k == "after").map(|(_, v)| v.into_owned())
+}
+
+/// `export` (default timeout and retries) to `out`.
+async fn export(base: &str, out: &Path) -> Output {
+    run(&["export", "--api-base", base, "--token", TOKEN, "--out", &out.display().to_string()]).await
+}
+
+/// `run --dry-run` against the API at `base`, with a 1 s timeout and one retry.
+async fn dry_run(base: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db").display().to_string();
+    run(&[
+        "run",
+        "--ledger",
+        &ledger,
+        "--dry-run",
+        "--api-base",
+        base,
+        "--token",
+        TOKEN,
+        "--webhook-url",
+        "https://hooks.example.com/in",
+        "--timeout",
+        "1s",
+        "--max-retries",
+        "1",
+        "--retry-initial",
+        "10ms",
+        "--retry-max",
+        "50ms",
+    ])
+    .await
+}
+
+fn events_requests(seen: &Seen) -> usize {
+    seen.requests().iter().filter(|r| r.starts_with("/v1/events")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_that_cycles_is_a_source_error_and_export_stops() {
+    let events = generate_bookings(3, 5);
+    let e = events.clone();
+    // No cursor → A → B → A → …
+    let (base, seen) = serve_api(move |t| match after_of(t).as_deref() {
+        None => page(&e[0..1], Some("A")),
+        Some("A") => page(&e[1..2], Some("B")),
+        Some(_) => page(&e[2..3], Some("A")),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.ndjson");
+
+    let out = export(&base, &file).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cursor \"A\" again"), "{stderr}");
+    assert!(stderr.contains("page 1 already returned"), "{stderr}");
+    assert_eq!(events_requests(&seen), 3);
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().count(), 3, "each page exported once: {written}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_empty_pages_are_a_source_error() {
+    let n = Arc::new(AtomicU64::new(0));
+    let (base, seen) = serve_api(move |_| page(&[], Some(&format!("c{}", n.fetch_add(1, Ordering::Relaxed))))).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = export(&base, &dir.path().join("out.ndjson")).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("4 empty pages in a row (pages 1 to 4"), "{stderr}");
+    assert_eq!(events_requests(&seen), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_empty_pages_then_events_are_fine() {
+    let events = generate_bookings(2, 6);
+    let e = events.clone();
+    let (base, _seen) = serve_api(move |t| match after_of(t).as_deref() {
+        None => page(&[], Some("c1")),
+        Some("c1") => page(&[], Some("c2")),
+        Some("c2") => page(&[], Some("c3")),
+        Some("c3") => page(&e, None),
+        Some(_) => full(404, ""),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.ndjson");
+
+    let out = export(&base, &file).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_body_that_never_ends_is_capped() {
+    let (base, _seen) = serve_api(|_| endless(200, &[b' '; 64 * 1024], Duration::ZERO)).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = export(&base, &dir.path().join("out.ndjson")).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_body_that_trickles_is_bounded_by_the_timeout_which_says_so() {
+    let (base, seen) = serve_api(|_| endless(200, b" ", Duration::from_millis(100))).await;
+
+    let out = dry_run(&base).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("timed out after 1s reading the response body"), "{stderr}");
+    assert!(!stderr.contains("decoding"), "{stderr}");
+    assert_eq!(events_requests(&seen), 2, "one retry, then the source error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_that_answers_500_is_said_to_answer_not_to_be_unreachable() {
+    let faults = (0..10).map(|i| (i, ApiFault::Status { code: 500, retry_after: None, text_plain: false })).collect();
+    let api = api(generate_bookings(3, 1), faults).await;
+
+    let out = dry_run(&api.base_url()).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("still answered HTTP 500 after 2 attempts"), "{stderr}");
+    assert!(!stderr.contains("could not be reached"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_redirect_names_where_it_pointed() {
+    let (base, _seen) = serve_api(|_| {
+        let mut r = full(302, "");
+        r.headers_mut().insert(http::header::LOCATION, "https://api.elsewhere.example/v1/events".parse().unwrap());
+        r
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = export(&base, &dir.path().join("out.ndjson")).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("HTTP 302") && stderr.contains("redirected to https://api.elsewhere.example/v1/events"),
+        "{stderr}"
+    );
+}
