@@ -442,3 +442,78 @@ async fn an_api_redirect_names_where_it_pointed() {
         "{stderr}"
     );
 }
+
+// ---- the input: malformed bytes, a BOM, a directory, a slow pipe ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_a_malformed_line_and_a_bom_is_ignored() {
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate_bookings(3, 9);
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(events[0].as_bytes());
+    bytes.extend_from_slice(b"\n{\"id\":\"event_bad\",\"summary\":\"caf\xe9\"}\n");
+    bytes.extend_from_slice(events[1].as_bytes());
+    bytes.push(b'\n');
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, bytes).unwrap();
+
+    let out = replay_file(&file, &rcv.url(), &dir.path().join("l.db"), &[]).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("line 2: the line is not valid UTF-8"), "{stderr}");
+    assert!(stderr.contains("1 source entry was not an event"), "{stderr}");
+    let delivered = sorted(accepted_per_event(&rcv.deliveries()).into_keys().collect());
+    assert_eq!(delivered, sorted(vec![id_of(&events[0]), id_of(&events[1])]), "line 1 despite its BOM; not line 2");
+}
+
+#[tokio::test]
+async fn input_naming_a_directory_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().display().to_string();
+    let ledger = dir.path().join("l.db").display().to_string();
+
+    let out = run(&["run", "--input", &input, "--webhook-url", "http://127.0.0.1:9/hook", "--ledger", &ledger]).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is a directory"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_lines_go_out_as_they_arrive() {
+    use tokio::io::AsyncWriteExt;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate_bookings(3, 10);
+    let mut child = tokio::process::Command::new(bin())
+        .args(["run", "--input", "-", "--webhook-url", &rcv.url(), "--rate", "0", "--json", "--ledger"])
+        .arg(dir.path().join("l.db"))
+        .env_remove("SAVVYCAL_TOKEN")
+        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+
+    // Two lines, and the writer goes quiet with the pipe still open.
+    for e in &events[..2] {
+        stdin.write_all(format!("{e}\n").as_bytes()).await.unwrap();
+    }
+    stdin.flush().await.unwrap();
+    wait_for(30, || rcv.deliveries().len() >= 2).await;
+    // Then one more, and the end of the input.
+    stdin.write_all(format!("{}\n", events[2]).as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], 3);
+    let delivered: Vec<String> = rcv.deliveries().iter().map(event_id).collect();
+    assert_eq!(sorted(delivered.clone()), sorted(events.iter().map(|e| id_of(e)).collect()));
+    assert_eq!(delivered[2], id_of(&events[2]), "the first two went out before the third was written");
+}

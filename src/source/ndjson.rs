@@ -1,41 +1,139 @@
 //! NDJSON input (`--input FILE` or `-` for stdin): one event object per line.
 //!
-//! This is also what `export` and `failed` write. A malformed line is reported with its line number
-//! and skipped, so every valid event around it is still delivered; the run then ends with exit
-//! status 3 so the bad lines are not silently forgotten. Lines are read a block at a time.
+//! This is also what `export` and `failed` write. A malformed line (not JSON, not an event, not
+//! UTF-8, or longer than 16 MiB) is reported with its line number and skipped, so every valid
+//! event around it is still delivered; the run then ends with exit status 3 so the bad lines are
+//! not silently forgotten.
+//!
+//! Lines are cut by a `tokio_util::codec` decoder ([`LineCodec`]) straight out of the read buffer:
+//! each line is a `Bytes` slice of it, so an event's bytes are never copied on their way to the
+//! envelope. A line longer than the limit is skipped as it streams past, never held whole. Lines
+//! are handed on a batch at a time (the ledger is consulted per batch), but a batch does not wait
+//! long for more: a slow writer on stdin does not hold back the lines it already wrote.
 
+use std::io;
 use std::path::Path;
+use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::AsyncRead;
+use tokio_util::codec::{Decoder, FramedRead};
 
 use super::{Batch, SourceError};
-use crate::event::{Event, EventError};
+use crate::event::Event;
 
 /// Lines per batch (the ledger is consulted a batch at a time).
 const BATCH_LINES: usize = 100;
+/// How long a started batch waits for more lines before it goes out anyway.
+const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// Longest line we read as an event (SavvyCal events are a few KiB).
 const MAX_LINE: usize = 16 << 20;
 /// More malformed lines than this and the input is clearly not NDJSON events: stop.
 const MAX_MALFORMED: u64 = 1000;
+/// Read buffer size: large reads for files; lines are sliced out of it.
+const READ_BUFFER: usize = 256 * 1024;
+/// A UTF-8 byte-order mark, which some editors put at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// One line of input, without its `\n`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Text(Bytes),
+    /// Longer than the limit: its bytes were skipped, not kept.
+    TooLong,
+}
+
+/// Splits a byte stream at `\n` into [`Line`]s of at most `max` bytes (the `\n` not counted).
+/// tokio-util's `LinesCodec` yields `String`s and ends the stream on an over-long line; this
+/// yields `Bytes` slices of the read buffer and reports an over-long line as one more line.
+#[derive(Debug)]
+pub struct LineCodec {
+    max: usize,
+    /// Inside an over-long line: drop bytes up to the next `\n`.
+    discarding: bool,
+    /// How far the buffer was already searched for `\n`, so no byte is scanned twice.
+    scanned: usize,
+}
+
+impl LineCodec {
+    pub fn new(max: usize) -> LineCodec {
+        LineCodec { max, discarding: false, scanned: 0 }
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = Line;
+    type Error = io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Line>> {
+        let newline = buf[self.scanned..].iter().position(|&b| b == b'\n').map(|i| i + self.scanned);
+        match newline {
+            Some(i) => {
+                self.scanned = 0;
+                if self.discarding || i > self.max {
+                    self.discarding = false;
+                    buf.advance(i + 1);
+                    return Ok(Some(Line::TooLong));
+                }
+                let line = buf.split_to(i + 1).freeze();
+                Ok(Some(Line::Text(line.slice(..i))))
+            }
+            None if self.discarding || buf.len() > self.max => {
+                // Too long already: forget what we have and skip to the end of the line.
+                self.discarding = true;
+                self.scanned = 0;
+                buf.clear();
+                Ok(None)
+            }
+            None => {
+                self.scanned = buf.len();
+                Ok(None)
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Line>> {
+        if let Some(line) = self.decode(buf)? {
+            return Ok(Some(line));
+        }
+        self.scanned = 0;
+        if std::mem::take(&mut self.discarding) {
+            buf.clear();
+            return Ok(Some(Line::TooLong));
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        // The last line, without a final newline.
+        Ok(Some(Line::Text(buf.split().freeze())))
+    }
+}
 
 pub struct NdjsonReader {
-    reader: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
+    lines: FramedRead<Box<dyn AsyncRead + Send + Unpin>, LineCodec>,
     name: String,
     line_no: u64,
     malformed: u64,
     first_malformed: Option<String>,
-    buf: Vec<u8>,
     done: bool,
 }
 
 impl NdjsonReader {
-    /// Open `path` (`-` = stdin). Fails at once if the file cannot be opened.
-    pub async fn open(path: &Path) -> std::io::Result<NdjsonReader> {
+    /// Open `path` (`-` = stdin). Fails at once if the file cannot be opened or is a directory.
+    pub async fn open(path: &Path) -> io::Result<NdjsonReader> {
         let (reader, name): (Box<dyn AsyncRead + Send + Unpin>, String) = if path == Path::new("-") {
             (Box::new(tokio::io::stdin()), "stdin".to_owned())
         } else {
             let file = tokio::fs::File::open(path).await?;
+            // Opening a directory succeeds on Unix; reading it is what fails, too late to be
+            // seen as the usage error it is.
+            if file.metadata().await?.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    "it is a directory; --input takes an NDJSON file, or - for stdin",
+                ));
+            }
             (Box::new(file), path.display().to_string())
         };
         Ok(NdjsonReader::from_reader(reader, name))
@@ -43,12 +141,11 @@ impl NdjsonReader {
 
     pub fn from_reader(reader: Box<dyn AsyncRead + Send + Unpin>, name: String) -> NdjsonReader {
         NdjsonReader {
-            reader: BufReader::with_capacity(256 * 1024, reader),
+            lines: FramedRead::with_capacity(reader, LineCodec::new(MAX_LINE), READ_BUFFER),
             name,
             line_no: 0,
             malformed: 0,
             first_malformed: None,
-            buf: Vec::with_capacity(8 * 1024),
             done: false,
         }
     }
@@ -57,33 +154,33 @@ impl NdjsonReader {
         self.name.clone()
     }
 
-    /// Read one line into `buf`, keeping at most [`MAX_LINE`] bytes of it (the rest is skipped, so
-    /// a runaway line cannot exhaust memory). Returns the bytes consumed and whether it all fit.
-    async fn read_line(&mut self) -> Result<(usize, bool), SourceError> {
-        self.buf.clear();
-        let mut consumed = 0;
-        let mut complete = true;
-        loop {
-            let chunk =
-                self.reader.fill_buf().await.map_err(|error| SourceError::Read { path: self.name.clone(), error })?;
-            if chunk.is_empty() {
-                return Ok((consumed, complete));
-            }
-            let (take, end) = match chunk.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
-            };
-            let room = MAX_LINE.saturating_sub(self.buf.len());
-            if take > room {
-                complete = false;
-            }
-            self.buf.extend_from_slice(&chunk[..take.min(room)]);
-            self.reader.consume(take);
-            consumed += take;
-            if end {
-                return Ok((consumed, complete));
-            }
+    /// The next line: `None` at the end of the input.
+    async fn next_line(&mut self) -> Result<Option<Line>, SourceError> {
+        match self.lines.next().await {
+            None => Ok(None),
+            Some(Ok(line)) => Ok(Some(line)),
+            Some(Err(error)) => Err(SourceError::Read { path: self.name.clone(), error }),
         }
+    }
+
+    /// Read one line as an event, or say why it is not one.
+    fn parse(&self, line: Line) -> Result<Option<Event>, String> {
+        let mut line = match line {
+            Line::Text(b) => b,
+            Line::TooLong => return Err(format!("the line is longer than {} MiB", MAX_LINE >> 20)),
+        };
+        if self.line_no == 1 && line.starts_with(BOM) {
+            line.advance(BOM.len());
+        }
+        if let Err(e) = std::str::from_utf8(&line) {
+            return Err(format!("the line is not valid UTF-8 (at byte {})", e.valid_up_to() + 1));
+        }
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            return Ok(None);
+        }
+        let raw = line.slice_ref(trimmed);
+        Event::from_raw(raw).map(Some).map_err(|e| e.to_string())
     }
 
     pub async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
@@ -91,24 +188,25 @@ impl NdjsonReader {
             return Ok(None);
         }
         let mut batch = Batch::default();
+        // Armed when the batch gets its first line: from then on it waits at most BATCH_WAIT.
+        let mut flush_at: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         while batch.events.len() < BATCH_LINES {
-            let (n, complete) = self.read_line().await?;
-            if n == 0 {
+            let line = match &mut flush_at {
+                None => self.next_line().await?,
+                Some(flush) => tokio::select! {
+                    biased;
+                    line = self.next_line() => line?,
+                    () = flush.as_mut() => break,
+                },
+            };
+            let Some(line) = line else {
                 self.done = true;
                 break;
-            }
-            self.line_no += 1;
-            let line = self.buf.trim_ascii();
-            if line.is_empty() {
-                continue;
-            }
-            let parsed = if complete {
-                Event::from_raw(Bytes::copy_from_slice(line))
-            } else {
-                Err(EventError::Shape(format!("the line is longer than {} MiB", MAX_LINE >> 20)))
             };
-            match parsed {
-                Ok(ev) => batch.events.push(ev),
+            self.line_no += 1;
+            match self.parse(line) {
+                Ok(None) => continue,
+                Ok(Some(ev)) => batch.events.push(ev),
                 Err(e) => {
                     let msg = format!("{} line {}: {e}", self.name, self.line_no);
                     self.malformed += 1;
@@ -122,6 +220,9 @@ impl NdjsonReader {
                     batch.malformed.push(msg);
                 }
             }
+            if flush_at.is_none() {
+                flush_at = Some(Box::pin(tokio::time::sleep(BATCH_WAIT)));
+            }
         }
         if self.done && batch.events.is_empty() && batch.malformed.is_empty() {
             return Ok(None);
@@ -134,13 +235,13 @@ impl NdjsonReader {
 mod tests {
     use super::*;
 
-    fn reader(text: &'static str) -> NdjsonReader {
-        NdjsonReader::from_reader(Box::new(text.as_bytes()), "events.ndjson".into())
+    fn reader(text: &'static [u8]) -> NdjsonReader {
+        NdjsonReader::from_reader(Box::new(text), "events.ndjson".into())
     }
 
     #[tokio::test]
     async fn reads_events_and_names_bad_lines() {
-        let mut r = reader("{\"id\":\"a\"}\n\n{broken\r\n{\"id\":\"b\",\"n\":1}\r\n[1]\n{\"id\":\"c\"}");
+        let mut r = reader(b"{\"id\":\"a\"}\n\n{broken\r\n{\"id\":\"b\",\"n\":1}\r\n[1]\n{\"id\":\"c\"}");
         let b = r.next_batch().await.unwrap().unwrap();
         let ids: Vec<_> = b.events.iter().map(|e| e.id.to_string()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
@@ -149,6 +250,21 @@ mod tests {
         assert!(b.malformed[0].starts_with("events.ndjson line 3:"), "{}", b.malformed[0]);
         assert!(b.malformed[1].starts_with("events.ndjson line 5:"), "{}", b.malformed[1]);
         assert!(r.next_batch().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_malformed_and_a_leading_bom_is_ignored() {
+        let mut r = reader(
+            b"\xEF\xBB\xBF{\"id\":\"a\"}\n{\"id\":\"b\",\"x\":\"\xff\"}\n{\"id\":\"c\"}\n\xEF\xBB\xBF{\"id\":\"d\"}\n",
+        );
+        let b = r.next_batch().await.unwrap().unwrap();
+        let ids: Vec<_> = b.events.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(&b.events[0].raw[..], b"{\"id\":\"a\"}");
+        assert_eq!(b.malformed.len(), 2, "{:?}", b.malformed);
+        assert!(b.malformed[0].starts_with("events.ndjson line 2: the line is not valid UTF-8"), "{}", b.malformed[0]);
+        // A mark anywhere but the start of the input is not a mark: that line is not JSON.
+        assert!(b.malformed[1].starts_with("events.ndjson line 4:"), "{}", b.malformed[1]);
     }
 
     #[tokio::test]
@@ -164,7 +280,33 @@ mod tests {
             b.malformed[0]
         );
         assert_eq!(&*b.events[0].id, "after");
-        assert!(r.buf.capacity() <= MAX_LINE + 256 * 1024);
+        assert!(r.lines.read_buffer().capacity() <= MAX_LINE + 2 * READ_BUFFER);
+    }
+
+    #[test]
+    fn the_codec_cuts_lines_and_skips_long_ones() {
+        let mut c = LineCodec::new(4);
+        let mut buf = BytesMut::from(&b"ab\nabcd\nabcde"[..]);
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Line::Text(Bytes::from_static(b"ab"))));
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Line::Text(Bytes::from_static(b"abcd"))));
+        assert_eq!(c.decode(&mut buf).unwrap(), None);
+        assert!(buf.is_empty(), "an over-long line is not kept");
+        buf.extend_from_slice(b"fgh\nxy");
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Line::TooLong));
+        assert_eq!(c.decode(&mut buf).unwrap(), None);
+        assert_eq!(c.decode_eof(&mut buf).unwrap(), Some(Line::Text(Bytes::from_static(b"xy"))));
+        assert_eq!(c.decode_eof(&mut buf).unwrap(), None);
+        let mut buf = BytesMut::from(&b"abcdefgh"[..]);
+        assert_eq!(c.decode(&mut buf).unwrap(), None);
+        assert_eq!(c.decode_eof(&mut buf).unwrap(), Some(Line::TooLong));
+        assert_eq!(c.decode_eof(&mut buf).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_directory_is_refused_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = NdjsonReader::open(dir.path()).await.err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
     }
 
     #[tokio::test]
