@@ -28,6 +28,7 @@ pub(crate) mod ledger;
 #[cfg_attr(not(test), allow(dead_code, unused_imports))]
 pub(crate) mod pacing;
 pub(crate) mod pipeline;
+pub(crate) mod private;
 pub(crate) mod producer;
 pub(crate) mod progress;
 pub(crate) mod rate;

@@ -194,7 +194,7 @@ pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write>, AppError> {
     Ok(match path {
         Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
             256 * 1024,
-            std::fs::File::create(p).map_err(|error| AppError::CreateOut { path: p.display().to_string(), error })?,
+            crate::private::create(p).map_err(|error| AppError::CreateOut { path: p.display().to_string(), error })?,
         )),
         _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock())),
     })

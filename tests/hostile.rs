@@ -21,7 +21,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use savvy_replay::fake::{ApiFault, generate_bookings};
+use savvy_replay::fake::{ApiFault, ReceiverConfig, generate_bookings};
 use tokio::net::TcpListener;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -516,4 +516,56 @@ async fn stdin_lines_go_out_as_they_arrive() {
     let delivered: Vec<String> = rcv.deliveries().iter().map(event_id).collect();
     assert_eq!(sorted(delivered.clone()), sorted(events.iter().map(|e| id_of(e)).collect()));
     assert_eq!(delivered[2], id_of(&events[2]), "the first two went out before the third was written");
+}
+
+// ---- personal data at rest ----
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_and_written_events_are_the_owners_only() {
+    // The usual umask, under which files were world-readable; children inherit it.
+    // SAFETY: umask has no memory-safety preconditions.
+    unsafe { libc::umask(0o022) };
+    let rcv = receiver(ReceiverConfig { reject_ids: vec![], ..signed_receiver() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ids) = events_file(dir.path(), 2);
+    rcv.set_reject_ids(vec![ids[0].clone()]);
+    let state = dir.path().join("state");
+    let ledger = state.join("ledger.db");
+
+    let out = replay_file(&file, &rcv.url(), &ledger, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    assert_eq!(mode(&state), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.contains(&ledger), "{files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+
+    let failed_out = dir.path().join("failed.ndjson");
+    let out =
+        run(&["failed", "--ledger", &ledger.display().to_string(), "--out", &failed_out.display().to_string()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Wrote 1 failed event to"), "{}", text(&out.stderr));
+    assert_eq!(mode(&failed_out), 0o600);
+
+    let api = api(generate_bookings(2, 3), vec![]).await;
+    let export_out = dir.path().join("export.ndjson");
+    let out = export(&api.base_url(), &export_out).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(mode(&export_out), 0o600);
+
+    // A file that already exists keeps the mode its owner gave it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&export_out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = export(&api.base_url(), &export_out).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(mode(&export_out), 0o640);
 }

@@ -175,13 +175,19 @@ impl Ledger {
     /// Open the ledger at `path` for the target (webhook URL, event type), taking its lock.
     pub fn open(path: &Path, webhook_url: &str, event_type: &str) -> Result<Ledger, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|error| LedgerError::Io {
+            // It holds bookers' personal data: the owner's only (see `private`).
+            crate::private::create_dir_all(dir).map_err(|error| LedgerError::Io {
                 action: "create the ledger directory",
                 path: dir.to_owned(),
                 error,
             })?;
         }
         let lock = take_lock(path)?;
+        crate::private::touch(path).map_err(|error| LedgerError::Io {
+            action: "create the ledger",
+            path: path.to_owned(),
+            error,
+        })?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = open_checked(path, flags)?;
         let setup = || -> rusqlite::Result<i64> {
@@ -231,7 +237,7 @@ impl Ledger {
 fn take_lock(path: &Path) -> Result<File, LedgerError> {
     use std::io::{Read, Seek, Write};
     let lpath = lock_path(path);
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = crate::private::options()
         .read(true)
         .write(true)
         .create(true)
