@@ -31,6 +31,8 @@ pub(crate) mod pipeline;
 pub(crate) mod private;
 pub(crate) mod producer;
 pub(crate) mod progress;
+#[cfg(test)]
+mod properties;
 pub(crate) mod rate;
 pub(crate) mod report;
 pub(crate) mod retry;
