@@ -37,7 +37,8 @@ pub fn touch(path: &Path) -> io::Result<()> {
     options().write(true).create(true).truncate(false).open(path).map(drop)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
