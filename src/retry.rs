@@ -91,6 +91,14 @@ impl Default for RetryPolicy {
 }
 
 /// Exponential backoff with jitter, bounded by `--retry-initial` and `--retry-max`.
+///
+/// "Equal jitter" (as in AWS's backoff write-up): retry `n` waits a uniform draw from the upper
+/// half of a ceiling that starts at twice `--retry-initial` and doubles up to `--retry-max`, so
+/// the first retry waits between `initial` and `2 × initial`, the next between `2 ×` and `4 ×`,
+/// and so on. Every retry, the first included, is jittered: workers that failed together (a
+/// receiver restart) do not come back together. We keep the floor rather than use full jitter
+/// (uniform from zero) because `--retry-initial` reads as "wait at least this long", and a
+/// receiver that just failed should not see a retry within microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     pub initial: Duration,
@@ -99,15 +107,20 @@ pub struct Backoff {
 
 impl Backoff {
     /// The delay before retry number `retry` (0 = the first retry), given a uniform `jitter` in
-    /// `[0, 1)`. The ceiling doubles each time from `initial` up to `max`; the delay is drawn from
-    /// the upper half below the ceiling ("equal jitter"), never below `initial` nor above `max`.
+    /// `[0, 1]`: from the upper half below the ceiling `min(initial × 2^(retry+1), max)`, never below
+    /// `initial` nor above `max`. Only when `max` is `initial` are all delays the same.
     pub fn delay(&self, retry: u32, jitter: f64) -> Duration {
         let initial = self.initial.as_secs_f64();
         let max = self.max.as_secs_f64().max(initial);
-        let ceiling = (initial * 2f64.powi(retry.min(63) as i32)).min(max);
-        let jitter = jitter.clamp(0.0, 1.0);
+        let ceiling = (initial * 2f64.powi(retry.min(62) as i32 + 1)).min(max);
+        let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
         let d = ceiling / 2.0 + jitter * (ceiling / 2.0);
         Duration::from_secs_f64(d.clamp(initial, max))
+    }
+
+    /// [`Backoff::delay`] with a jitter drawn from `rng` (seeded in tests).
+    pub fn delay_with(&self, retry: u32, rng: &mut fastrand::Rng) -> Duration {
+        self.delay(retry, rng.f64())
     }
 
     /// [`Backoff::delay`] with a fresh random jitter.
@@ -174,26 +187,50 @@ mod tests {
     #[test]
     fn backoff_grows_and_stays_within_bounds() {
         let b = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) };
+        // The first retry is jittered too: anywhere from --retry-initial to twice that.
         assert_eq!(b.delay(0, 0.0), Duration::from_millis(500));
-        assert_eq!(b.delay(0, 0.999), Duration::from_millis(500));
-        assert_eq!(b.delay(1, 0.0), Duration::from_millis(500));
-        assert_eq!(b.delay(1, 1.0), Duration::from_secs(1));
-        assert_eq!(b.delay(3, 1.0), Duration::from_secs(4));
-        assert_eq!(b.delay(3, 0.0), Duration::from_secs(2));
+        assert_eq!(b.delay(0, 0.5), Duration::from_millis(750));
+        assert_eq!(b.delay(0, 1.0), Duration::from_secs(1));
+        assert_eq!(b.delay(1, 0.0), Duration::from_secs(1));
+        assert_eq!(b.delay(1, 1.0), Duration::from_secs(2));
+        assert_eq!(b.delay(3, 0.0), Duration::from_secs(4));
+        assert_eq!(b.delay(3, 1.0), Duration::from_secs(8));
         for retry in 0..100 {
-            for j in [0.0, 0.3, 0.7, 1.0] {
+            for j in [0.0, 0.3, 0.7, 1.0, f64::NAN, -1.0, 2.0] {
                 let d = b.delay(retry, j);
                 assert!(d >= b.initial && d <= b.max, "retry {retry} jitter {j}: {d:?}");
             }
         }
         assert_eq!(b.delay(99, 1.0), Duration::from_secs(30));
         assert_eq!(b.delay(99, 0.0), Duration::from_secs(15));
+        // A cap below twice the floor still leaves room to spread; a cap equal to it does not.
+        let tight = Backoff { initial: Duration::from_millis(500), max: Duration::from_millis(800) };
+        assert_eq!(tight.delay(0, 1.0), Duration::from_millis(800));
+        assert_eq!(tight.delay(0, 0.0), Duration::from_millis(500));
+        let flat = Backoff { initial: Duration::from_millis(500), max: Duration::from_millis(500) };
+        assert_eq!(flat.delay(0, 1.0), Duration::from_millis(500));
     }
 
+    /// The issue this pins down: 123 of 123 first retries waited exactly `--retry-initial`, so
+    /// workers that failed together retried together.
     #[test]
-    fn jitter_spreads_delays() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(10) };
-        let delays: std::collections::HashSet<_> = (0..50).map(|_| b.next_delay(5)).collect();
-        assert!(delays.len() > 10, "jitter should vary delays");
+    fn every_retry_is_jittered_the_first_included() {
+        let b = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(30) };
+        let mut rng = fastrand::Rng::with_seed(11);
+        for retry in 0..8 {
+            let delays: Vec<Duration> = (0..1000).map(|_| b.delay_with(retry, &mut rng)).collect();
+            let lo = b.initial * 2u32.pow(retry);
+            let hi = (lo * 2).min(b.max);
+            let lo = lo.min(b.max / 2);
+            assert!(delays.iter().all(|d| *d >= lo && *d <= hi), "retry {retry}: outside [{lo:?}, {hi:?}]");
+            let distinct: std::collections::HashSet<_> = delays.iter().collect();
+            assert!(distinct.len() > 900, "retry {retry}: only {} distinct delays", distinct.len());
+            // Spread over the whole range, not bunched at one end.
+            let (min, max) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+            let span = hi - lo;
+            assert!(*min < lo + span / 20 && *max > hi - span / 20, "retry {retry}: {min:?}..{max:?}");
+            let below_middle = delays.iter().filter(|d| **d < lo + span / 2).count();
+            assert!((400..600).contains(&below_middle), "retry {retry}: {below_middle} of 1000 below the middle");
+        }
     }
 }
