@@ -9,6 +9,7 @@
 //! TLS is rustls (ring) with the platform's certificate verifier, HTTP/1.1 only (ALPN
 //! `http/1.1`). A connection is opened on first use and after any failure; a request found to be
 //! unsent on a reused connection (the server closed it while idle) goes once more on a fresh one.
+//! Proxies from the environment are honoured as [`crate::proxy`] decides.
 
 use std::io;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use url::Url;
 
+use crate::proxy::{ProxyError, Route};
+
 /// Where the webhook lives, resolved once per run.
 pub struct Endpoint {
     host: String,
@@ -33,12 +36,17 @@ pub struct Endpoint {
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
+    /// Straight there, or through a proxy from the environment.
+    route: Route,
     /// `Host` header value.
     pub authority: HeaderValue,
-    /// Origin-form request target: path and query.
+    /// The request target: origin-form (path and query), or absolute-form when an `http://`
+    /// webhook is reached through a proxy.
     pub path: http::Uri,
     /// `Authorization: Basic …` from credentials in the URL, if any.
     pub basic_auth: Option<HeaderValue>,
+    /// `Proxy-Authorization` for every request, when requests go to a proxy with credentials.
+    pub proxy_auth: Option<HeaderValue>,
 }
 
 /// A worker's connection; empty until first used, and again after a failure.
@@ -54,6 +62,8 @@ pub enum SendError {
     Connect(io::Error),
     #[error("TLS handshake failed: {0}")]
     Tls(io::Error),
+    #[error("{0}")]
+    Proxy(ProxyError),
     #[error("{}", http_failure(.0))]
     Http(hyper::Error),
     /// No status line before the deadline.
@@ -94,6 +104,9 @@ pub enum EndpointError {
     Path(http::uri::InvalidUri),
     #[error("bad credentials in the URL")]
     Credentials,
+    /// The proxy from the environment cannot be used.
+    #[error("{0}")]
+    Proxy(String),
 }
 
 impl SendError {
@@ -103,6 +116,7 @@ impl SendError {
             SendError::Connect(_) | SendError::Timeout => true,
             // A certificate or protocol problem will not fix itself; a reset mid-handshake may.
             SendError::Tls(e) => e.kind() != io::ErrorKind::InvalidData,
+            SendError::Proxy(e) => e.transient,
             SendError::Http(e) => !e.is_parse() && !e.is_user(),
         }
     }
@@ -144,8 +158,17 @@ impl Endpoint {
         };
         let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
         let authority = HeaderValue::from_str(authority).map_err(|_| EndpointError::HostHeader)?;
+        let route = Route::from_env(url).map_err(EndpointError::Proxy)?;
         let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let path = if path.is_empty() { "/" } else { path };
+        let (path, proxy_auth) = match &route {
+            // A proxy forwarding plain HTTP needs to be told where to: the whole URL, less its
+            // credentials (they travel in `Authorization`, not in the proxy's logs).
+            Route::Forward(proxy) => {
+                (format!("{}://{}{path}", url.scheme(), authority.to_str().unwrap_or_default()), proxy.auth.clone())
+            }
+            Route::Direct | Route::Tunnel(_) => (path.to_owned(), None),
+        };
         let path: http::Uri = path.parse().map_err(EndpointError::Path)?;
         let basic_auth = if url.username().is_empty() && url.password().is_none() {
             None
@@ -158,20 +181,22 @@ impl Endpoint {
             v.set_sensitive(true);
             Some(v)
         };
-        Ok(Endpoint { host, ip, port, tls, connect_timeout, authority, path, basic_auth })
+        Ok(Endpoint { host, ip, port, tls, connect_timeout, route, authority, path, basic_auth, proxy_auth })
+    }
+
+    /// `host:port` of the proxy the webhook is reached through, if any (no credentials).
+    pub fn proxy_address(&self) -> Option<String> {
+        self.route.proxy().map(|p| p.address())
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
-        let connecting = async {
-            match self.ip {
-                Some(ip) => TcpStream::connect(std::net::SocketAddr::new(ip, self.port)).await,
-                None => TcpStream::connect((self.host.as_str(), self.port)).await,
+        let tcp = match &self.route {
+            Route::Direct => self.connect_direct().await?,
+            Route::Forward(proxy) => proxy.connect(self.connect_timeout).await.map_err(SendError::Proxy)?,
+            Route::Tunnel(proxy) => {
+                proxy.tunnel(&self.host, self.port, self.connect_timeout).await.map_err(SendError::Proxy)?
             }
         };
-        let tcp = tokio::time::timeout(self.connect_timeout, connecting)
-            .await
-            .map_err(|_| SendError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
-            .map_err(SendError::Connect)?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => handshake(tcp).await,
@@ -180,6 +205,19 @@ impl Endpoint {
                 handshake(stream).await
             }
         }
+    }
+
+    async fn connect_direct(&self) -> Result<TcpStream, SendError> {
+        let connecting = async {
+            match self.ip {
+                Some(ip) => TcpStream::connect(std::net::SocketAddr::new(ip, self.port)).await,
+                None => TcpStream::connect((self.host.as_str(), self.port)).await,
+            }
+        };
+        tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| SendError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
+            .map_err(SendError::Connect)
     }
 }
 

@@ -146,6 +146,9 @@ impl Deliverer {
         if let Some(auth) = &endpoint.basic_auth {
             fixed.insert(http::header::AUTHORIZATION, auth.clone());
         }
+        if let Some(auth) = &endpoint.proxy_auth {
+            fixed.insert(http::header::PROXY_AUTHORIZATION, auth.clone());
+        }
         // A -H replaces a default of the same name; repeating a -H name sends it several times.
         let mut seen = std::collections::HashSet::new();
         for Header { name, value } in &target.headers {
@@ -235,7 +238,11 @@ impl Deliverer {
 
     /// The request as it would go out, for `--dry-run`: secrets masked.
     pub fn render(&self, p: &Prepared) -> String {
-        let mut out = format!("POST {}\n", display_url(&self.target.url));
+        let mut out = match self.endpoint.proxy_address() {
+            // Said before the request, so the request itself stays what the receiver will see.
+            Some(proxy) => format!("(through the proxy {proxy})\nPOST {}\n", display_url(&self.target.url)),
+            None => format!("POST {}\n", display_url(&self.target.url)),
+        };
         let mut line = |name: &str, value: &str| {
             out.push_str(name);
             out.push_str(": ");

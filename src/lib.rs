@@ -30,6 +30,7 @@ pub(crate) mod pacing;
 pub(crate) mod pipeline;
 pub(crate) mod private;
 pub(crate) mod producer;
+pub(crate) mod proxy;
 pub(crate) mod progress;
 #[cfg(test)]
 mod properties;

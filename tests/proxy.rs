@@ -1,0 +1,348 @@
+//! Proxies from the environment, for the SavvyCal API and the webhook alike: through a small proxy
+//! written here (absolute-form forwarding and CONNECT tunnels), over http and https, with
+//! credentials, and with `NO_PROXY`. The variables are set on the real binary's process only.
+//!
+//! Hosts named `*.test` do not resolve: only the proxy knows they are this machine. So a delivery
+//! to `webhook.test` that arrives at all went through the proxy.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use savvy_replay::fake::{Receiver, generate_bookings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+const PROXY_VARS: [&str; 9] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "REQUEST_METHOD",
+];
+
+/// What the proxy saw on one client connection: its first line and `Proxy-Authorization`.
+#[derive(Debug, Clone)]
+struct Seen {
+    line: String,
+    auth: Option<String>,
+}
+
+#[derive(Default)]
+struct ProxyLog {
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl ProxyLog {
+    fn lines(&self) -> Vec<String> {
+        self.seen.lock().unwrap().iter().map(|s| s.line.clone()).collect()
+    }
+}
+
+/// Read a request head (through the blank line); `None` if the client went away first.
+async fn read_head(tcp: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() > 64 * 1024 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(buf)
+}
+
+/// Where `host:port` really is: `*.test` names are this machine.
+async fn dial(authority: &str) -> Option<TcpStream> {
+    let (host, port) = authority.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = if host.ends_with(".test") { "127.0.0.1" } else { host.trim_matches(['[', ']']) };
+    TcpStream::connect((host, port)).await.ok()
+}
+
+/// An HTTP proxy on 127.0.0.1: `CONNECT host:port` opens a tunnel; an absolute-form request
+/// (`POST http://host:port/path`) is passed on with the rest of its connection. Each client
+/// connection is logged by its first line. The proxy does not check credentials; it records them.
+async fn start_proxy() -> (String, Arc<ProxyLog>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(ProxyLog::default());
+    let l = log.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = l.clone();
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut client).await else { return };
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let line = text.lines().next().unwrap_or_default().to_owned();
+                let auth = text
+                    .lines()
+                    .find_map(|h| h.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("proxy-authorization")))
+                    .map(|(_, v)| v.trim().to_owned());
+                log.seen.lock().unwrap().push(Seen { line: line.clone(), auth });
+                let mut parts = line.split(' ');
+                let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                if method == "CONNECT" {
+                    let Some(mut upstream) = dial(target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n").await;
+                        return;
+                    };
+                    if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                } else {
+                    let authority = target.strip_prefix("http://").and_then(|r| r.split('/').next());
+                    let Some(mut upstream) = (match authority {
+                        Some(a) => dial(a).await,
+                        None => None,
+                    }) else {
+                        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+                        return;
+                    };
+                    // The origin accepts absolute-form (RFC 9112 §3.2.2), so the bytes go as they are.
+                    if upstream.write_all(&head).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                }
+            });
+        }
+    });
+    (format!("127.0.0.1:{}", addr.port()), log)
+}
+
+/// A self-signed certificate for these names: its PEM (to trust through `SSL_CERT_FILE`) and an
+/// acceptor serving it.
+fn certificate(names: &[&str]) -> (String, TlsAcceptor) {
+    let ck = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert: CertificateDer<'static> = ck.cert.der().clone();
+    let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key.into())
+        .unwrap();
+    (ck.cert.pem(), TlsAcceptor::from(Arc::new(config)))
+}
+
+/// TLS on 127.0.0.1 in front of a plain-HTTP server on `upstream`; the port.
+async fn tls_front(acceptor: TlsAcceptor, upstream: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    port
+}
+
+fn port_of(url: &str) -> u16 {
+    url::Url::parse(url).unwrap().port().unwrap()
+}
+
+/// Run the binary with exactly these proxy variables (the ambient ones removed).
+async fn run_with(args: Vec<String>, env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.args(args).env("SAVVYCAL_TOKEN", TOKEN).env("SAVVYCAL_WEBHOOK_SECRET", SECRET);
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(std::process::Stdio::null()).output().await.expect("run savvy-replay")
+}
+
+fn args(api_base: &str, webhook: &str, ledger: &std::path::Path) -> Vec<String> {
+    [
+        "run",
+        "--api-base",
+        api_base,
+        "--webhook-url",
+        webhook,
+        "--ledger",
+        &ledger.display().to_string(),
+        "--rate",
+        "0",
+        "--concurrency",
+        "3",
+        "--retry-initial",
+        "10ms",
+        "--json",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn assert_all_delivered(out: &std::process::Output, rcv: &Receiver, n: usize) {
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let s = summary(out);
+    assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64()), (Some(n as u64), Some(0)), "{s}");
+    let per_event = accepted_per_event(&rcv.deliveries());
+    assert_eq!(per_event.len(), n, "every event arrived");
+    assert!(per_event.values().all(|c| *c == 1), "each once: {per_event:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_and_webhook_go_through_http_proxy_in_absolute_form() {
+    const N: usize = 12;
+    let (proxy, log) = start_proxy().await;
+    let api = api(generate_bookings(N, 31), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let hook = format!("http://webhook.test:{}/webhook", port_of(&rcv.url()));
+    let dir = tempfile::tempdir().unwrap();
+
+    let out =
+        run_with(args(&api.base_url(), &hook, &dir.path().join("l.db")), &[("HTTP_PROXY", format!("http://{proxy}"))])
+            .await;
+
+    assert_all_delivered(&out, &rcv, N);
+    let lines = log.lines();
+    assert!(lines.iter().all(|l| !l.starts_with("CONNECT")), "no tunnel for http://: {lines:?}");
+    let api_target = format!("GET {}/v1/", api.base_url());
+    assert!(lines.iter().any(|l| l.starts_with(&api_target)), "the API through the proxy: {lines:?}");
+    let hook_target = format!("POST {hook} HTTP/1.1");
+    assert!(lines.iter().any(|l| *l == hook_target), "the webhook in absolute form: {lines:?}");
+    // Every webhook request went through the proxy: webhook.test resolves nowhere else.
+    assert!(rcv.deliveries().iter().all(|d| d.status == 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_api_and_webhook_go_through_a_connect_tunnel_with_the_proxy_credentials() {
+    const N: usize = 12;
+    const PROXY_PASSWORD: &str = "pr0xy-s3cret";
+    let (proxy, log) = start_proxy().await;
+    let api = api(generate_bookings(N, 32), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let (pem, acceptor) = certificate(&["api.test", "webhook.test"]);
+    let api_port = tls_front(acceptor.clone(), port_of(&api.base_url())).await;
+    let hook_port = tls_front(acceptor, port_of(&rcv.url())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem_path = dir.path().join("root.pem");
+    std::fs::write(&pem_path, pem).unwrap();
+
+    // Lower-case, as curl prefers it.
+    let out = run_with(
+        args(
+            &format!("https://api.test:{api_port}"),
+            &format!("https://webhook.test:{hook_port}/webhook"),
+            &dir.path().join("l.db"),
+        ),
+        &[
+            ("https_proxy", format!("http://replay:{PROXY_PASSWORD}@{proxy}")),
+            ("SSL_CERT_FILE", pem_path.display().to_string()),
+        ],
+    )
+    .await;
+
+    assert_all_delivered(&out, &rcv, N);
+    let seen = log.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    let tunnels = |target: String| seen.iter().filter(|s| s.line == format!("CONNECT {target} HTTP/1.1")).count();
+    assert!(tunnels(format!("api.test:{api_port}")) >= 1, "{seen:?}");
+    // One tunnel per worker connection, at most one per worker here (no failures).
+    let hook_tunnels = tunnels(format!("webhook.test:{hook_port}"));
+    assert!((1..=3).contains(&hook_tunnels), "{seen:?}");
+    assert_eq!(tunnels(format!("api.test:{api_port}")) + hook_tunnels, seen.len(), "only tunnels: {seen:?}");
+    // base64("replay:pr0xy-s3cret"), on every CONNECT, from both HTTP clients.
+    let want = "Basic cmVwbGF5OnByMHh5LXMzY3JldA==";
+    assert!(seen.iter().all(|s| s.auth.as_deref() == Some(want)), "{seen:?}");
+    let output = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!output.contains(PROXY_PASSWORD), "the proxy password leaked: {output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_proxy_sends_the_hosts_it_names_direct_and_the_rest_through_the_proxy() {
+    const N: usize = 8;
+    let (proxy, log) = start_proxy().await;
+    let api = api(generate_bookings(N, 33), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let hook = format!("http://localhost:{}/webhook", port_of(&rcv.url()));
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = run_with(
+        args(&api.base_url(), &hook, &dir.path().join("l.db")),
+        &[("http_proxy", format!("http://{proxy}")), ("no_proxy", "example.org, localhost".into())],
+    )
+    .await;
+
+    assert_all_delivered(&out, &rcv, N);
+    let lines = log.lines();
+    assert!(!lines.is_empty() && lines.iter().all(|l| l.starts_with("GET http://127.0.0.1:")), "{lines:?}");
+
+    // Upper-case NO_PROXY naming the API's address: nothing goes through the proxy.
+    let rcv2 = receiver(signed_receiver()).await;
+    let before = log.lines().len();
+    let out = run_with(
+        args(&api.base_url(), &rcv2.url(), &dir.path().join("l2.db")),
+        &[("HTTP_PROXY", format!("http://{proxy}")), ("NO_PROXY", "127.0.0.1".into())],
+    )
+    .await;
+    assert_all_delivered(&out, &rcv2, N);
+    assert_eq!(log.lines().len(), before, "{:?}", log.lines());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_names_the_proxy_without_its_credentials() {
+    let api = api(generate_bookings(2, 34), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind, note it, close.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let mut a = args(&api.base_url(), "https://webhook.test:9/webhook", &dir.path().join("l.db"));
+    a.retain(|f| f != "--json");
+    a.push("--dry-run".into());
+    let out = run_with(a, &[("HTTPS_PROXY", format!("http://u:hidden@{dead}"))]).await;
+    let output = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{output}");
+    assert!(output.contains(&format!("(through the proxy {dead})\nPOST https://webhook.test:9/webhook")), "{output}");
+    assert!(!output.contains("hidden"), "{output}");
+}
+
+/// A proxy that wants credentials we do not have: each event fails once, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_asking_for_credentials_fails_events_in_words() {
+    const N: usize = 3;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_head(&mut tcp).await.is_some() {
+                    let _ = tcp
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    let api = api(generate_bookings(N, 35), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let out = run_with(
+        args(&api.base_url(), "https://webhook.test:9/webhook", &ledger),
+        &[("HTTPS_PROXY", format!("http://{proxy}"))],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let status = savvy_replay::read_status(&ledger, 10).unwrap().unwrap();
+    assert_eq!((status[0].delivered, status[0].failed), (0, N as u64));
+    for open in &status[0].open {
+        assert_eq!(open.attempts, 1, "not retried: {open:?}");
+        let err = open.last_error.as_deref().unwrap_or_default();
+        assert!(err.contains(&format!("the proxy {proxy} wants credentials (407)")), "{err}");
+    }
+}
