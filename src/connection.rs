@@ -60,7 +60,7 @@ pub struct Connection {
 pub enum SendError {
     #[error("connection failed: {0}")]
     Connect(io::Error),
-    #[error("TLS handshake failed: {0}")]
+    #[error("TLS handshake failed: {}", tls_failure(.0))]
     Tls(io::Error),
     #[error("{0}")]
     Proxy(ProxyError),
@@ -69,6 +69,11 @@ pub enum SendError {
     /// No status line before the deadline.
     #[error("no answer in time")]
     Timeout,
+}
+
+/// A TLS failure in words when we can say it better than rustls (a refused certificate).
+fn tls_failure(e: &io::Error) -> String {
+    crate::tls::explain(e, "the webhook").unwrap_or_else(|| e.to_string())
 }
 
 /// A hyper error in words: a garbled response, or the whole chain of why the connection broke.

@@ -39,6 +39,7 @@ pub(crate) mod report;
 pub(crate) mod retry;
 pub(crate) mod signal;
 pub mod signature;
+pub(crate) mod tls;
 pub(crate) mod source;
 pub(crate) mod webhook_defaults;
 pub(crate) mod words;

@@ -10,11 +10,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use savvy_replay::fake::{Receiver, generate_bookings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 
 const PROXY_VARS: [&str; 9] = [
     "HTTP_PROXY",
@@ -118,38 +116,6 @@ async fn start_proxy() -> (String, Arc<ProxyLog>) {
     (format!("127.0.0.1:{}", addr.port()), log)
 }
 
-/// A self-signed certificate for these names: its PEM (to trust through `SSL_CERT_FILE`) and an
-/// acceptor serving it.
-fn certificate(names: &[&str]) -> (String, TlsAcceptor) {
-    let ck = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key.into())
-        .unwrap();
-    (ck.cert.pem(), TlsAcceptor::from(Arc::new(config)))
-}
-
-/// TLS on 127.0.0.1 in front of a plain-HTTP server on `upstream`; the port.
-async fn tls_front(acceptor: TlsAcceptor, upstream: u16) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-            });
-        }
-    });
-    port
-}
-
 fn port_of(url: &str) -> u16 {
     url::Url::parse(url).unwrap().port().unwrap()
 }
@@ -216,7 +182,7 @@ async fn http_api_and_webhook_go_through_http_proxy_in_absolute_form() {
     let api_target = format!("GET {}/v1/", api.base_url());
     assert!(lines.iter().any(|l| l.starts_with(&api_target)), "the API through the proxy: {lines:?}");
     let hook_target = format!("POST {hook} HTTP/1.1");
-    assert!(lines.iter().any(|l| *l == hook_target), "the webhook in absolute form: {lines:?}");
+    assert!(lines.contains(&hook_target), "the webhook in absolute form: {lines:?}");
     // Every webhook request went through the proxy: webhook.test resolves nowhere else.
     assert!(rcv.deliveries().iter().all(|d| d.status == 200));
 }
@@ -322,9 +288,8 @@ async fn a_proxy_asking_for_credentials_fails_events_in_words() {
         while let Ok((mut tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
                 if read_head(&mut tcp).await.is_some() {
-                    let _ = tcp
-                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
-                        .await;
+                    let _ =
+                        tcp.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
                 }
             });
         }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use savvy_replay::Rate;
 use savvy_replay::fake::{FakeApi, generate_bookings};
 use savvy_replay::signature;
@@ -186,16 +185,7 @@ where
 
 /// A self-signed certificate for `localhost`: its PEM, and a TLS acceptor serving it.
 fn self_signed() -> (String, TlsAcceptor) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key.into())
-        .unwrap();
-    (ck.cert.pem(), TlsAcceptor::from(Arc::new(config)))
+    certificate(&["localhost"])
 }
 
 /// Answer every request `200` on a keep-alive connection until the client closes it.

@@ -142,7 +142,10 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
 
 /// Sort a transport failure into what [`crate::retry::classify`] needs.
 fn transport_error(e: &reqwest::Error) -> TransportError {
-    if e.is_timeout() {
+    if crate::tls::explain(e, "").is_some() {
+        // A certificate or TLS protocol problem will not fix itself on retry.
+        TransportError::Other
+    } else if e.is_timeout() {
         TransportError::Timeout
     } else if e.is_connect() || e.is_request() || e.is_body() {
         TransportError::Connection
@@ -162,6 +165,9 @@ fn describe_error(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
+    if let Some(words) = crate::tls::explain(e, "the SavvyCal API") {
+        return format!("TLS handshake failed: {words}");
+    }
     let mut root: Option<&dyn std::error::Error> = None;
     let mut next = std::error::Error::source(e);
     while let Some(err) = next {

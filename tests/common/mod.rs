@@ -8,11 +8,15 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use savvy_replay::fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig};
 use savvy_replay::{ApiQuery, Backoff, Rate, RetryPolicy, RunConfig, SourceConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 pub const TOKEN: &str = "pt_secret_test_7f3a9c1e5b";
 pub const SECRET: &str = "whsec_test_c0ffee1234";
@@ -156,4 +160,41 @@ pub async fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "condition not reached in {secs}s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A self-signed certificate for these names: its PEM (to trust through `SSL_CERT_FILE`) and an
+/// acceptor serving it.
+pub fn certificate(names: &[&str]) -> (String, TlsAcceptor) {
+    let ck = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    tls_acceptor(&ck.cert, &ck.signing_key)
+}
+
+/// An acceptor serving `cert`, and its PEM.
+pub fn tls_acceptor(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> (String, TlsAcceptor) {
+    let der: CertificateDer<'static> = cert.der().clone();
+    let key = PrivatePkcs8KeyDer::from(key.serialize_der());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key.into())
+        .unwrap();
+    (cert.pem(), TlsAcceptor::from(Arc::new(config)))
+}
+
+/// TLS on 127.0.0.1 in front of a plain-HTTP server on `upstream`; the port.
+pub async fn tls_front(acceptor: TlsAcceptor, upstream: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    port
 }
