@@ -281,17 +281,41 @@ fn is_loopback(url: &Url) -> bool {
 
 fn parse_http_url(flag: &str, s: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(s.trim()).map_err(|e| {
+        let s = without_userinfo(s);
         ConfigError(format!("{flag}: `{s}` is not a URL ({e}); write it like https://hooks.example.com/savvycal"))
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        let s = without_userinfo(s);
         return err(format!("{flag}: `{s}` is not an http(s) URL; write it like https://hooks.example.com/savvycal"));
     }
     Ok(url)
 }
 
+/// A URL as typed, for an error message, with any `user:password@` masked: it may hold a secret,
+/// and the text may not parse, so this works on the text.
+fn without_userinfo(s: &str) -> String {
+    let start = s.find("://").map_or(0, |i| i + 3);
+    let rest = &s[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &s[..start], &rest[at..]),
+        None => s.to_owned(),
+    }
+}
+
 /// The API base URL; plain http only to loopback, so the token never travels in clear text.
+/// A user name or password in it is refused: the token goes only in the `Authorization` header,
+/// and a credential in the URL would be printed with it and sent as Basic auth instead.
 pub fn api_base(s: &str) -> Result<Url, ConfigError> {
     let url = parse_http_url("--api-base", s)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return err(format!(
+            "--api-base: a user name or password in the URL is refused; pass the token with --token (or SAVVYCAL_TOKEN) \
+             and give --api-base without it, like {}://{}",
+            url.scheme(),
+            &url[url::Position::BeforeHost..url::Position::AfterPort]
+        ));
+    }
     if url.scheme() == "http" && !is_loopback(&url) {
         return err(format!(
             "--api-base: refusing to send the token over plain http to {}; use https:// (plain http is allowed only for loopback hosts)",
@@ -574,6 +598,21 @@ mod tests {
         assert!(api_base("https://api.savvycal.com").is_ok());
         let e = api_base("http://api.savvycal.com").unwrap_err().0;
         assert!(e.contains("plain http"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_the_api_base_are_refused_without_being_repeated() {
+        for url in ["https://user:pt_secret_xyz@api.savvycal.com", "https://pt_secret_xyz@api.savvycal.com", "https://:pt_secret_xyz@h"] {
+            let e = api_base(url).unwrap_err().0;
+            assert!(e.contains("user name or password") && !e.contains("pt_secret_xyz"), "{e}");
+        }
+        let e = api_base("https://user:pt_secret_xyz@api.savvycal.com:8443/").unwrap_err().0;
+        assert!(e.contains("like https://api.savvycal.com:8443;") || e.ends_with("https://api.savvycal.com:8443"), "{e}");
+        // Text that does not parse is not repeated with its credentials either.
+        for bad in ["https://user:pt_secret_xyz@exa mple.com/x", "ftp://u:pt_secret_xyz@h/x"] {
+            let e = api_base(bad).unwrap_err().0;
+            assert!(e.contains("***@") && !e.contains("pt_secret_xyz"), "{e}");
+        }
     }
 
     #[test]

@@ -179,9 +179,10 @@ impl Endpoint {
             None
         } else {
             use base64::Engine;
-            let user = percent_decode(url.username());
-            let pass = url.password().map(percent_decode).unwrap_or_default();
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            let mut credentials = percent_decode(url.username());
+            credentials.push(b':');
+            credentials.extend(url.password().map(percent_decode).unwrap_or_default());
+            let token = base64::engine::general_purpose::STANDARD.encode(credentials);
             let mut v = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| EndpointError::Credentials)?;
             v.set_sensitive(true);
             Some(v)
@@ -238,8 +239,11 @@ where
     Ok(sender)
 }
 
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+/// URL userinfo is percent-encoded, nothing more: `+` is a plus and `&` ends nothing (form
+/// decoding, which reads `+` as a space and stops at `&`, would send the wrong password).
+/// The bytes go into the header as they are (RFC 7617 leaves the charset to the parties).
+fn percent_decode(s: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(s).collect()
 }
 
 impl Connection {

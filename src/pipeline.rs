@@ -51,7 +51,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     };
     let deliverer = Deliverer::new(target)
         .map_err(|error| RunError::Endpoint { url: deliver::display_url(&cfg.webhook_url), error })?;
-    let ledger = Ledger::open(&cfg.ledger, cfg.webhook_url.as_str(), &cfg.event_type)?;
+    let ledger = Ledger::open(&cfg.ledger, &cfg.webhook_url, &cfg.event_type)?;
     let target_name = format!("{} ({})", deliver::display_url(&cfg.webhook_url), cfg.event_type);
     info!("replaying from {source_name} to {target_name}");
 

@@ -19,15 +19,18 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
+use url::Url;
 
 mod read;
+mod target;
 mod writer;
 
 pub use read::{read_status, write_failed};
 use writer::{Msg, writer};
 
-/// The schema this version reads and writes.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this version reads and writes. 2: targets keyed by [`target::target_key`]; a
+/// schema-1 ledger is migrated when a run opens it.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE targets (
@@ -173,7 +176,7 @@ pub(crate) fn open_checked(path: &Path, flags: OpenFlags) -> Result<Connection, 
 
 impl Ledger {
     /// Open the ledger at `path` for the target (webhook URL, event type), taking its lock.
-    pub fn open(path: &Path, webhook_url: &str, event_type: &str) -> Result<Ledger, LedgerError> {
+    pub fn open(path: &Path, webhook_url: &Url, event_type: &str) -> Result<Ledger, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // It holds bookers' personal data: the owner's only (see `private`).
             crate::private::create_dir_all(dir).map_err(|error| LedgerError::Io {
@@ -189,14 +192,17 @@ impl Ledger {
             error,
         })?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = open_checked(path, flags)?;
-        let setup = || -> rusqlite::Result<i64> {
+        let mut conn = open_checked(path, flags)?;
+        let webhook_url = target::target_key(webhook_url);
+        let mut setup = || -> rusqlite::Result<i64> {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "busy_timeout", 5000)?;
             let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if version == 0 {
                 conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+            } else if version == 1 {
+                target::migrate_v1(&mut conn)?;
             }
             conn.execute(
                 "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)
@@ -299,6 +305,10 @@ impl Committed {
 mod tests {
     use super::*;
 
+    fn hook() -> Url {
+        Url::parse("http://x/hook").unwrap()
+    }
+
     fn outcome(id: &str, status: Status) -> Outcome {
         Outcome {
             event_id: id.into(),
@@ -314,7 +324,7 @@ mod tests {
     async fn records_survive_a_reopen_and_lookups_see_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/ledger.db");
-        let l = Ledger::open(&path, "http://x/hook", "event.created").unwrap();
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         let h = l.handle();
         h.record(outcome("a", Status::Delivered)).await.unwrap();
         h.record(outcome("b", Status::Failed)).await.unwrap();
@@ -322,14 +332,14 @@ mod tests {
         drop(h);
         l.close().await.unwrap();
 
-        let l = Ledger::open(&path, "http://x/hook", "event.created").unwrap();
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         let h = l.handle();
         let got = h.lookup(vec!["a".into(), "b".into(), "c".into(), "zz".into()]).await.unwrap();
         assert_eq!(got, [Some(Status::Delivered), Some(Status::Failed), Some(Status::Pending), None]);
         // The same ids for another target are unknown.
         drop(h);
         l.close().await.unwrap();
-        let l = Ledger::open(&path, "http://x/hook", "event.canceled").unwrap();
+        let l = Ledger::open(&path, &hook(), "event.canceled").unwrap();
         assert_eq!(l.handle().lookup(vec!["a".into()]).await.unwrap(), [None]);
         l.close().await.unwrap();
 
@@ -346,12 +356,12 @@ mod tests {
     async fn a_second_run_on_the_same_ledger_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
-        let l = Ledger::open(&path, "http://x/hook", "event.created").unwrap();
-        let err = Ledger::open(&path, "http://x/hook", "event.created").err().unwrap();
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        let err = Ledger::open(&path, &hook(), "event.created").err().unwrap();
         assert!(matches!(err, LedgerError::Locked { .. }), "{err}");
         assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
         l.close().await.unwrap();
-        Ledger::open(&path, "http://x/hook", "event.created").unwrap().close().await.unwrap();
+        Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
     }
 
     #[test]
@@ -360,7 +370,7 @@ mod tests {
         let path = dir.path().join("ledger.db");
         let junk = b"this is not sqlite at all, just some text that happens to be here\n".repeat(100);
         std::fs::write(&path, &junk).unwrap();
-        let err = Ledger::open(&path, "http://x/hook", "event.created").err().unwrap();
+        let err = Ledger::open(&path, &hook(), "event.created").err().unwrap();
         assert!(matches!(err, LedgerError::NotALedger { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), junk);
         assert!(read_status(&path, 1).is_err());
@@ -371,7 +381,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
         Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
-        let err = Ledger::open(&path, "http://x/hook", "event.created").err().unwrap();
+        let err = Ledger::open(&path, &hook(), "event.created").err().unwrap();
         assert!(matches!(err, LedgerError::TooNew { found: 99, .. }), "{err}");
     }
 }

@@ -1,0 +1,140 @@
+//! How the ledger names a target's webhook URL (schema 2), and the move of schema-1 ledgers to it.
+//!
+//! Schema 1 keyed a target by the URL exactly as given. That stored a password from the URL in
+//! plain text in the ledger file, and spellings of one URL that reach the same receiver — a
+//! trailing `?`, a fragment, `HTTP://` or `:443` — counted as new targets, so everything was sent
+//! again. The key is now the URL as the `url` crate normalises it (scheme and host lower-cased,
+//! default port dropped), without its fragment (never sent) or an empty query, and with the
+//! password replaced by a salted SHA-256 prefix of it: the same password still gives the same
+//! target, another password another one, and the file no longer holds it.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use percent_encoding::percent_decode_str;
+use rusqlite::{Connection, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+/// Fixed domain string for the password hash: a ledger key cannot be matched against a generic
+/// SHA-256 table, only against guesses made for this use.
+const PASSWORD_SALT: &[u8] = b"savvy-replay ledger target password v2\0";
+
+/// The ledger's name for the webhook `url` (schema 2).
+pub(crate) fn target_key(url: &Url) -> String {
+    let mut key = url.clone();
+    key.set_fragment(None);
+    if key.query() == Some("") {
+        key.set_query(None);
+    }
+    if let Some(password) = url.password() {
+        // Hash what the receiver gets (the decoded password), so `%41` and `A` are one target.
+        let decoded: Vec<u8> = percent_decode_str(password).collect();
+        let digest = Sha256::new().chain_update(PASSWORD_SALT).chain_update(&decoded).finalize();
+        let hex = hex::encode(&digest[..8]);
+        // Only fails for URLs that cannot carry a password, and this one had one.
+        let _ = key.set_password(Some(&format!("sha256-{hex}")));
+    }
+    key.into()
+}
+
+/// The key for a URL as stored in a schema-1 ledger, or as given to `failed --webhook-url`: the
+/// text itself when it does not parse (it was then never a URL this tool sent to).
+pub(crate) fn key_of_text(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| url.to_owned(), |u| target_key(&u))
+}
+
+/// Rewrite a schema-1 ledger's target keys as [`target_key`] and mark it schema 2, in one
+/// transaction: a crash midway leaves the schema-1 ledger as it was. Targets that now share a key
+/// (`…/hook` and `…/hook?`) are merged; per event, a delivery in either wins, else the latest
+/// outcome, and the attempts add up.
+pub(super) fn migrate_v1(conn: &mut Connection) -> rusqlite::Result<()> {
+    // Zero the freed bytes, so the old keys' passwords do not linger in free space.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let targets: Vec<(i64, String, String)> = tx
+        .prepare("SELECT id, webhook_url, event_type FROM targets ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut kept: HashMap<(String, String), i64> = HashMap::new();
+    for (id, url, event_type) in targets {
+        match kept.entry((key_of_text(&url), event_type)) {
+            Entry::Vacant(slot) => {
+                slot.insert(id);
+            }
+            Entry::Occupied(slot) => {
+                tx.execute(MERGE, params![*slot.get(), id])?;
+                tx.execute("DELETE FROM outcomes WHERE target_id = ?1", [id])?;
+                tx.execute("DELETE FROM targets WHERE id = ?1", [id])?;
+            }
+        }
+    }
+    // Through a placeholder first: a new key may be another target's old one.
+    tx.execute("UPDATE targets SET webhook_url = 'migrating ' || id", [])?;
+    for ((key, _), id) in &kept {
+        tx.execute("UPDATE targets SET webhook_url = ?1 WHERE id = ?2", params![key, id])?;
+    }
+    tx.pragma_update(None, "user_version", 2)?;
+    tx.commit()?;
+    conn.pragma_update(None, "secure_delete", "OFF")?;
+    // Fold the rewritten pages into the database file now, over the old ones.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// Move target ?2's outcomes into target ?1. "The other row wins" is: it is a delivery and ours
+/// is not, or both are (or neither is) and it is newer.
+const MERGE: &str = "
+INSERT INTO outcomes (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
+SELECT ?1, event_id, status, attempts, last_status, last_error, first_at, updated_at, body
+FROM outcomes WHERE target_id = ?2
+ON CONFLICT (target_id, event_id) DO UPDATE SET
+  attempts    = outcomes.attempts + excluded.attempts,
+  first_at    = min(outcomes.first_at, excluded.first_at),
+  status      = CASE WHEN (excluded.status = 1) > (outcomes.status = 1) OR ((excluded.status = 1) = (outcomes.status = 1) AND excluded.updated_at > outcomes.updated_at) THEN excluded.status      ELSE outcomes.status      END,
+  last_status = CASE WHEN (excluded.status = 1) > (outcomes.status = 1) OR ((excluded.status = 1) = (outcomes.status = 1) AND excluded.updated_at > outcomes.updated_at) THEN excluded.last_status ELSE outcomes.last_status END,
+  last_error  = CASE WHEN (excluded.status = 1) > (outcomes.status = 1) OR ((excluded.status = 1) = (outcomes.status = 1) AND excluded.updated_at > outcomes.updated_at) THEN excluded.last_error  ELSE outcomes.last_error  END,
+  body        = CASE WHEN (excluded.status = 1) > (outcomes.status = 1) OR ((excluded.status = 1) = (outcomes.status = 1) AND excluded.updated_at > outcomes.updated_at) THEN excluded.body        ELSE outcomes.body        END,
+  updated_at  = max(outcomes.updated_at, excluded.updated_at)
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> String {
+        target_key(&Url::parse(s).unwrap())
+    }
+
+    #[test]
+    fn spellings_of_one_url_are_one_target() {
+        let plain = key("https://hooks.example.com/savvycal");
+        for same in [
+            "https://hooks.example.com/savvycal?",
+            "https://hooks.example.com/savvycal#",
+            "https://hooks.example.com/savvycal?#frag",
+            "HTTPS://Hooks.Example.COM:443/savvycal",
+        ] {
+            assert_eq!(key(same), plain, "{same}");
+        }
+        assert_eq!(plain, "https://hooks.example.com/savvycal");
+        assert_ne!(key("https://hooks.example.com/savvycal?a=1"), plain);
+        assert_ne!(key("https://hooks.example.com:8443/savvycal"), plain);
+        assert_ne!(key("https://hooks.example.com/other"), plain);
+    }
+
+    #[test]
+    fn a_password_is_stored_only_as_a_salted_hash() {
+        let k = key("https://user:p%2Bss%26word@hooks.example.com/x?");
+        assert!(k.starts_with("https://user:sha256-") && k.ends_with("@hooks.example.com/x"), "{k}");
+        assert!(!k.contains("p%2Bss") && !k.contains("word"), "{k}");
+        // The same password, spelled another way, is the same target; another password is not.
+        assert_eq!(key("https://user:p%2bss%26wor%64@hooks.example.com/x"), k);
+        assert_eq!(key("https://user:p+ss%26word@hooks.example.com/x"), k, "a + in userinfo is a plus");
+        assert_ne!(key("https://user:p%20ss%26word@hooks.example.com/x"), k);
+        assert_ne!(key("https://other:p%2Bss%26word@hooks.example.com/x"), k);
+        // The key is the unsalted digest of nothing a lookup table would hold.
+        let unsalted = hex::encode(&Sha256::digest(b"p+ss&word")[..8]);
+        assert!(!k.contains(&unsalted));
+    }
+}
