@@ -602,12 +602,19 @@ mod tests {
 
     #[test]
     fn credentials_in_the_api_base_are_refused_without_being_repeated() {
-        for url in ["https://user:pt_secret_xyz@api.savvycal.com", "https://pt_secret_xyz@api.savvycal.com", "https://:pt_secret_xyz@h"] {
+        for url in [
+            "https://user:pt_secret_xyz@api.savvycal.com",
+            "https://pt_secret_xyz@api.savvycal.com",
+            "https://:pt_secret_xyz@h",
+        ] {
             let e = api_base(url).unwrap_err().0;
             assert!(e.contains("user name or password") && !e.contains("pt_secret_xyz"), "{e}");
         }
         let e = api_base("https://user:pt_secret_xyz@api.savvycal.com:8443/").unwrap_err().0;
-        assert!(e.contains("like https://api.savvycal.com:8443;") || e.ends_with("https://api.savvycal.com:8443"), "{e}");
+        assert!(
+            e.contains("like https://api.savvycal.com:8443;") || e.ends_with("https://api.savvycal.com:8443"),
+            "{e}"
+        );
         // Text that does not parse is not repeated with its credentials either.
         for bad in ["https://user:pt_secret_xyz@exa mple.com/x", "ftp://u:pt_secret_xyz@h/x"] {
             let e = api_base(bad).unwrap_err().0;

@@ -14,6 +14,7 @@ use crate::source::webhooks::WebhookError;
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;
+    /// Also a ledger that cannot be opened, or written mid-run: its location is configuration.
     pub const USAGE: u8 = 2;
     pub const SOURCE: u8 = 3;
     pub const INTERRUPTED: u8 = 130;

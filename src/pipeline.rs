@@ -103,15 +103,17 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         }
     }
     progress.finish();
-    let closed = ledger.close().await;
-    if let Some(e) = ledger_error {
-        return Err(e.into());
-    }
-    closed?;
-    let interrupted = cancel.is_cancelled();
+    // The writer's own error says why it stopped; the others only saw it gone.
+    let ledger_error = match ledger.close().await {
+        Err(e) => Some(e),
+        Ok(()) => ledger_error,
+    };
+    // A ledger failure stops the workers through `cancel` too; that is not an interrupt.
+    let interrupted = cancel.is_cancelled() && ledger_error.is_none();
     let summary = Summary::from_counters(&counters, started.elapsed(), false, interrupted);
     Ok(Report {
         summary,
+        ledger_error,
         source_error: produced.source_error,
         malformed: produced.malformed,
         malformed_count: produced.malformed_count,
@@ -162,6 +164,7 @@ async fn dry_run(
     let summary = Summary::from_counters(counters, started.elapsed(), true, cancel.is_cancelled());
     Ok(Report {
         summary,
+        ledger_error: None,
         source_error: produced.source_error,
         malformed: produced.malformed,
         malformed_count: produced.malformed_count,

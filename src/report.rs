@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{AppError, exit};
+use crate::ledger::LedgerError;
 use crate::progress::{Counters, Latency, round, thousands};
 use crate::rate::Rate;
 use crate::source::SourceError;
@@ -100,6 +101,9 @@ impl Summary {
 #[derive(Debug)]
 pub struct Report {
     pub summary: Summary,
+    /// Recording outcomes failed mid-run (exit status 2): the run stopped there; what the summary
+    /// counts as delivered or failed is recorded.
+    pub ledger_error: Option<LedgerError>,
     /// The source failed (exit status 3). What was fetched before was still delivered.
     pub source_error: Option<SourceError>,
     /// Entries that were not events (line numbers / page entries), the first few.
@@ -116,9 +120,12 @@ pub struct Report {
 }
 
 impl Report {
-    /// SPEC §3: 130 interrupted, 3 source failed, 1 some failed, 0 all delivered.
+    /// SPEC §3: 2 the ledger failed (like a ledger that cannot be opened), 130 interrupted,
+    /// 3 source failed, 1 some failed, 0 all delivered.
     pub fn exit_code(&self) -> u8 {
-        if self.summary.interrupted {
+        if self.ledger_error.is_some() {
+            exit::USAGE
+        } else if self.summary.interrupted {
             exit::INTERRUPTED
         } else if self.source_error.is_some() || self.malformed_count > 0 {
             exit::SOURCE
@@ -160,6 +167,9 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
         if report.malformed_count as usize > report.malformed.len() {
             eprintln!("  … and {} more", report.malformed_count as usize - report.malformed.len());
         }
+    }
+    if let Some(e) = &report.ledger_error {
+        eprintln!("Error: {e}");
     }
     if let Some(e) = &report.source_error {
         eprintln!("Error: {e}");

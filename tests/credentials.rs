@@ -149,7 +149,11 @@ async fn a_ledger_from_the_previous_release_is_migrated_and_still_skips_what_was
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let s = summary(&out);
-    assert_eq!((s["events"].as_u64(), s["skipped"].as_u64(), s["attempts"].as_u64()), (Some(3), Some(3), Some(0)), "{s}");
+    assert_eq!(
+        (s["events"].as_u64(), s["skipped"].as_u64(), s["attempts"].as_u64()),
+        (Some(3), Some(3), Some(0)),
+        "{s}"
+    );
     assert!(!contains(&ledger_bytes(&ledger), "s3cr"), "the migrated ledger still holds the password");
 
     // One target now, with every outcome of both; the failed event is still there to export.

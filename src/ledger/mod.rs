@@ -106,6 +106,11 @@ pub enum LedgerError {
     Io { action: &'static str, path: PathBuf, error: std::io::Error },
     #[error("the ledger {path} failed: {error}")]
     Sqlite { path: PathBuf, error: rusqlite::Error },
+    /// Recording outcomes failed mid-run; `cause` says why in words ([`LedgerError::writing`]).
+    #[error(
+        "cannot record outcomes in the ledger {path}: {cause}. What was recorded before is safe: {hint}, then run the same command again (at most the events that were in flight are sent again)"
+    )]
+    Write { path: PathBuf, cause: String, hint: &'static str },
     #[error("the ledger writer stopped unexpectedly")]
     Gone,
 }
@@ -126,6 +131,27 @@ impl LedgerError {
             }
             _ => LedgerError::Sqlite { path: path.to_owned(), error },
         }
+    }
+}
+
+impl LedgerError {
+    /// A failure while recording outcomes, named by its cause: SQLite's code says what happened
+    /// to the file (a full disk is `SQLITE_FULL`; a damaged page `SQLITE_CORRUPT`).
+    pub(crate) fn writing(path: &Path, error: rusqlite::Error) -> LedgerError {
+        let (what, hint) = match error.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => ("the disk is full", "free some space"),
+            Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => (
+                "the ledger file is corrupted",
+                "move it aside (a new ledger starts over and sends everything again) or restore it from a backup",
+            ),
+            Some(ErrorCode::SystemIoFailure) => ("the disk reported an I/O error", "check the disk"),
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) => {
+                ("the file is no longer writable", "make it writable again")
+            }
+            Some(ErrorCode::OutOfMemory) => ("out of memory", "free some memory"),
+            _ => ("SQLite failed", "fix the cause"),
+        };
+        LedgerError::Write { path: path.to_owned(), cause: format!("{what} ({error})"), hint }
     }
 }
 
@@ -374,6 +400,45 @@ mod tests {
         assert!(matches!(err, LedgerError::NotALedger { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), junk);
         assert!(read_status(&path, 1).is_err());
+    }
+
+    /// SQLite's answer to a full disk is SQLITE_FULL; `max_page_count` makes the same answer
+    /// come from a ledger that reached its page limit, mid-run.
+    #[tokio::test]
+    async fn a_full_disk_mid_run_is_named_with_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        conn.query_row(&format!("PRAGMA max_page_count = {}", pages + 2), [], |_| Ok(())).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writing = std::thread::spawn({
+            let path = path.clone();
+            move || writer(conn, 1, rx, &path)
+        });
+        let h = LedgerHandle { tx };
+        let mut recorded = 0;
+        for i in 0..10_000 {
+            let mut o = outcome(&format!("evt_{i}"), Status::Failed);
+            o.body = Some(Bytes::from(vec![b'x'; 2000]));
+            if h.record(o).await.is_err() {
+                break;
+            }
+            recorded += 1;
+        }
+        assert!(recorded > 0 && recorded < 10_000, "{recorded}");
+        let err = writing.join().unwrap().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("the disk is full") && msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("free some space") && msg.contains("run the same command again"), "{msg}");
+    }
+
+    #[test]
+    fn a_corrupted_ledger_mid_run_says_so() {
+        let corrupt = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT), None);
+        let msg = LedgerError::writing(Path::new("/x/ledger.db"), corrupt).to_string();
+        assert!(msg.contains("the ledger file is corrupted") && msg.contains("/x/ledger.db"), "{msg}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub(super) fn writer(
                 Err(_) => break,
             }
         }
-        let tx = conn.transaction().map_err(|e| LedgerError::sqlite(path, e))?;
+        let tx = conn.transaction().map_err(|e| LedgerError::writing(path, e))?;
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -53,10 +53,10 @@ pub(super) fn writer(
                        updated_at = excluded.updated_at,
                        body = excluded.body",
                 )
-                .map_err(|e| LedgerError::sqlite(path, e))?;
+                .map_err(|e| LedgerError::writing(path, e))?;
             let mut lookup = tx
                 .prepare_cached("SELECT status FROM outcomes WHERE target_id = ?1 AND event_id = ?2")
-                .map_err(|e| LedgerError::sqlite(path, e))?;
+                .map_err(|e| LedgerError::writing(path, e))?;
             let now = now_ms();
             for msg in batch.drain(..) {
                 match msg {
@@ -72,7 +72,7 @@ pub(super) fn writer(
                                 now,
                                 o.body.as_deref(),
                             ])
-                            .map_err(|e| LedgerError::sqlite(path, e))?;
+                            .map_err(|e| LedgerError::writing(path, e))?;
                         acks.push(ack);
                     }
                     Msg::Lookup(ids, reply) => {
@@ -81,7 +81,7 @@ pub(super) fn writer(
                             let s: Option<i64> = lookup
                                 .query_row(params![target_id, &**id], |r| r.get(0))
                                 .optional()
-                                .map_err(|e| LedgerError::sqlite(path, e))?;
+                                .map_err(|e| LedgerError::writing(path, e))?;
                             out.push(s.and_then(Status::from_i64));
                         }
                         let _ = reply.send(out);
@@ -90,7 +90,7 @@ pub(super) fn writer(
                 }
             }
         }
-        tx.commit().map_err(|e| LedgerError::sqlite(path, e))?;
+        tx.commit().map_err(|e| LedgerError::writing(path, e))?;
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }
