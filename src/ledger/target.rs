@@ -123,6 +123,67 @@ mod tests {
         assert_ne!(key("https://hooks.example.com/other"), plain);
     }
 
+    /// Two schema-1 targets that are one now: per event, a delivery wins over a later failure,
+    /// else the latest outcome wins; attempts add up and the first try is kept.
+    #[test]
+    fn migration_merges_targets_that_now_share_a_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("{} PRAGMA user_version = 1;", super::super::SCHEMA)).unwrap();
+        conn.execute_batch(
+            "INSERT INTO targets VALUES (1, 'http://x/hook?', 'event.created', 0),
+                                        (2, 'http://x/hook', 'event.created', 0),
+                                        (3, 'http://u:pw@x/hook', 'event.created', 0),
+                                        (4, 'http://x/hook#', 'event.canceled', 0);
+             INSERT INTO outcomes VALUES
+               (1, 'e1', 2, 3, 422, 'HTTP 422', 10, 50, x'61'),
+               (2, 'e1', 1, 1, 200, NULL, 20, 30, NULL),
+               (1, 'e2', 2, 2, 500, 'HTTP 500', 5, 10, x'62'),
+               (2, 'e2', 0, 1, NULL, 'interrupted', 15, 40, x'63'),
+               (1, 'e3', 2, 1, 422, 'HTTP 422', 1, 1, x'64'),
+               (3, 'e1', 1, 1, 200, NULL, 1, 1, NULL),
+               (4, 'e1', 1, 1, 200, NULL, 1, 1, NULL);",
+        )
+        .unwrap();
+        migrate_v1(&mut conn).unwrap();
+        let targets: Vec<(i64, String, String)> = conn
+            .prepare("SELECT id, webhook_url, event_type FROM targets ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let hashed = key("http://u:pw@x/hook");
+        assert_eq!(
+            targets,
+            [
+                (1, "http://x/hook".to_owned(), "event.created".to_owned()),
+                (3, hashed, "event.created".to_owned()),
+                (4, "http://x/hook".to_owned(), "event.canceled".to_owned()),
+            ]
+        );
+        type Row = (String, i64, i64, Option<String>, i64, i64, Option<Vec<u8>>);
+        let rows: Vec<Row> = conn
+            .prepare(
+                "SELECT event_id, status, attempts, last_error, first_at, updated_at, body FROM outcomes
+                 WHERE target_id = 1 ORDER BY event_id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("e1".to_owned(), 1, 4, None, 10, 50, None),
+                ("e2".to_owned(), 0, 3, Some("interrupted".to_owned()), 5, 40, Some(b"c".to_vec())),
+                ("e3".to_owned(), 2, 1, Some("HTTP 422".to_owned()), 1, 1, Some(b"d".to_vec())),
+            ]
+        );
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 2);
+    }
+
     #[test]
     fn a_password_is_stored_only_as_a_salted_hash() {
         let k = key("https://user:p%2Bss%26word@hooks.example.com/x?");
