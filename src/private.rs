@@ -70,7 +70,7 @@ mod tests {
     async fn an_open_ledger_and_its_wal_shm_and_lock_are_the_owners_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/ledger.db");
-        let ledger = crate::ledger::Ledger::open(&path, "http://x/hook", "event.created").unwrap();
+        let ledger = crate::ledger::Ledger::open(&path, &"http://x/hook".parse().unwrap(), "event.created").unwrap();
         let files: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().path()).collect();
         let names: Vec<_> = files.iter().filter_map(|f| f.file_name()?.to_str()).collect();
         for suffix in ["", "-wal", "-shm"] {
