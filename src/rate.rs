@@ -123,41 +123,109 @@ impl FromStr for Quota {
 /// Extra limiter capacity, in time, that absorbs late wake-ups (see the module docs).
 const CATCH_UP: Duration = Duration::from_millis(5);
 
+/// An adaptive gate rebuilds its limiter only for a change larger than this (a fraction of the
+/// rate): the controller's cubic moves the rate a little every 100 ms, and each rebuild costs
+/// the catch-up credit.
+const REBUILD_ABOVE: f64 = 0.02;
+
 /// The shared entrance every attempt passes: pool-wide pause, then the rate limit.
 pub struct Gate {
     limiter: Option<Limiter>,
     origin: Instant,
     /// Nanoseconds after `origin` before which nobody may send (a `Retry-After`).
     paused_until: AtomicU64,
+    /// With `--rate auto`: the rate the limiter should have (`f64` bits). `None` for a fixed rate,
+    /// whose hot path then never looks at it.
+    wanted: Option<AtomicU64>,
+    /// Wakes the head of the queue when `wanted` changes, so a rise is not waited out at the old pace.
+    changed: tokio::sync::Notify,
 }
 
 struct Limiter {
+    burst: u32,
+    /// The FIFO queue of waiters; its holder alone talks to the lane's `governor`.
+    queue: tokio::sync::Mutex<Lane>,
+}
+
+/// The limiter proper, rebuilt (under the queue's lock) when an adaptive rate moves.
+struct Lane {
     governor: DefaultDirectRateLimiter,
+    per_sec: f64,
+    period: Duration,
+    /// Burst plus catch-up cells.
+    capacity: u32,
     /// Catch-up cells on top of `--burst`.
     catch_up: u32,
     /// Idle this long and the bucket is full again: burst plus catch-up.
     refill: Duration,
-    /// The FIFO queue of waiters; its holder alone talks to `governor`. Holds the last grant.
-    queue: tokio::sync::Mutex<Option<Instant>>,
+    last_grant: Option<Instant>,
+}
+
+impl Lane {
+    fn new(per_sec: f64, burst: u32, last_grant: Option<Instant>) -> Lane {
+        let period = Duration::from_secs_f64(1.0 / per_sec).max(Duration::from_nanos(1));
+        let catch_up = ((CATCH_UP.as_secs_f64() * per_sec).floor() as u32).max(1);
+        let capacity = burst.max(1).saturating_add(catch_up);
+        let quota = GovernorQuota::with_period(period)
+            .unwrap_or_else(|| GovernorQuota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(capacity).unwrap_or(NonZeroU32::MIN));
+        Lane {
+            governor: RateLimiter::direct(quota),
+            per_sec,
+            period,
+            capacity,
+            catch_up,
+            refill: period.saturating_mul(capacity),
+            last_grant,
+        }
+    }
+
+    /// A new lane for `per_sec` that carries on the schedule instead of opening with a burst: its
+    /// bucket is emptied but for one cell when a period has passed since the last grant.
+    fn rebuilt(&self, per_sec: f64, burst: u32) -> Lane {
+        let lane = Lane::new(per_sec, burst, self.last_grant);
+        // Idle for a refill: the idle rule in `acquire` takes out the catch-up cells as usual.
+        if lane.last_grant.is_some_and(|t| t.elapsed() < lane.refill) {
+            let keep = u32::from(lane.last_grant.is_some_and(|t| t.elapsed() >= lane.period));
+            for _ in keep..lane.capacity {
+                let _ = lane.governor.check();
+            }
+        }
+        lane
+    }
 }
 
 impl Gate {
+    /// A gate at the fixed `rate`.
     pub fn new(rate: Rate, burst: u32) -> Gate {
-        let limiter = rate.get().map(|per_sec| {
-            let period = Duration::from_secs_f64(1.0 / per_sec).max(Duration::from_nanos(1));
-            let catch_up = ((CATCH_UP.as_secs_f64() * per_sec).floor() as u32).max(1);
-            let capacity = burst.max(1).saturating_add(catch_up);
-            let quota = GovernorQuota::with_period(period)
-                .unwrap_or_else(|| GovernorQuota::per_second(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(capacity).unwrap_or(NonZeroU32::MIN));
-            Limiter {
-                governor: RateLimiter::direct(quota),
-                catch_up,
-                refill: period.saturating_mul(capacity),
-                queue: tokio::sync::Mutex::new(None),
-            }
+        let limiter = rate.get().map(|per_sec| Limiter {
+            burst,
+            queue: tokio::sync::Mutex::new(Lane::new(per_sec, burst, None)),
         });
-        Gate { limiter, origin: Instant::now(), paused_until: AtomicU64::new(0) }
+        Gate {
+            limiter,
+            origin: Instant::now(),
+            paused_until: AtomicU64::new(0),
+            wanted: None,
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A gate whose rate moves ([`Gate::set_rate`]), starting at `per_sec`.
+    pub fn adaptive(per_sec: f64, burst: u32) -> Gate {
+        let per_sec = if per_sec.is_finite() && per_sec > 0.0 { per_sec } else { 1.0 };
+        Gate { wanted: Some(AtomicU64::new(per_sec.to_bits())), ..Gate::new(Rate::per_second(per_sec), burst) }
+    }
+
+    /// The adaptive rate moved; the head of the queue rebuilds the limiter. No-op on a fixed gate.
+    pub fn set_rate(&self, per_sec: f64) {
+        if let Some(wanted) = &self.wanted
+            && per_sec.is_finite()
+            && per_sec > 0.0
+        {
+            wanted.store(per_sec.to_bits(), Ordering::Release);
+            self.changed.notify_waiters();
+        }
     }
 
     /// Wait for the right to send one request.
@@ -166,18 +234,36 @@ impl Gate {
             self.wait_out_pause().await;
             return;
         };
-        let mut last_grant = limiter.queue.lock().await;
+        let mut lane = limiter.queue.lock().await;
+        let mut drained = false;
         loop {
             self.wait_out_pause().await;
-            // After an idle spell (the start, a Retry-After pause) the bucket is full: take the
-            // catch-up cells out so exactly `--burst` requests go at once.
-            if last_grant.is_none_or(|t| t.elapsed() >= limiter.refill) {
-                for _ in 0..limiter.catch_up {
-                    let _ = limiter.governor.check();
+            if let Some(wanted) = &self.wanted {
+                let per_sec = f64::from_bits(wanted.load(Ordering::Acquire));
+                if (per_sec - lane.per_sec).abs() > REBUILD_ABOVE * lane.per_sec {
+                    *lane = lane.rebuilt(per_sec, limiter.burst);
                 }
             }
-            limiter.governor.until_ready().await;
-            *last_grant = Some(Instant::now());
+            // After an idle spell (the start, a Retry-After pause) the bucket is full: take the
+            // catch-up cells out so exactly `--burst` requests go at once.
+            if !drained && lane.last_grant.is_none_or(|t| t.elapsed() >= lane.refill) {
+                drained = true;
+                for _ in 0..lane.catch_up {
+                    let _ = lane.governor.check();
+                }
+            }
+            if self.wanted.is_some() {
+                // Register before waiting, so a change made meanwhile is not missed.
+                let changed = self.changed.notified();
+                tokio::select! {
+                    () = lane.governor.until_ready() => {}
+                    // Nothing was granted: look at the new rate, then wait again.
+                    () = changed => continue,
+                }
+            } else {
+                lane.governor.until_ready().await;
+            }
+            lane.last_grant = Some(Instant::now());
             // A Retry-After may have arrived while we waited for the rate: honour it too.
             if self.pause_deadline().is_none() {
                 return;
@@ -192,7 +278,8 @@ impl Gate {
         self.paused_until.fetch_max(nanos, Ordering::AcqRel);
     }
 
-    fn pause_deadline(&self) -> Option<Instant> {
+    /// When the current pool-wide pause ends, if one is on.
+    pub fn pause_deadline(&self) -> Option<Instant> {
         let nanos = self.paused_until.load(Ordering::Acquire);
         let until = self.origin + Duration::from_nanos(nanos);
         (until > Instant::now()).then_some(until)
