@@ -17,7 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
@@ -54,6 +54,20 @@ CREATE TABLE outcomes (
 ) WITHOUT ROWID;
 -- Small: only what still needs attention.
 CREATE INDEX outcomes_open ON outcomes (target_id, status) WHERE status != 1;
+";
+
+/// The rate a `--rate auto` run settled on, per target, for the next one to start from. A table of
+/// its own, created when missing, so it needs no schema version: older ledgers gain it on open,
+/// and readers that do not know it never look.
+const RATES: &str = "
+CREATE TABLE IF NOT EXISTS target_rates (
+    target_id   INTEGER PRIMARY KEY REFERENCES targets (id),
+    per_sec     REAL NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+-- A target merged away (schema-1 migration) leaves its rate behind: drop it, so a new target that
+-- gets its id does not start from it.
+DELETE FROM target_rates WHERE target_id NOT IN (SELECT id FROM targets);
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -160,6 +174,7 @@ pub struct Ledger {
     tx: mpsc::UnboundedSender<Msg>,
     thread: std::thread::JoinHandle<Result<(), LedgerError>>,
     _lock: File,
+    settled_rate: Option<f64>,
 }
 
 /// What workers and the producer hold to talk to the writer.
@@ -220,7 +235,7 @@ impl Ledger {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = open_checked(path, flags)?;
         let webhook_url = target::target_key(webhook_url);
-        let mut setup = || -> rusqlite::Result<i64> {
+        let mut setup = || -> rusqlite::Result<(i64, Option<f64>)> {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "busy_timeout", 5000)?;
@@ -235,13 +250,18 @@ impl Ledger {
                  ON CONFLICT (webhook_url, event_type) DO NOTHING",
                 params![webhook_url, event_type, now_ms()],
             )?;
-            conn.query_row(
+            let id = conn.query_row(
                 "SELECT id FROM targets WHERE webhook_url = ?1 AND event_type = ?2",
                 params![webhook_url, event_type],
                 |r| r.get(0),
-            )
+            )?;
+            conn.execute_batch(RATES)?;
+            let rate = conn
+                .query_row("SELECT per_sec FROM target_rates WHERE target_id = ?1", [id], |r| r.get::<_, f64>(0))
+                .optional()?;
+            Ok((id, rate.filter(|r| r.is_finite() && *r > 0.0)))
         };
-        let target_id = setup().map_err(|e| LedgerError::sqlite(path, e))?;
+        let (target_id, settled_rate) = setup().map_err(|e| LedgerError::sqlite(path, e))?;
 
         let (tx, rx) = mpsc::unbounded_channel();
         let path_owned = path.to_owned();
@@ -249,7 +269,20 @@ impl Ledger {
             .name("ledger".into())
             .spawn(move || writer(conn, target_id, rx, &path_owned))
             .map_err(|error| LedgerError::Io { action: "start the ledger writer for", path: path.to_owned(), error })?;
-        Ok(Ledger { tx, thread, _lock: lock })
+        Ok(Ledger { tx, thread, _lock: lock, settled_rate })
+    }
+
+    /// The rate the last `--rate auto` run for this target settled on, if one did.
+    pub fn settled_rate(&self) -> Option<f64> {
+        self.settled_rate
+    }
+
+    /// Remember the rate this run settled on, for the next `--rate auto` run; written with the
+    /// outcomes, before [`Ledger::close`] returns.
+    pub fn remember_rate(&self, per_sec: f64) {
+        if per_sec.is_finite() && per_sec > 0.0 {
+            let _ = self.tx.send(Msg::Rate(per_sec));
+        }
     }
 
     pub fn handle(&self) -> LedgerHandle {
@@ -258,7 +291,7 @@ impl Ledger {
 
     /// Commit what is queued and stop the writer. Handles still alive get `Gone` afterwards.
     pub async fn close(self) -> Result<(), LedgerError> {
-        let Ledger { tx, thread, _lock } = self;
+        let Ledger { tx, thread, _lock, .. } = self;
         let _ = tx.send(Msg::Close);
         tokio::task::spawn_blocking(move || thread.join().unwrap_or(Err(LedgerError::Gone)))
             .await
@@ -376,6 +409,27 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(write_failed(&path, None, None, &mut buf).unwrap(), 1);
         assert_eq!(buf, b"{\"id\":\"b\"}\n");
+    }
+
+    #[tokio::test]
+    async fn the_settled_rate_is_remembered_per_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let other = Url::parse("http://x/other").unwrap();
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        assert_eq!(l.settled_rate(), None);
+        l.remember_rate(187.5);
+        l.close().await.unwrap();
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        assert_eq!(l.settled_rate(), Some(187.5));
+        l.remember_rate(90.0);
+        l.close().await.unwrap();
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        assert_eq!(l.settled_rate(), Some(90.0));
+        l.close().await.unwrap();
+        let l = Ledger::open(&path, &other, "event.created").unwrap();
+        assert_eq!(l.settled_rate(), None, "another target starts afresh");
+        l.close().await.unwrap();
     }
 
     #[tokio::test]

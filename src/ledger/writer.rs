@@ -16,6 +16,8 @@ const MAX_BATCH: usize = 4096;
 pub(super) enum Msg {
     Record(Outcome, oneshot::Sender<()>),
     Lookup(Vec<Box<str>>, oneshot::Sender<Vec<Option<Status>>>),
+    /// The rate a `--rate auto` run settled on, per second.
+    Rate(f64),
     /// Commit and stop.
     Close,
 }
@@ -85,6 +87,14 @@ pub(super) fn writer(
                             out.push(s.and_then(Status::from_i64));
                         }
                         let _ = reply.send(out);
+                    }
+                    Msg::Rate(per_sec) => {
+                        tx.execute(
+                            "INSERT INTO target_rates (target_id, per_sec, updated_at) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (target_id) DO UPDATE SET per_sec = excluded.per_sec, updated_at = excluded.updated_at",
+                            params![target_id, per_sec, now],
+                        )
+                        .map_err(|e| LedgerError::sqlite(path, e))?;
                     }
                     Msg::Close => closing = true,
                 }
