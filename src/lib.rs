@@ -23,9 +23,6 @@ pub(crate) mod event;
 pub mod fake;
 pub(crate) mod http;
 pub(crate) mod ledger;
-// Pure pacing state machines; the pipeline starts using them when `--rate auto` is wired (issue 10,
-// stage 2). Until then only their tests do.
-#[cfg_attr(not(test), allow(dead_code, unused_imports))]
 pub(crate) mod pacing;
 pub(crate) mod pipeline;
 pub(crate) mod private;
@@ -51,6 +48,7 @@ pub use config::{Resume, RunConfig, SourceConfig, api_base};
 pub use event::envelope_id;
 pub use http::install_crypto_provider;
 pub use ledger::read_status;
+pub use pacing::RateSetting;
 pub use pipeline::run;
 pub use rate::Rate;
 pub use report::{Report, Summary};

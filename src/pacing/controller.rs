@@ -197,6 +197,12 @@ impl Controller {
         self.settled.unwrap_or(self.rate)
     }
 
+    /// Whether a measurement window has closed, so [`Controller::settled`] says something about
+    /// the receiver (and not only where the run started).
+    pub fn has_settled(&self) -> bool {
+        self.settled.is_some()
+    }
+
     /// Nobody should send before this (a receiver whose quota is used up); `None` if no hold.
     pub fn hold_until(&self) -> Option<Duration> {
         self.hold.map(|(_, until)| Duration::try_from_secs_f64(until).unwrap_or(Duration::MAX))

@@ -10,10 +10,11 @@
 //!   recovery, at most one decrease per measurement window).
 //! * [`outage`]: notices that the webhook stopped answering as a whole, stops events from spending
 //!   their retries, sends one probe at a time, and says when to give up (exit 4).
+//! * [`pacer`]: both at run time — the clock, the waiting, and the [`crate::rate::Gate`] they steer.
 //!
 //! [`Outcome`] is the one vocabulary both share: what an attempt's result means for pacing.
 //!
-//! # How the pipeline uses them
+//! # How the pipeline uses them (through [`Pacer`])
 //! * Before an attempt: [`OutageDetector::permit`] (send, be the one probe, wait, or give up with
 //!   exit 4), then the rate gate.
 //! * After it: [`Outcome::from_attempt`], then [`Controller::record`] (with `--rate auto`) and
@@ -26,11 +27,13 @@
 
 pub mod controller;
 pub mod outage;
+pub mod pacer;
 #[cfg(test)]
 mod sim;
 
 pub use controller::{Controller, ControllerSettings};
 pub use outage::{OutageDetector, OutageSettings, OutageState, Permit};
+pub use pacer::{Mode, Pacer, Turn};
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -38,8 +41,7 @@ use std::time::{Duration, SystemTime};
 use crate::rate::Rate;
 use crate::retry::{AttemptResult, TransportError, parse_retry_after};
 
-/// A `--rate` value: a fixed rate, or `auto` (the [`Controller`] finds it). Parsed here, ready for
-/// the command line; until the pipeline is wired for `auto`, the CLI keeps parsing [`Rate`].
+/// A `--rate` value: a fixed rate, or `auto` (the [`Controller`] finds it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RateSetting {
     Fixed(Rate),

@@ -100,6 +100,11 @@ impl OutageDetector {
         self.state != OutageState::Up
     }
 
+    /// Whether outage failures are coming back (a streak, or an outage): successes then matter.
+    pub fn is_failing(&self) -> bool {
+        self.streak > 0 || self.is_out()
+    }
+
     /// Whether `outcome`, just recorded, costs its event one of its retries. Outage failures do not
     /// once the failures look like an outage (a streak of [`MIN_FAILURES`]), or during one: an
     /// event must not fail because the whole receiver is down.
