@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::deliver::Header;
+use crate::pacing::RateSetting;
 use crate::rate::{Quota, Rate};
 use crate::signature::HexCase;
 use crate::source::api::{Attendance, Period, State};
@@ -24,6 +25,9 @@ Examples:
   # Into a staging copy, as the production webhook, and everything whatever its date
   savvy-replay run --webhook-url https://staging.example.com/hook --webhook-id wh_… --created-before none
 
+  # Let savvy-replay find how fast the receiver can take it (the next run starts from there)
+  savvy-replay run --config replay.toml --rate auto
+
   # Gentle on a small receiver: 5 requests/s, 2 at a time
   savvy-replay run --config replay.toml --rate 5 --concurrency 2
 
@@ -36,7 +40,8 @@ Examples:
 Rerunning the same command resumes: events already delivered to that webhook are skipped.
 
 Exit status: 0 all delivered, 1 some failed, 2 usage/configuration error,
-3 the source failed, 130 interrupted (progress saved).";
+3 the source failed, 4 the webhook was unreachable for --give-up-after,
+130 interrupted (progress saved).";
 
 /// Replay SavvyCal booking history into a webhook, exactly as SavvyCal would have sent it.
 #[derive(Debug, Parser)]
@@ -190,9 +195,13 @@ pub struct RunArgs {
     /// Requests in flight at most [default: 8]
     #[arg(long, value_name = "N", value_parser = parse_concurrency, help_heading = "Throughput")]
     pub concurrency: Option<usize>,
-    /// Requests per second, retries included: 50, 50/s, 3000/m, 0.5, or 0/unlimited [default: 20]
+    /// Requests per second, retries included: 50, 50/s, 3000/m, 0.5, 0/unlimited, or auto to find
+    /// the receiver's capacity (remembered for the next run) [default: 20]
+    #[arg(long, value_name = "RATE|auto", value_parser = parse_rate_setting, help_heading = "Throughput")]
+    pub rate: Option<RateSetting>,
+    /// With --rate auto: a ceiling the rate never exceeds [default: unlimited]
     #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Throughput")]
-    pub rate: Option<Rate>,
+    pub max_rate: Option<Rate>,
     /// Requests that may go at once after an idle spell [default: 1]
     #[arg(long, value_name = "N", value_parser = parse_burst, help_heading = "Throughput")]
     pub burst: Option<u32>,
@@ -206,6 +215,10 @@ pub struct RunArgs {
     /// Longest retry delay, and the cap on Retry-After [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Retries")]
     pub retry_max: Option<Duration>,
+    /// Stop the run (exit 4, the rest pending) when the webhook has been unreachable this long;
+    /// 0 never gives up [default: 10m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_give_up_after, help_heading = "Retries")]
+    pub give_up_after: Option<Duration>,
 
     /// Where outcomes are recorded for resuming [default: .savvy-replay/ledger.db]
     #[arg(long, value_name = "PATH", help_heading = "State")]
@@ -270,9 +283,9 @@ pub struct DemoArgs {
     /// Fraction of requests the receiver fails with 503 or 429 + Retry-After, 0..=1.
     #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
     pub fail_rate: f64,
-    /// Requests per second (same forms as `run --rate`).
-    #[arg(long, default_value = "500", value_name = "RATE", value_parser = parse_rate)]
-    pub rate: Rate,
+    /// Requests per second (same forms as `run --rate`, auto included).
+    #[arg(long, default_value = "500", value_name = "RATE|auto", value_parser = parse_rate_setting)]
+    pub rate: RateSetting,
     /// Requests in flight at most.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse_concurrency)]
     pub concurrency: usize,
@@ -325,6 +338,20 @@ pub struct SinkArgs {
 
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     s.parse()
+}
+
+pub fn parse_rate_setting(s: &str) -> Result<RateSetting, String> {
+    s.parse()
+}
+
+/// `--give-up-after`: a duration, or `0` for never ([`Duration::ZERO`]).
+pub fn parse_give_up_after(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" || t.eq_ignore_ascii_case("never") {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 30s, 10m or 1h, or 0 to never give up"))
 }
 
 /// `--capacity`: the same forms as `--rate`, but it must be a limit.
@@ -434,6 +461,9 @@ mod tests {
         assert!(parse_fraction("1.5").is_err());
         assert_eq!(parse_capacity("300/s").unwrap(), 300.0);
         assert!(parse_capacity("0").is_err() && parse_capacity("unlimited").is_err());
+        assert_eq!(parse_give_up_after("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_give_up_after("0").unwrap(), Duration::ZERO);
+        assert!(parse_give_up_after("soon").unwrap_err().contains("0 to never"));
         assert!(parse_timestamp("2026-03-01").is_err());
         assert!(parse_timestamp("2026-03-01T09:00:00+01:00").is_ok());
     }

@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::cli::{self, CreatedBefore, GlobalArgs, RunArgs, SelectArgs, SourceArgs};
 use crate::deliver::Header;
+use crate::pacing::RateSetting;
 use crate::rate::Rate;
 use crate::retry::RetryPolicy;
 use crate::signature::HexCase;
@@ -54,10 +55,12 @@ const KNOWN_KEYS: &[&str] = &[
     "timeout",
     "concurrency",
     "rate",
+    "max_rate",
     "burst",
     "max_retries",
     "retry_initial",
     "retry_max",
+    "give_up_after",
     "ledger",
     "fresh",
     "only_failed",
@@ -227,9 +230,13 @@ pub struct RunConfig {
     pub headers: Vec<Header>,
     pub timeout: Duration,
     pub concurrency: usize,
-    pub rate: Rate,
+    pub rate: RateSetting,
+    /// `--max-rate`: the ceiling of `--rate auto`.
+    pub max_rate: Rate,
     pub burst: u32,
     pub retry: RetryPolicy,
+    /// `--give-up-after`; `None` never gives up.
+    pub give_up_after: Option<Duration>,
     pub ledger: PathBuf,
     pub resume: Resume,
     pub dry_run: bool,
@@ -255,9 +262,11 @@ impl RunConfig {
             headers: Vec::new(),
             timeout: Duration::from_secs(30),
             concurrency: 8,
-            rate: Rate::per_second(20.0),
+            rate: RateSetting::Fixed(Rate::per_second(20.0)),
+            max_rate: Rate::UNLIMITED,
             burst: 1,
             retry: RetryPolicy::default(),
+            give_up_after: Some(Duration::from_secs(600)),
             ledger: PathBuf::from(DEFAULT_LEDGER),
             resume: Resume::Skip,
             dry_run: false,
@@ -465,7 +474,8 @@ pub fn run_config(args: &RunArgs, global: &GlobalArgs, file: &FileConfig) -> Res
     cfg.timeout = or_file(args.timeout, file, "timeout", cli::parse_duration)?.unwrap_or(cfg.timeout);
     cfg.concurrency =
         or_file(args.concurrency, file, "concurrency", cli::parse_concurrency)?.unwrap_or(cfg.concurrency);
-    cfg.rate = or_file(args.rate, file, "rate", cli::parse_rate)?.unwrap_or(cfg.rate);
+    cfg.rate = or_file(args.rate, file, "rate", cli::parse_rate_setting)?.unwrap_or(cfg.rate);
+    cfg.max_rate = or_file(args.max_rate, file, "max_rate", cli::parse_rate)?.unwrap_or(cfg.max_rate);
     cfg.burst = or_file(args.burst, file, "burst", cli::parse_burst)?.unwrap_or(cfg.burst);
     let retry = &mut cfg.retry;
     retry.max_retries = or_file(args.max_retries, file, "max_retries", parse_u32)?.unwrap_or(retry.max_retries);
@@ -479,6 +489,9 @@ pub fn run_config(args: &RunArgs, global: &GlobalArgs, file: &FileConfig) -> Res
             humantime::format_duration(backoff.initial),
             humantime::format_duration(backoff.max)
         ));
+    }
+    if let Some(d) = or_file(args.give_up_after, file, "give_up_after", cli::parse_give_up_after)? {
+        cfg.give_up_after = (!d.is_zero()).then_some(d);
     }
     let fresh = args.fresh || file.get_bool("fresh")?;
     let only_failed = args.only_failed || file.get_bool("only_failed")?;
@@ -533,7 +546,8 @@ mod tests {
             (Period::All, State::All, Attendance::Any, 100)
         );
         assert_eq!(c.concurrency, 8);
-        assert_eq!(c.rate, Rate::per_second(20.0));
+        assert_eq!(c.rate, RateSetting::Fixed(Rate::per_second(20.0)));
+        assert_eq!((c.max_rate, c.give_up_after), (Rate::UNLIMITED, Some(Duration::from_secs(600))));
         assert_eq!(c.burst, 1);
         assert_eq!(c.retry, RetryPolicy::default());
         assert_eq!(c.timeout, Duration::from_secs(30));
@@ -545,12 +559,16 @@ mod tests {
     #[test]
     fn flag_beats_file_and_file_beats_default() {
         let c = parse(&with(&["--rate", "5"]), "rate = \"3000/m\"\nconcurrency = 3\nheader = [\"X-A: 1\"]").unwrap();
-        assert_eq!(c.rate, Rate::per_second(5.0));
+        assert_eq!(c.rate, RateSetting::Fixed(Rate::per_second(5.0)));
         assert_eq!(c.concurrency, 3);
         assert_eq!(c.headers.len(), 1);
         let c = parse(BASE, "rate = 0.5\ncreated_before = 2026-03-01T00:00:00Z").unwrap();
-        assert_eq!(c.rate, Rate::per_second(0.5));
+        assert_eq!(c.rate, RateSetting::Fixed(Rate::per_second(0.5)));
         assert!(c.select.created_before.is_some());
+        let c = parse(&with(&["--max-rate", "300"]), "rate = \"auto\"\ngive_up_after = \"0\"").unwrap();
+        assert_eq!((c.rate, c.max_rate, c.give_up_after), (RateSetting::Auto, Rate::per_second(300.0), None));
+        let c = parse(&with(&["--rate", "auto", "--give-up-after", "30s"]), "").unwrap();
+        assert_eq!((c.rate, c.give_up_after), (RateSetting::Auto, Some(Duration::from_secs(30))));
     }
 
     #[test]

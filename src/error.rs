@@ -17,6 +17,8 @@ pub mod exit {
     /// Also a ledger that cannot be opened, or written mid-run: its location is configuration.
     pub const USAGE: u8 = 2;
     pub const SOURCE: u8 = 3;
+    /// The webhook was unreachable for `--give-up-after`; the rest is pending.
+    pub const UNREACHABLE: u8 = 4;
     pub const INTERRUPTED: u8 = 130;
 }
 

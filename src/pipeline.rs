@@ -2,7 +2,11 @@
 //! ([`crate::worker`]), the ledger and the progress bar, and turns how they ended into a
 //! [`Report`]. With `--dry-run`, the events are counted and the first request is rendered instead.
 //!
-//! Cancellation (Ctrl-C, SIGTERM): the producer stops fetching, workers finish the request they
+//! Pacing ([`crate::pacing::Pacer`]) is set up here: a fixed `--rate` or `auto` starting from the
+//! rate the ledger remembers for the target, and the outage pause; what `auto` settled on goes
+//! back into the ledger at the end.
+//!
+//! Cancellation (Ctrl-C, SIGTERM, or giving up on an unreachable webhook): the producer stops fetching, workers finish the request they
 //! have in flight (bounded by `--timeout`), record it, and start nothing new. Events still in the
 //! channel were never attempted and are simply fetched again by the next run.
 
@@ -19,9 +23,9 @@ use crate::error::RunError;
 use crate::event::Event;
 use crate::ledger::Ledger;
 use crate::producer::{Produced, open_source, produced, spawn_producer};
+use crate::pacing::{ControllerSettings, Mode, OutageSettings, Pacer, RateSetting};
 use crate::progress::{Counters, Progress};
-use crate::rate::Gate;
-use crate::report::{DryRun, Report, Summary};
+use crate::report::{DryRun, RateSummary, Report, Summary};
 use crate::source::Source;
 use crate::worker::{Shared, work};
 
@@ -58,6 +62,8 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let counters = Arc::new(Counters::default());
     // Room for a couple of pages, so the next page is fetched while this one is delivered.
     let capacity = (2 * 100).max(2 * cfg.concurrency);
+    // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4).
+    let stop = cancel.child_token();
     let (rx, producer) = spawn_producer(
         source,
         cfg.select,
@@ -65,7 +71,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         Some(ledger.handle()),
         counters.clone(),
         capacity,
-        cancel.clone(),
+        stop.clone(),
     );
 
     if cfg.dry_run {
@@ -73,20 +79,37 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
             Some(who) => format!("{source_name} (token accepted: {who})"),
             None => source_name,
         };
-        let report =
-            dry_run(&cfg, deliverer, rx, producer, &counters, started, cancel, target_name, from, webhook).await;
+        let auto_start = ledger.settled_rate();
+        let report = dry_run(
+            &cfg,
+            deliverer,
+            (rx, producer),
+            &counters,
+            started,
+            cancel,
+            (target_name, from, webhook),
+            auto_start,
+        )
+        .await;
         ledger.close().await?;
         return report;
     }
 
+    let mode = match cfg.rate {
+        RateSetting::Fixed(rate) => Mode::Fixed(rate),
+        RateSetting::Auto => {
+            Mode::Auto(ControllerSettings { start: ledger.settled_rate(), max_rate: cfg.max_rate.get() })
+        }
+    };
+    let outage = OutageSettings {
+        probe_initial: cfg.retry.backoff.initial,
+        probe_max: cfg.retry.backoff.max,
+        give_up_after: cfg.give_up_after,
+    };
+    let pacer = Pacer::new(mode, cfg.burst, outage, stop.clone(), counters.pace.clone());
+    pacer.log_start(ledger.settled_rate().is_some());
     let progress = Progress::start(counters.clone(), !cfg.quiet);
-    let shared = Arc::new(Shared {
-        deliverer,
-        gate: Gate::new(cfg.rate, cfg.burst),
-        retry: cfg.retry,
-        counters: counters.clone(),
-        cancel: cancel.clone(),
-    });
+    let shared = Arc::new(Shared { deliverer, pacer, retry: cfg.retry, counters: counters.clone(), cancel: stop });
     let workers: Vec<_> =
         (0..cfg.concurrency).map(|_| tokio::spawn(work(shared.clone(), rx.clone(), ledger.handle()))).collect();
     drop(rx);
@@ -103,14 +126,20 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         }
     }
     progress.finish();
+    if let Some(rate) = shared.pacer.to_remember() {
+        ledger.remember_rate(rate);
+    }
     // The writer's own error says why it stopped; the others only saw it gone.
     let ledger_error = match ledger.close().await {
         Err(e) => Some(e),
         Ok(()) => ledger_error,
     };
-    // A ledger failure stops the workers through `cancel` too; that is not an interrupt.
+    // A ledger failure stops the workers too; that is not an interrupt (nor is giving up, which
+    // stops them through `stop`).
     let interrupted = cancel.is_cancelled() && ledger_error.is_none();
-    let summary = Summary::from_counters(&counters, started.elapsed(), false, interrupted);
+    let mut summary = Summary::from_counters(&counters, started.elapsed(), false, interrupted);
+    let (auto, final_rate) = shared.pacer.final_rate();
+    summary.rate = RateSummary::new(auto, final_rate);
     Ok(Report {
         summary,
         ledger_error,
@@ -118,24 +147,25 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         malformed: produced.malformed,
         malformed_count: produced.malformed_count,
         pending: counters.pending.load(Relaxed),
+        gave_up: shared.pacer.gave_up(),
         dry_run_text: None,
         target: target_name,
         webhook,
     })
 }
 
+/// `--dry-run`: count what would go and render the first request. `names` is (target, where the
+/// events came from, what the webhook lookup found); `auto_start` where `--rate auto` would start.
 #[allow(clippy::too_many_arguments)]
 async fn dry_run(
     cfg: &RunConfig,
     deliverer: Deliverer,
-    rx: async_channel::Receiver<Event>,
-    producer: tokio::task::JoinHandle<Produced>,
+    (rx, producer): (async_channel::Receiver<Event>, tokio::task::JoinHandle<Produced>),
     counters: &Counters,
     started: Instant,
     cancel: CancellationToken,
-    target_name: String,
-    from: String,
-    webhook: Option<String>,
+    (target_name, from, webhook): (String, String, Option<String>),
+    auto_start: Option<f64>,
 ) -> Result<Report, RunError> {
     let mut to_send = 0u64;
     let mut sample = None;
@@ -157,11 +187,16 @@ async fn dry_run(
         skipped: counters.skipped.load(Relaxed),
         to_send,
         rate: cfg.rate,
+        auto_start,
         concurrency: cfg.concurrency,
         sample: sample.as_deref(),
     }
     .text();
-    let summary = Summary::from_counters(counters, started.elapsed(), true, cancel.is_cancelled());
+    let mut summary = Summary::from_counters(counters, started.elapsed(), true, cancel.is_cancelled());
+    summary.rate = match cfg.rate {
+        RateSetting::Fixed(rate) => RateSummary::new(false, rate.get()),
+        RateSetting::Auto => RateSummary::new(true, None),
+    };
     Ok(Report {
         summary,
         ledger_error: None,
@@ -169,6 +204,7 @@ async fn dry_run(
         malformed: produced.malformed,
         malformed_count: produced.malformed_count,
         pending: 0,
+        gave_up: None,
         dry_run_text: Some(text),
         target: target_name,
         webhook,

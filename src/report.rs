@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::error::{AppError, exit};
 use crate::ledger::LedgerError;
+use crate::pacing::RateSetting;
 use crate::progress::{Counters, Latency, round, thousands};
-use crate::rate::Rate;
 use crate::source::SourceError;
 
 /// The end-of-run summary: SPEC §5, field for field.
@@ -30,6 +30,32 @@ pub struct Summary {
     pub status_codes: BTreeMap<String, u64>,
     pub dry_run: bool,
     pub interrupted: bool,
+    pub rate: RateSummary,
+}
+
+/// The summary's `rate` (SPEC §5): the configured rate, or where `--rate auto` settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct RateSummary {
+    pub mode: RateMode,
+    /// Requests per second; `None` (null) is unlimited.
+    pub final_per_sec: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateMode {
+    #[default]
+    Fixed,
+    Auto,
+}
+
+impl RateSummary {
+    pub fn new(auto: bool, per_sec: Option<f64>) -> RateSummary {
+        RateSummary {
+            mode: if auto { RateMode::Auto } else { RateMode::Fixed },
+            final_per_sec: per_sec.filter(|r| r.is_finite() && *r > 0.0).map(|r| round(r, 1)),
+        }
+    }
 }
 
 fn load(c: &std::sync::atomic::AtomicU64) -> u64 {
@@ -55,6 +81,7 @@ impl Summary {
             status_codes,
             dry_run,
             interrupted,
+            rate: RateSummary::new(c.pace.is_auto(), c.pace.rate()),
         }
     }
 
@@ -92,6 +119,9 @@ impl Summary {
             if !codes.is_empty() {
                 s.push_str(&format!("  responses: {}\n", codes.join(", ")));
             }
+            if let (RateMode::Auto, Some(r)) = (self.rate.mode, self.rate.final_per_sec) {
+                s.push_str(&format!("  --rate auto settled on {r:.1}/s (the next auto run to this webhook starts there)\n"));
+            }
         }
         s
     }
@@ -111,6 +141,9 @@ pub struct Report {
     pub malformed_count: u64,
     /// Events left pending because the run was interrupted mid-retry.
     pub pending: u64,
+    /// The run stopped because the webhook was unreachable for `--give-up-after` (exit status 4):
+    /// the cause, in words.
+    pub gave_up: Option<String>,
     /// `--dry-run`: the human report (count, ETA, sample request).
     pub dry_run_text: Option<String>,
     /// Where events went, for the human summary.
@@ -121,12 +154,14 @@ pub struct Report {
 
 impl Report {
     /// SPEC §3: 2 the ledger failed (like a ledger that cannot be opened), 130 interrupted,
-    /// 3 source failed, 1 some failed, 0 all delivered.
+    /// 4 the webhook was unreachable, 3 source failed, 1 some failed, 0 all delivered.
     pub fn exit_code(&self) -> u8 {
         if self.ledger_error.is_some() {
             exit::USAGE
         } else if self.summary.interrupted {
             exit::INTERRUPTED
+        } else if self.gave_up.is_some() {
+            exit::UNREACHABLE
         } else if self.source_error.is_some() || self.malformed_count > 0 {
             exit::SOURCE
         } else if self.summary.failed > 0 {
@@ -177,7 +212,14 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
             eprintln!("The events fetched before the failure were processed; run the same command again to continue.");
         }
     }
-    if !quiet && !s.dry_run {
+    if let Some(cause) = &report.gave_up {
+        eprintln!("Error: {cause}.");
+        eprintln!(
+            "Outcomes so far are saved in {}; the rest stay pending: run the same command again once the webhook is back.",
+            ledger_path.display()
+        );
+    }
+    if !quiet && !s.dry_run && report.gave_up.is_none() {
         if s.interrupted {
             eprintln!(
                 "Progress is saved in {}; run the same command again to continue where this run stopped.",
@@ -227,7 +269,9 @@ pub struct DryRun<'a> {
     /// Already delivered to this webhook.
     pub skipped: u64,
     pub to_send: u64,
-    pub rate: Rate,
+    pub rate: RateSetting,
+    /// Where `--rate auto` would start (the rate the last run settled on), if known.
+    pub auto_start: Option<f64>,
     pub concurrency: usize,
     /// The first request, as it would be sent.
     pub sample: Option<&'a str>,
@@ -262,12 +306,25 @@ impl DryRun<'_> {
 
     /// The ETA at `--rate` (requests may not all be first attempts, so this is a lower bound).
     fn eta_line(&self) -> String {
-        match self.rate.get() {
+        let rate = match self.rate {
+            RateSetting::Auto => {
+                let start = match self.auto_start {
+                    Some(r) => format!("from {r:.1}/s, where the last run to this webhook settled"),
+                    None => "gently".to_owned(),
+                };
+                return format!(
+                    "--rate auto starts {start} and finds the receiver's capacity (--concurrency {} at most): the time depends on it.\n",
+                    self.concurrency
+                );
+            }
+            RateSetting::Fixed(rate) => rate,
+        };
+        match rate.get() {
             Some(r) => {
                 let secs = (self.to_send as f64 / r).ceil();
                 format!(
                     "At --rate {} with --concurrency {}: about {} (longer if the receiver is slower or asks for retries).\n",
-                    self.rate,
+                    rate,
                     self.concurrency,
                     humantime::format_duration(Duration::from_secs(secs as u64))
                 )
@@ -310,6 +367,7 @@ mod tests {
             "status_codes",
             "dry_run",
             "interrupted",
+            "rate",
         ];
         want.sort_unstable();
         let mut keys_sorted = keys.clone();
@@ -320,5 +378,10 @@ mod tests {
         assert_eq!(v["throughput_per_sec"], 1.0);
         assert_eq!(v["latency_ms"]["max"], 9.0);
         assert_eq!(v["latency_ms"]["p50"], 5.0);
+        assert_eq!(v["rate"], serde_json::json!({"mode": "fixed", "final_per_sec": null}));
+        c.pace.set_rate(Some(187.54), true);
+        let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
+        assert_eq!(serde_json::to_value(s.rate).unwrap(), serde_json::json!({"mode": "auto", "final_per_sec": 187.5}));
+        assert!(s.human("t", 0).contains("settled on 187.5/s"), "{}", s.human("t", 0));
     }
 }

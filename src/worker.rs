@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -14,23 +13,27 @@ use crate::connection::Connection;
 use crate::deliver::{Attempt, Deliverer, Prepared};
 use crate::event::Event;
 use crate::ledger::{Committed, LedgerError, LedgerHandle, Outcome, Status};
+use crate::pacing::{self, Pacer, Turn};
 use crate::progress::Counters;
-use crate::rate::Gate;
 use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
 
 /// Everything a worker shares with the others.
 pub struct Shared {
     pub deliverer: Deliverer,
-    pub gate: Gate,
+    /// The rate gate, the adaptive rate and the outage pause.
+    pub pacer: Pacer,
     pub retry: RetryPolicy,
     pub counters: Arc<Counters>,
     pub cancel: CancellationToken,
 }
 
 /// Deliver one event: attempts through the gate, retries per policy. Never returns early without
-/// an outcome: when cancelled mid-way the event is `Pending`.
+/// an outcome: when cancelled mid-way (or when the run gives up on an unreachable webhook) the
+/// event is `Pending`.
 async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Prepared) -> Outcome {
     let mut attempts = 0u32;
+    // Retries this event has spent: failures during an outage do not spend any.
+    let mut spent = 0u32;
     let mut last_status = None;
     let mut last_error: Option<String> = None;
     let outcome = |status, attempts, last_status, last_error: Option<String>| Outcome {
@@ -42,6 +45,12 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         body: (status != Status::Delivered).then(|| prepared.envelope.payload()),
     };
     loop {
+        // An outage holds the pool: wait, or go as its one probe.
+        let probe = match s.pacer.permit().await {
+            Turn::Send => false,
+            Turn::Probe => true,
+            Turn::Stop => return outcome(Status::Pending, attempts, last_status, last_error),
+        };
         // Connect first (not a request: the rate gate does not count it), then take a turn.
         let connected = tokio::select! {
             biased;
@@ -54,7 +63,7 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
                 tokio::select! {
                     biased;
                     () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
-                    () = s.gate.acquire() => {}
+                    () = s.pacer.acquire() => {}
                 }
                 s.deliverer.attempt(conn, &prepared).await
             }
@@ -67,7 +76,9 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             }
             Attempt::NoAnswer { kind, .. } => AttemptResult::Transport(*kind),
         };
-        let verdict = classify(result, SystemTime::now(), s.retry.backoff.max);
+        let now = SystemTime::now();
+        let verdict = classify(result, now, s.retry.backoff.max);
+        let pace = pacing::Outcome::from_attempt(result, now, s.retry.backoff.max);
         last_status = a.status();
         let latency = a.latency();
         last_error = match a {
@@ -76,34 +87,43 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             Attempt::Answered { status, body_start, .. } => Some(format!("HTTP {status}: {body_start}")),
             Attempt::NoAnswer { message, .. } => Some(message),
         };
-        debug!(event = %ev.id, status = ?last_status, latency_ms = latency.as_secs_f64() * 1e3, "attempt");
+        let spends = s.pacer.record(pace, latency, probe, last_error.as_deref());
+        debug!(event = %ev.id, status = ?last_status, latency_ms = latency.as_secs_f64() * 1e3, probe, "attempt");
         match verdict {
             Verdict::Delivered => return outcome(Status::Delivered, attempts, last_status, None),
             Verdict::Fail => return outcome(Status::Failed, attempts, last_status, last_error),
             Verdict::Retry { after } => {
-                let retries_so_far = attempts - 1;
-                if retries_so_far >= s.retry.max_retries {
-                    let tries = crate::words::count(u64::from(attempts), "attempt", "attempts");
-                    let msg = last_error.map(|e| format!("{e} (gave up after {tries})"));
-                    return outcome(Status::Failed, attempts, last_status, msg);
+                if spends {
+                    if spent >= s.retry.max_retries {
+                        let tries = crate::words::count(u64::from(attempts), "attempt", "attempts");
+                        let msg = last_error.map(|e| format!("{e} (gave up after {tries})"));
+                        return outcome(Status::Failed, attempts, last_status, msg);
+                    }
+                    spent += 1;
                 }
                 if s.cancel.is_cancelled() {
                     return outcome(Status::Pending, attempts, last_status, last_error);
                 }
                 let delay = match after {
                     Some(d) => {
-                        // The receiver said "slow down": the whole pool waits, not just this event.
-                        s.gate.pause_until(Instant::now() + d);
+                        // No request for this event goes before its Retry-After; the pacer says
+                        // whether the rest of the pool waits too.
+                        s.pacer.retry_after(d);
                         d
                     }
-                    None => s.retry.backoff.next_delay(retries_so_far),
+                    // The pool is held for an outage: the probe schedule is the wait.
+                    None if s.pacer.is_out() => Duration::ZERO,
+                    None => s.retry.backoff.next_delay(spent.saturating_sub(1)),
+                };
+                let counted = if spends {
+                    format!("retry {spent}/{}", s.retry.max_retries)
+                } else {
+                    "the webhook looks unreachable, so this retry is not counted".to_owned()
                 };
                 info!(
-                    "{}: {}; retry {}/{} in {}",
+                    "{}: {}; {counted}, in {}",
                     ev.id,
                     last_error.as_deref().unwrap_or("failed"),
-                    retries_so_far + 1,
-                    s.retry.max_retries,
                     humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
                 );
                 s.counters.retrying.fetch_add(1, Relaxed);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use savvy_replay::Rate;
+use savvy_replay::{Rate, RateSetting};
 use savvy_replay::fake::{FakeApi, generate_bookings};
 use savvy_replay::signature;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -373,7 +373,7 @@ async fn idle_connections_closed_by_the_server_are_replaced_without_retries() {
     // Each worker sends at most every 40 ms (usually 80): the connection it used last has been
     // closed by then, and so has a fresh one that waited long for its turn at the rate gate.
     cfg.concurrency = 2;
-    cfg.rate = Rate::per_second(25.0);
+    cfg.rate = RateSetting::Fixed(Rate::per_second(25.0));
 
     let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use savvy_replay::fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig};
-use savvy_replay::{ApiQuery, Backoff, Rate, RetryPolicy, RunConfig, SourceConfig};
+use savvy_replay::{ApiQuery, Backoff, Rate, RateSetting, RetryPolicy, RunConfig, SourceConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -64,7 +64,7 @@ pub fn config_to(api: &FakeApi, webhook_url: &str, ledger: &Path) -> RunConfig {
     RunConfig {
         signing_secret: Some(SecretString::from(SECRET)),
         timeout: Duration::from_secs(5),
-        rate: Rate::UNLIMITED,
+        rate: RateSetting::Fixed(Rate::UNLIMITED),
         retry: RetryPolicy {
             backoff: Backoff { initial: Duration::from_millis(10), max: Duration::from_secs(2) },
             max_retries: 10,
