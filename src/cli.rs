@@ -304,6 +304,10 @@ pub struct ReceiverArgs {
     /// A token bucket of R requests/s: 429 with `Retry-After: 1` above it.
     #[arg(long, value_name = "R", value_parser = parse_capacity)]
     pub capacity: Option<f64>,
+    /// The --capacity changes over time, counted from the first request: 10s=75,20s=300 takes 75/s
+    /// from 10 s on and 300/s from 20 s on.
+    #[arg(long, value_name = "T=R,…", value_parser = parse_capacity_steps)]
+    pub capacity_steps: Option<CapacitySteps>,
     /// At most N requests per fixed window, e.g. 600/1m: 429 with `Retry-After` = seconds to its end.
     #[arg(long, value_name = "N/DURATION", value_parser = clap::value_parser!(Quota))]
     pub quota: Option<Quota>,
@@ -342,6 +346,23 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
 
 pub fn parse_rate_setting(s: &str) -> Result<RateSetting, String> {
     s.parse()
+}
+
+/// `--capacity-steps`: `(after the first request, requests/s)`, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySteps(pub Vec<(Duration, f64)>);
+
+pub fn parse_capacity_steps(s: &str) -> Result<CapacitySteps, String> {
+    let bad = || format!("`{s}` is not a list of capacity steps; write it like 10s=75,20s=300");
+    let steps = s
+        .split(',')
+        .map(|step| {
+            let (at, rate) = step.split_once('=').ok_or_else(bad)?;
+            let at = humantime::parse_duration(at.trim()).map_err(|_| bad())?;
+            Ok((at, parse_capacity(rate.trim())?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(CapacitySteps(steps))
 }
 
 /// `--give-up-after`: a duration, or `0` for never ([`Duration::ZERO`]).
@@ -461,6 +482,11 @@ mod tests {
         assert!(parse_fraction("1.5").is_err());
         assert_eq!(parse_capacity("300/s").unwrap(), 300.0);
         assert!(parse_capacity("0").is_err() && parse_capacity("unlimited").is_err());
+        assert_eq!(
+            parse_capacity_steps("10s=75, 20s=300/s").unwrap().0,
+            [(Duration::from_secs(10), 75.0), (Duration::from_secs(20), 300.0)]
+        );
+        assert!(parse_capacity_steps("10s:75").unwrap_err().contains("10s=75,20s=300"));
         assert_eq!(parse_give_up_after("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_give_up_after("0").unwrap(), Duration::ZERO);
         assert!(parse_give_up_after("soon").unwrap_err().contains("0 to never"));

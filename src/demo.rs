@@ -185,6 +185,7 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
 fn limited(args: &ReceiverArgs) -> ReceiverConfig {
     ReceiverConfig {
         capacity: args.capacity,
+        capacity_steps: args.capacity_steps.clone().map(|s| s.0).unwrap_or_default(),
         quota: args.quota,
         max_in_flight: args.max_in_flight,
         latency: args.latency,
@@ -197,6 +198,11 @@ fn describe_limits(args: &ReceiverArgs) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(r) = args.capacity {
         parts.push(format!("takes at most {r} requests/s (429 above)"));
+    }
+    if let Some(steps) = &args.capacity_steps {
+        let steps: Vec<String> =
+            steps.0.iter().map(|(at, r)| format!("{r}/s after {}", humantime::format_duration(*at))).collect();
+        parts.push(format!("changes its capacity to {}", steps.join(", then ")));
     }
     if let Some(q) = args.quota {
         parts.push(format!(

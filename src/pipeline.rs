@@ -22,8 +22,8 @@ use crate::deliver::{self, Deliverer, Target};
 use crate::error::RunError;
 use crate::event::Event;
 use crate::ledger::Ledger;
-use crate::producer::{Produced, open_source, produced, spawn_producer};
 use crate::pacing::{ControllerSettings, Mode, OutageSettings, Pacer, RateSetting};
+use crate::producer::{Produced, open_source, produced, spawn_producer};
 use crate::progress::{Counters, Progress};
 use crate::report::{DryRun, RateSummary, Report, Summary};
 use crate::source::Source;
@@ -64,15 +64,8 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let capacity = (2 * 100).max(2 * cfg.concurrency);
     // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4).
     let stop = cancel.child_token();
-    let (rx, producer) = spawn_producer(
-        source,
-        cfg.select,
-        cfg.resume,
-        Some(ledger.handle()),
-        counters.clone(),
-        capacity,
-        stop.clone(),
-    );
+    let (rx, producer) =
+        spawn_producer(source, cfg.select, cfg.resume, Some(ledger.handle()), counters.clone(), capacity, stop.clone());
 
     if cfg.dry_run {
         let from = match account {

@@ -198,10 +198,9 @@ impl Lane {
 impl Gate {
     /// A gate at the fixed `rate`.
     pub fn new(rate: Rate, burst: u32) -> Gate {
-        let limiter = rate.get().map(|per_sec| Limiter {
-            burst,
-            queue: tokio::sync::Mutex::new(Lane::new(per_sec, burst, None)),
-        });
+        let limiter = rate
+            .get()
+            .map(|per_sec| Limiter { burst, queue: tokio::sync::Mutex::new(Lane::new(per_sec, burst, None)) });
         Gate {
             limiter,
             origin: Instant::now(),

@@ -120,7 +120,9 @@ impl Summary {
                 s.push_str(&format!("  responses: {}\n", codes.join(", ")));
             }
             if let (RateMode::Auto, Some(r)) = (self.rate.mode, self.rate.final_per_sec) {
-                s.push_str(&format!("  --rate auto settled on {r:.1}/s (the next auto run to this webhook starts there)\n"));
+                s.push_str(&format!(
+                    "  --rate auto settled on {r:.1}/s (the next auto run to this webhook starts there)\n"
+                ));
             }
         }
         s

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use savvy_replay::{Rate, RateSetting};
 use savvy_replay::fake::{FakeApi, generate_bookings};
 use savvy_replay::signature;
+use savvy_replay::{Rate, RateSetting};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;

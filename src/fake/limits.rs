@@ -71,6 +71,31 @@ struct Bucket {
     size: f64,
     tokens: f64,
     last: Instant,
+    /// When the first request came: capacity steps count from it.
+    first: Option<Instant>,
+    /// Capacity steps still to come, `(after the first request, rate)`, latest first.
+    steps: Vec<(Duration, f64)>,
+}
+
+impl Bucket {
+    fn new(rate: f64, now: Instant) -> Bucket {
+        let size = (rate * BUCKET.as_secs_f64()).max(1.0);
+        Bucket { rate, size, tokens: size, last: now, first: None, steps: Vec::new() }
+    }
+
+    /// Takes the capacity steps that are due at `now`.
+    fn step(&mut self, now: Instant) {
+        let first = *self.first.get_or_insert(now);
+        while let Some(&(at, rate)) = self.steps.last() {
+            if now.saturating_duration_since(first) < at {
+                break;
+            }
+            self.steps.pop();
+            self.rate = rate;
+            self.size = (rate * BUCKET.as_secs_f64()).max(1.0);
+            self.tokens = self.tokens.min(self.size);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -98,10 +123,7 @@ impl Limits {
         latency: Option<Duration>,
     ) -> Limits {
         let origin = Instant::now();
-        let bucket = capacity.filter(|r| r.is_finite() && *r > 0.0).map(|rate| {
-            let size = (rate * BUCKET.as_secs_f64()).max(1.0);
-            Mutex::new(Bucket { rate, size, tokens: size, last: origin })
-        });
+        let bucket = capacity.filter(|r| r.is_finite() && *r > 0.0).map(|rate| Mutex::new(Bucket::new(rate, origin)));
         Limits {
             origin,
             bucket,
@@ -109,6 +131,22 @@ impl Limits {
             max_in_flight: max_in_flight.map(|k| (k, AtomicU32::new(0))),
             latency: latency.filter(|d| !d.is_zero()),
         }
+    }
+
+    /// The token bucket's rate changes to R at each T after the first request (`(T, R)`); with no
+    /// `--capacity` the first step's rate is where it starts.
+    pub(crate) fn with_capacity_steps(mut self, mut steps: Vec<(Duration, f64)>) -> Limits {
+        steps.retain(|(_, r)| r.is_finite() && *r > 0.0);
+        if steps.is_empty() {
+            return self;
+        }
+        steps.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        let bucket = self.bucket.get_or_insert_with(|| {
+            let first = steps.last().map_or(1.0, |(_, r)| *r);
+            Mutex::new(Bucket::new(first, self.origin))
+        });
+        bucket.get_mut().unwrap_or_else(PoisonError::into_inner).steps = steps;
+        self
     }
 
     /// How long every answer takes, if set.
@@ -132,6 +170,7 @@ impl Limits {
         let now = Instant::now();
         if let Some(bucket) = &self.bucket {
             let mut b = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+            b.step(now);
             let refill = now.saturating_duration_since(b.last).as_secs_f64() * b.rate;
             b.tokens = (b.tokens + refill).min(b.size);
             b.last = now;
@@ -182,6 +221,19 @@ mod tests {
         let admitted = (0..20).filter(|_| limits.admit().is_ok()).count();
         assert!((5..=8).contains(&admitted), "{admitted}");
         assert_eq!(limits.admit().err(), Some(Refusal::TooMany { retry_after_secs: 1 }));
+    }
+
+    #[test]
+    fn capacity_steps_change_the_bucket_from_the_first_request_on() {
+        let later = vec![(Duration::from_secs(3600), 5.0)];
+        let limits = Limits::new(Some(1000.0), None, None, None).with_capacity_steps(later);
+        let admitted = (0..300).filter(|_| limits.admit().is_ok()).count();
+        assert!((100..=130).contains(&admitted), "a step not yet due changes nothing: {admitted}");
+        // A step due at the first request shrinks the bucket at once: 5/s holds one request.
+        let now = vec![(Duration::ZERO, 5.0), (Duration::from_secs(3600), 1000.0)];
+        let limits = Limits::new(Some(1000.0), None, None, None).with_capacity_steps(now);
+        let admitted = (0..300).filter(|_| limits.admit().is_ok()).count();
+        assert!((1..=2).contains(&admitted), "{admitted}");
     }
 
     #[test]

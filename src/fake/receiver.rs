@@ -57,6 +57,9 @@ pub struct ReceiverConfig {
     pub seed: u64,
     /// `--capacity R`: a token bucket of R requests/s; 429 + `Retry-After: 1` above it.
     pub capacity: Option<f64>,
+    /// `--capacity-steps`: the token bucket's rate changes to R at each time T after the first
+    /// request, `(T, R)` in order of time (capacity steps, for trying `--rate auto`).
+    pub capacity_steps: Vec<(Duration, f64)>,
     /// `--quota N/DURATION`: N per fixed window; 429 + `Retry-After` = seconds to its end.
     pub quota: Option<Quota>,
     /// `--max-in-flight K`: 503 above K concurrent requests.
@@ -77,6 +80,7 @@ impl Default for ReceiverConfig {
             record: false,
             seed: 0,
             capacity: None,
+            capacity_steps: Vec::new(),
             quota: None,
             max_in_flight: None,
             latency: None,
@@ -208,6 +212,11 @@ impl Receiver {
         self.state.fail_rate.store(clamp_rate(fail_rate).to_bits(), Ordering::Relaxed);
     }
 
+    /// While `down`, every request is answered 503 (an outage of the whole receiver).
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::Release);
+    }
+
     /// Calls `f` for every delivery, after deciding the answer and before sending it. Replaces any
     /// earlier observer. Keep it quick: it runs on the request path.
     pub fn on_delivery(&self, f: impl Fn(&Delivery) + Send + Sync + 'static) {
@@ -259,6 +268,8 @@ struct ReceiverState {
     reject_ids: RwLock<HashSet<String>>,
     accepted_ids: Mutex<HashSet<String>>,
     deliveries: Mutex<Vec<Delivery>>,
+    /// Answer 503 to everything (an outage), see [`Receiver::set_down`].
+    down: AtomicBool,
     /// Whether `observer` is set, so the common case skips the lock.
     observing: AtomicBool,
     observer: RwLock<Option<Observer>>,
@@ -312,9 +323,11 @@ impl ReceiverState {
             reject_ids: RwLock::new(config.reject_ids.into_iter().collect()),
             accepted_ids: Mutex::new(HashSet::new()),
             deliveries: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
             observing: AtomicBool::new(false),
             observer: RwLock::new(None),
-            limits: Limits::new(config.capacity, config.quota, config.max_in_flight, config.latency),
+            limits: Limits::new(config.capacity, config.quota, config.max_in_flight, config.latency)
+                .with_capacity_steps(config.capacity_steps),
         }
     }
 
@@ -357,6 +370,7 @@ impl ReceiverState {
         // The in-flight place is held until the answer is made.
         let admission = self.limits.admit();
         let verdict = match &admission {
+            _ if self.down.load(Ordering::Acquire) => Verdict::Unavailable,
             Err(refusal) => Verdict::Limited(*refusal),
             Ok(_) => self.decide(event_id.as_deref(), signature_ok),
         };

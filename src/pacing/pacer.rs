@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Controller, ControllerSettings, Outcome, OutageDetector, OutageSettings, OutageState, Permit};
+use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Outcome, Permit};
 use crate::progress::PaceStatus;
 use crate::rate::{Gate, Rate};
 
@@ -169,10 +169,7 @@ impl Pacer {
         self.out.store(inner.detector.is_out(), Ordering::Release);
         match (before, state) {
             (OutageState::Up, OutageState::Outage { since, .. }) => {
-                warn!(
-                    "the webhook is unreachable ({}): holding the pool and sending one probe at a time",
-                    inner.cause
-                );
+                warn!("the webhook is unreachable ({}): holding the pool and sending one probe at a time", inner.cause);
                 self.status.outage(Some(self.now().saturating_sub(since)));
             }
             (OutageState::Outage { since, .. }, OutageState::Up) => {
@@ -211,8 +208,7 @@ impl Pacer {
     fn give_up(&self) {
         let cause = lock(&self.outage).cause.clone();
         let limit = self.give_up_after.unwrap_or_default();
-        let message =
-            format!("the webhook has been unreachable for {}: {cause}", humantime::format_duration(limit));
+        let message = format!("the webhook has been unreachable for {}: {cause}", humantime::format_duration(limit));
         let mut gave_up = lock(&self.gave_up);
         if gave_up.is_none() {
             warn!("{message}; stopping (the events not delivered stay pending for the next run)");
@@ -289,7 +285,10 @@ mod tests {
         assert_eq!(cause(Outcome::Connection, refused), "connection refused");
         assert_eq!(cause(Outcome::Connection, Some("connection failed: Connection reset by peer")), "connection reset");
         assert_eq!(cause(Outcome::Timeout, None), "no answer within --timeout");
-        assert_eq!(cause(Outcome::Unavailable { status: 503, retry_after: None }, Some("HTTP 503: busy")), "answering 503");
+        assert_eq!(
+            cause(Outcome::Unavailable { status: 503, retry_after: None }, Some("HTTP 503: busy")),
+            "answering 503"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -330,8 +329,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_probe_that_gets_through_ends_the_outage() {
-        let settings =
-            OutageSettings { probe_initial: Duration::from_millis(500), probe_max: Duration::from_secs(2), give_up_after: None };
+        let settings = OutageSettings {
+            probe_initial: Duration::from_millis(500),
+            probe_max: Duration::from_secs(2),
+            give_up_after: None,
+        };
         let status = Arc::new(PaceStatus::default());
         let p = Pacer::new(Mode::Fixed(Rate::per_second(100.0)), 1, settings, CancellationToken::new(), status.clone());
         for _ in 0..60 {

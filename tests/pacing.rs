@@ -1,0 +1,140 @@
+//! Pacing with the real binary (issue 10): `--rate auto` against a receiver with a capacity, an
+//! outage mid-run, a dead webhook (exit 4), and the settled rate remembered across runs. Lenient
+//! on purpose: what is asserted is counts and order, never how fast.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use savvy_replay::fake::{Receiver, ReceiverConfig, generate_bookings};
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// `args` with `flag` set to `value`, replacing the value it had.
+fn set(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args[i + 1] = value.to_owned(),
+        None => args.extend(strings(&[flag, value])),
+    }
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_delivers_everything_to_a_receiver_with_a_capacity_and_remembers_where_it_settled() {
+    let api = api(generate_bookings(250, 21), vec![]).await;
+    let rcv = receiver(ReceiverConfig { capacity: Some(80.0), ..signed_receiver() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let mut args = run_args(&api, &rcv, &ledger);
+    args.extend(strings(&["--rate", "auto", "--json", "-v", "--concurrency", "8"]));
+
+    let out = run_bin(&args).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let s = summary(&out);
+    assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64()), (Some(250), Some(0)), "{stderr}");
+    assert_eq!(accepted_per_event(&rcv.deliveries()).len(), 250);
+    assert_eq!(s["rate"]["mode"], "auto");
+    let settled = s["rate"]["final_per_sec"].as_f64().expect("an auto run says where it settled");
+    assert!(settled > 0.0, "{s}");
+    assert!(stderr.contains("--rate auto starts at 10.0/s"), "{stderr}");
+    assert!(stderr.contains(&format!("--rate auto settled on {settled:.1}/s")), "{stderr}");
+
+    // The next auto run to the same webhook starts where this one settled.
+    args.push("--fresh".into());
+    let out = run_bin(&args).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--rate auto starts at {settled:.1}/s, where the last run for this target settled")),
+        "{stderr}"
+    );
+    let dry = run_bin(&[args.clone(), strings(&["--dry-run"])].concat()).await;
+    assert!(text(&dry.stderr).contains("--rate auto starts from"), "{}", text(&dry.stderr));
+    assert_eq!(summary(&dry)["rate"], serde_json::json!({"mode": "auto", "final_per_sec": null}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_mid_run_fails_no_event() {
+    let api = api(generate_bookings(300, 22), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    // Two retries per event would not survive three seconds of 503s without the outage pause.
+    args.extend(strings(&["--rate", "100", "--concurrency", "4", "--max-retries", "2", "--json"]));
+    let args = set(set(args, "--retry-initial", "100ms"), "--retry-max", "500ms");
+    let run = tokio::spawn(async move { run_bin(&args).await });
+    // A whole-receiver outage of three seconds, once a third of the events are in.
+    wait_for(30, || rcv.stats().accepted >= 100).await;
+    rcv.set_down(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = rcv.stats().transient;
+    rcv.set_down(false);
+
+    let out = run.await.unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let s = summary(&out);
+    assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64()), (Some(300), Some(0)), "{stderr}");
+    assert_eq!(accepted_per_event(&rcv.deliveries()).len(), 300);
+    // The pool held and probed: the outage was noticed, then its end, in that order.
+    let noticed = stderr.find("the webhook is unreachable (answering 503)").unwrap_or_else(|| panic!("{stderr}"));
+    let ended = stderr.find("the webhook answers again").unwrap_or_else(|| panic!("{stderr}"));
+    assert!(noticed < ended, "{stderr}");
+    // At 100/s, three seconds of sending would be 300 requests; holding sends far fewer.
+    assert!(during < 150, "{during} requests during the outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_webhook_gives_up_with_exit_4_and_a_rerun_delivers_the_rest() {
+    // A port with nothing listening on it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{addr}/webhook");
+    let api = api(generate_bookings(30, 23), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let args = strings(&[
+        "run",
+        "--api-base",
+        &api.base_url(),
+        "--webhook-url",
+        &url,
+        "--ledger",
+        &ledger.display().to_string(),
+        "--retry-initial",
+        "100ms",
+        "--retry-max",
+        "500ms",
+        "--max-retries",
+        "1",
+        "--give-up-after",
+        "3s",
+        "--json",
+    ]);
+
+    let out = run_bin(&args).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("the webhook has been unreachable for 3s: connection refused"), "{stderr}");
+    let s = summary(&out);
+    assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64()), (Some(0), Some(0)), "no event failed: {stderr}");
+    assert_eq!(s["interrupted"], false);
+    let status = bin_status(&ledger).await;
+    assert!(status["pending"].as_u64().unwrap() >= 1 && status["failed"] == 0, "{status}");
+
+    // The webhook comes back: the same command delivers everything.
+    let rcv = Receiver::start_on(addr, ReceiverConfig { record: true, ..signed_receiver() }).await.unwrap();
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(accepted_per_event(&rcv.deliveries()).len(), 30);
+}
+
+/// `status --json` for the one target in `ledger`.
+async fn bin_status(ledger: &std::path::Path) -> serde_json::Value {
+    let out = run_bin(&strings(&["status", "--json", "--ledger", &ledger.display().to_string()])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap()
+}
