@@ -12,6 +12,8 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::pacing::PaceStatus;
+
 /// Live counters of a run, shared by the producer, the workers and the progress bar.
 pub struct Counters {
     /// Events read from the source, before selection.
@@ -35,84 +37,6 @@ pub struct Counters {
     latency_us: Mutex<Histogram<u64>>,
     /// The rate and the pool's pauses, as [`crate::pacing::Pacer`] sets them.
     pub pace: Arc<PaceStatus>,
-}
-
-/// What pacing shows on the bar: the current rate and why the pool is held. Atomics, written by
-/// the pacer when something changes, read ten times a second by the bar.
-#[derive(Debug, Default)]
-pub struct PaceStatus {
-    /// Requests per second × 1000; 0 is unlimited.
-    rate_milli: AtomicU64,
-    auto: AtomicBool,
-    /// Unix milliseconds until a pool-wide pause (`Retry-After`) ends; 0 for none.
-    paused_until_ms: AtomicU64,
-    /// Unix milliseconds since the webhook has been unreachable; 0 while it answers.
-    outage_since_ms: AtomicU64,
-}
-
-fn unix_ms() -> u64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl PaceStatus {
-    /// The current rate (`None`: unlimited), and whether `--rate auto` sets it.
-    pub fn set_rate(&self, per_sec: Option<f64>, auto: bool) {
-        let milli = per_sec.filter(|r| r.is_finite() && *r > 0.0).map_or(0, |r| ((r * 1000.0).round() as u64).max(1));
-        self.rate_milli.store(milli, Relaxed);
-        self.auto.store(auto, Relaxed);
-    }
-
-    /// Requests per second now; `None` is unlimited.
-    pub fn rate(&self) -> Option<f64> {
-        let milli = self.rate_milli.load(Relaxed);
-        (milli > 0).then(|| milli as f64 / 1000.0)
-    }
-
-    pub fn is_auto(&self) -> bool {
-        self.auto.load(Relaxed)
-    }
-
-    /// The pool is held for `d` from now (pauses only extend).
-    pub fn pause_for(&self, d: Duration) {
-        self.paused_until_ms.fetch_max(unix_ms().saturating_add(millis(d)), Relaxed);
-    }
-
-    /// How much longer the pool is held, if it is.
-    pub fn paused_for(&self) -> Option<Duration> {
-        let left = self.paused_until_ms.load(Relaxed).saturating_sub(unix_ms());
-        (left > 0).then(|| Duration::from_millis(left))
-    }
-
-    /// The webhook has been unreachable for `for_` already (`None`: it answers again).
-    pub fn outage(&self, for_: Option<Duration>) {
-        let since = for_.map_or(0, |d| unix_ms().saturating_sub(millis(d)).max(1));
-        self.outage_since_ms.store(since, Relaxed);
-    }
-
-    /// For how long the webhook has been unreachable, if it is.
-    pub fn outage_for(&self) -> Option<Duration> {
-        let since = self.outage_since_ms.load(Relaxed);
-        (since > 0).then(|| Duration::from_millis(unix_ms().saturating_sub(since)))
-    }
-
-    /// The bar's words: `auto 187/s`, and a pause or outage when there is one.
-    fn describe(&self) -> String {
-        let mut s = match (self.rate(), self.is_auto()) {
-            (Some(r), true) => format!(" · auto {r:.0}/s"),
-            _ => String::new(),
-        };
-        if let Some(d) = self.outage_for() {
-            s.push_str(&format!(" · webhook unreachable {}s, probing", d.as_secs()));
-        } else if let Some(d) = self.paused_for() {
-            s.push_str(&format!(" · paused {:.1}s (Retry-After)", d.as_secs_f64()));
-        }
-        s
-    }
 }
 
 impl Default for Counters {

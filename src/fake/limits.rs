@@ -105,11 +105,21 @@ struct Window {
     used: u32,
 }
 
+/// A receiver that never refuses but serves at most `rate` requests a second: past it, requests
+/// queue and every answer comes later (a latency knee).
+#[derive(Debug)]
+struct Knee {
+    rate: f64,
+    /// When the server is next free to start a request.
+    next_free: Instant,
+}
+
 /// The configured limits of one receiver.
 #[derive(Debug)]
 pub(crate) struct Limits {
     origin: Instant,
     bucket: Option<Mutex<Bucket>>,
+    knee: Option<Mutex<Knee>>,
     window: Option<Mutex<Window>>,
     max_in_flight: Option<(u32, AtomicU32)>,
     latency: Option<Duration>,
@@ -127,6 +137,7 @@ impl Limits {
         Limits {
             origin,
             bucket,
+            knee: None,
             window: quota.map(|quota| Mutex::new(Window { quota, index: 0, used: 0 })),
             max_in_flight: max_in_flight.map(|k| (k, AtomicU32::new(0))),
             latency: latency.filter(|d| !d.is_zero()),
@@ -149,9 +160,26 @@ impl Limits {
         self
     }
 
-    /// How long every answer takes, if set.
+    /// Past `rate` requests a second, answers queue instead of being refused (see [`Knee`]).
+    pub(crate) fn with_latency_knee(mut self, rate: Option<f64>) -> Limits {
+        self.knee =
+            rate.filter(|r| r.is_finite() && *r > 0.0).map(|rate| Mutex::new(Knee { rate, next_free: self.origin }));
+        self
+    }
+
+    /// How long this answer takes: `--latency`, plus the wait in the knee's queue.
     pub(crate) fn latency(&self) -> Option<Duration> {
-        self.latency
+        let queued = self.knee.as_ref().map(|knee| {
+            let mut k = knee.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let start = k.next_free.max(now);
+            k.next_free = start + Duration::from_secs_f64(1.0 / k.rate);
+            start - now
+        });
+        match (self.latency, queued) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+        }
     }
 
     /// Admits a request now, or says how it is refused. In-flight first (a 503 costs no token),
@@ -234,6 +262,15 @@ mod tests {
         let limits = Limits::new(Some(1000.0), None, None, None).with_capacity_steps(now);
         let admitted = (0..300).filter(|_| limits.admit().is_ok()).count();
         assert!((1..=2).contains(&admitted), "{admitted}");
+    }
+
+    #[test]
+    fn past_the_knee_answers_queue_instead_of_failing() {
+        let limits = Limits::new(None, None, None, None).with_latency_knee(Some(100.0));
+        let waits: Vec<Duration> = (0..5).map(|_| limits.latency().unwrap()).collect();
+        // Five at once at 100/s: each waits 10 ms more than the one before.
+        assert!(waits[0] < Duration::from_millis(5), "{waits:?}");
+        assert!(waits[4] >= Duration::from_millis(35) && waits[4] <= Duration::from_millis(41), "{waits:?}");
     }
 
     #[test]

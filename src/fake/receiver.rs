@@ -66,6 +66,9 @@ pub struct ReceiverConfig {
     pub max_in_flight: Option<u32>,
     /// `--latency DURATION`: every answer takes this long.
     pub latency: Option<Duration>,
+    /// A latency knee at R requests/s: never refuses, but past R requests queue and every answer
+    /// comes later (for the adaptive-pacing benchmark).
+    pub latency_knee: Option<f64>,
 }
 
 impl Default for ReceiverConfig {
@@ -84,6 +87,7 @@ impl Default for ReceiverConfig {
             quota: None,
             max_in_flight: None,
             latency: None,
+            latency_knee: None,
         }
     }
 }
@@ -327,7 +331,8 @@ impl ReceiverState {
             observing: AtomicBool::new(false),
             observer: RwLock::new(None),
             limits: Limits::new(config.capacity, config.quota, config.max_in_flight, config.latency)
-                .with_capacity_steps(config.capacity_steps),
+                .with_capacity_steps(config.capacity_steps)
+                .with_latency_knee(config.latency_knee),
         }
     }
 

@@ -30,10 +30,12 @@ pub mod outage;
 pub mod pacer;
 #[cfg(test)]
 mod sim;
+pub mod status;
 
 pub use controller::{Controller, ControllerSettings};
 pub use outage::{OutageDetector, OutageSettings, OutageState, Permit};
 pub use pacer::{Mode, Pacer, Turn};
+pub use status::PaceStatus;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};

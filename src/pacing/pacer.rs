@@ -16,8 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Outcome, Permit};
-use crate::progress::PaceStatus;
+use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Outcome, PaceStatus, Permit};
 use crate::rate::{Gate, Rate};
 
 /// How a run paces: a fixed rate, or `auto` with what the controller needs.

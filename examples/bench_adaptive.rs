@@ -1,0 +1,311 @@
+//! How well `--rate auto` finds a receiver's capacity (issue 10), used by
+//! `scripts/bench-adaptive.sh`.
+//!
+//! For each receiver it starts the embedded webhook receiver with a capacity of its own (recording
+//! every request's arrival and answer), runs the real pipeline into it from a generated NDJSON
+//! file for a fixed time, and stops the run (as Ctrl-C would). It does so with `--rate auto` and,
+//! beside it, with a fixed rate of 1.25·C and 0.8·C. From the receiver's record it reports:
+//!
+//! * goodput/C: requests accepted from `--steady` seconds on, over what the receiver could take
+//!   in that time (C × the time; for the capacity step, its mean capacity);
+//! * rejected: the share of all requests the receiver refused (429/503);
+//! * settled in (auto only): when the sending rate first stays within [0.8·C, 1.05·C] for a whole
+//!   second (for the capacity step: after the step down, counted from the step).
+//!
+//! It also draws the capacity step (requests sent and accepted per second against the capacity)
+//! as an SVG with `plotters`, a dev-dependency only: the product binary does not carry it.
+//!
+//! Usage: `cargo run --release --example bench_adaptive -- [--secs S] [--steady S] [--svg PATH]
+//! [--only NAME]` (defaults: 20 s per run, steady from 5 s, docs/adaptive-step.svg).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use plotters::prelude::*;
+use savvy_replay::fake::{Delivery, Quota, Receiver, ReceiverConfig, generate_bookings};
+use savvy_replay::{Rate, RateSetting, Resume, RunConfig, SourceConfig};
+use tokio_util::sync::CancellationToken;
+
+struct Args {
+    secs: f64,
+    steady: f64,
+    svg: PathBuf,
+    only: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args { secs: 20.0, steady: 5.0, svg: PathBuf::from("docs/adaptive-step.svg"), only: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--secs" => args.secs = value()?.parse().map_err(|_| "--secs: not a number")?,
+            "--steady" => args.steady = value()?.parse().map_err(|_| "--steady: not a number")?,
+            "--svg" => args.svg = PathBuf::from(value()?),
+            "--only" => args.only = Some(value()?),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if args.secs <= args.steady {
+        return Err("--secs must be longer than --steady".into());
+    }
+    Ok(args)
+}
+
+/// One receiver to try: its name, its capacity C (requests/s) and its configuration.
+struct Scenario {
+    name: &'static str,
+    capacity: f64,
+    receiver: ReceiverConfig,
+    /// For the capacity step: `(from, capacity)` over the run.
+    steps: Vec<(f64, f64)>,
+}
+
+fn scenarios(secs: f64) -> Vec<Scenario> {
+    let bucket = |name, c: f64| Scenario {
+        name,
+        capacity: c,
+        receiver: ReceiverConfig { capacity: Some(c), ..ReceiverConfig::default() },
+        steps: Vec::new(),
+    };
+    let third = secs / 3.0;
+    vec![
+        bucket("token bucket", 50.0),
+        bucket("token bucket", 300.0),
+        bucket("token bucket", 2000.0),
+        Scenario {
+            name: "quota 1,000 per 10 s",
+            capacity: 100.0,
+            receiver: ReceiverConfig {
+                quota: Some(Quota { n: 1000, per: Duration::from_secs(10) }),
+                ..ReceiverConfig::default()
+            },
+            steps: Vec::new(),
+        },
+        Scenario {
+            name: "10 in flight × 20 ms",
+            capacity: 500.0,
+            receiver: ReceiverConfig {
+                max_in_flight: Some(10),
+                latency: Some(Duration::from_millis(20)),
+                ..ReceiverConfig::default()
+            },
+            steps: Vec::new(),
+        },
+        Scenario {
+            name: "latency knee",
+            capacity: 300.0,
+            receiver: ReceiverConfig { latency_knee: Some(300.0), ..ReceiverConfig::default() },
+            steps: Vec::new(),
+        },
+        Scenario {
+            name: "capacity step 300→75→300",
+            capacity: 300.0,
+            receiver: ReceiverConfig {
+                capacity: Some(300.0),
+                capacity_steps: vec![
+                    (Duration::from_secs_f64(third), 75.0),
+                    (Duration::from_secs_f64(2.0 * third), 300.0),
+                ],
+                ..ReceiverConfig::default()
+            },
+            steps: vec![(0.0, 300.0), (third, 75.0), (2.0 * third, 300.0)],
+        },
+    ]
+}
+
+/// What a run looked like from the receiver: (seconds since the first request, accepted).
+fn timeline(deliveries: &[Delivery]) -> Vec<(f64, bool)> {
+    let Some(first) = deliveries.iter().map(|d| d.at).min() else { return Vec::new() };
+    let mut t: Vec<(f64, bool)> =
+        deliveries.iter().map(|d| (d.at.duration_since(first).as_secs_f64(), (200..300).contains(&d.status))).collect();
+    t.sort_by(|a, b| a.0.total_cmp(&b.0));
+    t
+}
+
+struct Measured {
+    goodput: f64,
+    rejected: f64,
+    settled: Option<f64>,
+    timeline: Vec<(f64, bool)>,
+}
+
+/// Requests in `[from, from + 1 s)`.
+fn sent_in_second(t: &[(f64, bool)], from: f64) -> usize {
+    t.iter().filter(|(at, _)| *at >= from && *at < from + 1.0).count()
+}
+
+/// The first time from `after` on when a whole second's requests are within [0.8·C, 1.05·C],
+/// counted from `after`.
+fn settle_time(t: &[(f64, bool)], after: f64, until: f64, c: f64) -> Option<f64> {
+    let mut at = after;
+    while at + 1.0 <= until {
+        let n = sent_in_second(t, at) as f64;
+        if n >= 0.8 * c && n <= 1.05 * c {
+            return Some(at + 1.0 - after);
+        }
+        at += 0.1;
+    }
+    None
+}
+
+async fn run_one(
+    s: &Scenario,
+    rate: RateSetting,
+    args: &Args,
+    input: &std::path::Path,
+) -> Result<Measured, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let receiver = Receiver::start(ReceiverConfig { record: true, ..s.receiver.clone() }).await?;
+    let cfg = RunConfig {
+        concurrency: 32,
+        rate,
+        ledger: dir.path().join("ledger.db"),
+        resume: Resume::Fresh,
+        quiet: true,
+        ..RunConfig::new(SourceConfig::File(input.to_owned()), receiver.url().parse()?)
+    };
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let secs = args.secs;
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        stop.cancel();
+    });
+    savvy_replay::run(cfg, cancel).await?;
+    let t = timeline(&receiver.deliveries());
+    receiver.shutdown().await;
+    let end = t.last().map_or(0.0, |(at, _)| *at).min(secs);
+    let steady: Vec<_> = t.iter().filter(|(at, _)| *at >= args.steady && *at < end).collect();
+    let accepted = steady.iter().filter(|(_, ok)| *ok).count() as f64;
+    let goodput = if end > args.steady { accepted / capacity_between(s, args.steady, end) } else { f64::NAN };
+    let rejected = t.iter().filter(|(_, ok)| !*ok).count() as f64 / (t.len().max(1) as f64);
+    let settled = match s.steps.get(1) {
+        Some(&(step, low)) => settle_time(&t, step, end, low),
+        None => settle_time(&t, 0.0, end, s.capacity),
+    };
+    Ok(Measured { goodput, rejected, settled, timeline: t })
+}
+
+/// Requests the receiver could take in `[from, to)`: C × the time, or the integral of its steps.
+fn capacity_between(s: &Scenario, from: f64, to: f64) -> f64 {
+    if s.steps.is_empty() {
+        return s.capacity * (to - from);
+    }
+    s.steps
+        .iter()
+        .enumerate()
+        .map(|(i, &(start, c))| {
+            let end = s.steps.get(i + 1).map_or(f64::INFINITY, |(t, _)| *t);
+            c * (end.min(to) - start.max(from)).max(0.0)
+        })
+        .sum()
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// Requests sent and accepted per second in bins of 0.25 s, against the capacity: the chart.
+fn draw_step(
+    path: &std::path::Path,
+    s: &Scenario,
+    t: &[(f64, bool)],
+    secs: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let bin = 0.25;
+    let bins = (secs / bin).ceil() as usize;
+    let mut sent = vec![0.0; bins];
+    let mut ok = vec![0.0; bins];
+    for (at, accepted) in t {
+        let i = (at / bin) as usize;
+        if i < bins {
+            sent[i] += 1.0 / bin;
+            if *accepted {
+                ok[i] += 1.0 / bin;
+            }
+        }
+    }
+    let top = sent.iter().copied().fold(s.capacity, f64::max) * 1.1;
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("--rate auto against a capacity step 300 → 75 → 300 requests/s", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..secs, 0.0..top)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("requests per second").draw()?;
+    let mut capacity = Vec::new();
+    for (i, &(from, c)) in s.steps.iter().enumerate() {
+        let to = s.steps.get(i + 1).map_or(secs, |(t, _)| *t);
+        capacity.push((from, c));
+        capacity.push((to, c));
+    }
+    chart
+        .draw_series(LineSeries::new(capacity, BLACK.stroke_width(2)))?
+        .label("receiver capacity")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    let series = |v: &[f64]| v.iter().enumerate().map(|(i, r)| ((i as f64 + 0.5) * bin, *r)).collect::<Vec<_>>();
+    chart
+        .draw_series(LineSeries::new(series(&sent), BLUE))?
+        .label("sent")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(series(&ok), GREEN))?
+        .label("accepted")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()
+        .map_err(|e| format!("{e}\nusage: bench_adaptive [--secs S] [--steady S] [--svg PATH] [--only NAME]"))?;
+    let dir = tempfile::tempdir()?;
+    // Enough events that no run ends before its time: 1.5 × the fastest rate tried (2,000/s).
+    let input = dir.path().join("events.ndjson");
+    let n = (2000.0 * 1.5 * args.secs) as usize;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input)?);
+    for line in generate_bookings(n, 7) {
+        writeln!(f, "{line}")?;
+    }
+    f.flush()?;
+    drop(f);
+
+    println!(
+        "| receiver | C | auto: goodput/C | rejected | settled in | 1.25·C: goodput/C | rejected | 0.8·C: goodput/C | rejected |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in scenarios(args.secs) {
+        if args.only.as_deref().is_some_and(|o| !s.name.contains(o)) {
+            continue;
+        }
+        let auto = run_one(&s, RateSetting::Auto, &args, &input).await?;
+        let over = run_one(&s, RateSetting::Fixed(Rate::per_second(1.25 * s.capacity)), &args, &input).await?;
+        let under = run_one(&s, RateSetting::Fixed(Rate::per_second(0.8 * s.capacity)), &args, &input).await?;
+        let settled = auto.settled.map_or("not within the run".to_owned(), |t| format!("{t:.1} s"));
+        println!(
+            "| {} | {} | {:.2} | {} | {settled} | {:.2} | {} | {:.2} | {} |",
+            s.name,
+            s.capacity,
+            auto.goodput,
+            pct(auto.rejected),
+            over.goodput,
+            pct(over.rejected),
+            under.goodput,
+            pct(under.rejected)
+        );
+        if !s.steps.is_empty() {
+            draw_step(&args.svg, &s, &auto.timeline, args.secs)?;
+            eprintln!("chart of the capacity step: {}", args.svg.display());
+        }
+    }
+    Ok(())
+}
