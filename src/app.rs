@@ -4,7 +4,8 @@
 //! ([`AppError::exit_code`]): 0 all delivered, 1 some failed, 2 usage or configuration, 3 the
 //! source failed, 130 interrupted.
 
-use std::io::Write;
+use crate::console::{errln, outln};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::CommandFactory;
@@ -15,7 +16,7 @@ use crate::config::{self, FileConfig};
 use crate::error::{AppError, exit};
 use crate::ledger::{self, Status};
 use crate::progress::thousands;
-use crate::report::{is_broken_pipe, open_out, print_report, print_stdout};
+use crate::report::{is_broken_pipe, open_out, print_report};
 use crate::signal::spawn_signal_handler;
 use crate::words;
 use crate::{pipeline, producer};
@@ -36,7 +37,7 @@ pub fn main(cli: Cli) -> ExitCode {
 
 /// The one place an error ends the process: `Error: …` on stderr, and its exit status.
 fn fail(e: &AppError) -> u8 {
-    eprintln!("Error: {e}");
+    errln!("Error: {e}");
     e.exit_code()
 }
 
@@ -53,8 +54,10 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         Command::Demo(args) => crate::demo::demo(&args, &global).await,
         Command::Sink(args) => crate::demo::sink(&args, &global).await,
         Command::Completions { shell } => {
-            let mut out = std::io::stdout();
+            // Into a buffer first: `generate` panics when its writer fails (`| head`).
+            let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "savvy-replay", &mut out);
+            crate::console::stdout(&String::from_utf8_lossy(&out));
             Ok(exit::OK)
         }
     }
@@ -74,18 +77,24 @@ fn init_logging(verbosity: u8, quiet: bool) {
         .with_max_level(level)
         .with_target(verbosity >= 3)
         .with_writer(|| BarAwareStderr)
+        // Its internal errors go to `eprintln!`, which panics once stderr is closed.
+        .log_internal_errors(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
+/// stderr around the progress bar. A failed write is swallowed: the reader has gone (`| head`,
+/// `2>/dev/full`) and the run carries on without its logs.
 struct BarAwareStderr;
 
 impl Write for BarAwareStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        crate::progress::write_stderr(buf)?;
+        let _ = crate::progress::write_stderr(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 
@@ -128,7 +137,7 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> Result<u8, AppError> {
     }
     let ended = producer::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
-    eprintln!("Exported {} to {dest}.", words::count(written, "event", "events"));
+    errln!("Exported {} to {dest}.", words::count(written, "event", "events"));
     if let Some(e) = ended.source_error {
         return Err(e.into());
     }
@@ -145,9 +154,9 @@ fn status(args: &StatusArgs, file: &FileConfig) -> Result<u8, AppError> {
         None => {
             let msg = format!("No ledger at {} yet: nothing has been replayed with it.", path.display());
             if args.json {
-                eprintln!("{msg}")
+                errln!("{msg}")
             } else {
-                println!("{msg}")
+                outln!("{msg}")
             }
             return Ok(exit::OK);
         }
@@ -158,11 +167,11 @@ fn status(args: &StatusArgs, file: &FileConfig) -> Result<u8, AppError> {
             text.push_str(&serde_json::to_string(t).map_err(AppError::Json)?);
             text.push('\n');
         }
-        print_stdout(&text);
+        crate::console::stdout(&text);
         return Ok(exit::OK);
     }
     if targets.is_empty() {
-        println!("The ledger {} holds no outcomes yet.", path.display());
+        outln!("The ledger {} holds no outcomes yet.", path.display());
         return Ok(exit::OK);
     }
     let mut text = String::new();
@@ -198,7 +207,7 @@ fn status(args: &StatusArgs, file: &FileConfig) -> Result<u8, AppError> {
             text.push_str("  export the failed events: savvy-replay failed --out failed.ndjson\n");
         }
     }
-    print_stdout(&text);
+    crate::console::stdout(&text);
     Ok(exit::OK)
 }
 
@@ -216,7 +225,7 @@ fn failed(args: &FailedArgs, file: &FileConfig) -> Result<u8, AppError> {
     match ledger::write_failed(&path, args.webhook_url.as_deref(), args.event_type.as_deref(), &mut out) {
         Ok(n) => {
             let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
-            eprintln!("Wrote {} to {dest}.", words::count(n, "failed event", "failed events"));
+            errln!("Wrote {} to {dest}.", words::count(n, "failed event", "failed events"));
             Ok(exit::OK)
         }
         Err(ledger::LedgerError::Io { error, .. }) if is_broken_pipe(&error) => Ok(exit::OK),

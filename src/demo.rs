@@ -3,6 +3,7 @@
 //! Both use the embedded servers in [`crate::fake`] — the same ones the integration tests use — and
 //! `demo` drives the real pipeline against them, so what it shows is what a real run does.
 
+use crate::console::errln;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -63,7 +64,7 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         _ => return Err(demo_failed("the embedded servers gave unusable addresses")),
     };
     if !global.quiet {
-        eprintln!(
+        errln!(
             "Demo: a fake SavvyCal account at {} with {} bookings, {} of them made before its webhook {webhook_id} \
              (created {webhook_created}), which posts to a local receiver at {}{}.",
             api.base_url(),
@@ -104,7 +105,7 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     print_report(&report, args.json, global.quiet, &ledger);
     let got = receiver.stats();
     if !global.quiet {
-        eprintln!(
+        errln!(
             "Receiver saw {} requests: {} unique events, {} duplicates, {} signature failures, {} answered 503/429.",
             thousands(got.requests),
             thousands(got.unique_accepted),
@@ -161,13 +162,13 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         (Some(_), HexCase::Upper) => "verifying signatures as SavvyCal's docs do: sha256= and uppercase hex, exactly",
         (Some(_), HexCase::Lower) => "verifying signatures in lowercase hex (--signature-hex lower), exactly",
     };
-    eprintln!("Listening on {} ({checking}); press Ctrl-C to stop.", receiver.url());
+    errln!("Listening on {} ({checking}); press Ctrl-C to stop.", receiver.url());
     if let Some(limits) = describe_limits(&args.receiver) {
-        eprintln!("It {limits}.");
+        errln!("It {limits}.");
     }
     wait_for_signal().await;
     let s = receiver.stats();
-    eprintln!(
+    errln!(
         "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {} rejected, {} answered 503/429.",
         thousands(s.requests),
         thousands(s.accepted),

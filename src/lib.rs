@@ -12,10 +12,14 @@
 //! The modules are private to the crate; what `main`, the integration tests and the examples need
 //! is re-exported here, so the compiler can point out code nothing uses.
 
+// Printing goes through `console`, which never panics on a closed pipe or a full disk.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 pub(crate) mod app;
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod connection;
+pub(crate) mod console;
 pub(crate) mod deliver;
 pub(crate) mod demo;
 pub(crate) mod error;

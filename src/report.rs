@@ -1,6 +1,7 @@
 //! The end of a run as the user sees it: the summary in words and as JSON (SPEC §5), the dry-run
 //! report, hints about what to do next, and error lines. Live progress is [`crate::progress`].
 
+use crate::console::errln;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -174,44 +175,37 @@ impl Report {
     }
 }
 
-/// Print a line on stdout; a closed pipe (`| head`) is not an error.
-pub fn print_stdout(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
 /// The end of a run as the user sees it: dry-run report, human summary, hints, JSON.
 pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path) {
     let s = &report.summary;
     if let Some(text) = &report.dry_run_text {
         if json {
-            eprint!("{text}");
+            crate::console::stderr(text);
         } else {
-            print_stdout(text);
+            crate::console::stdout(text);
         }
     } else if !quiet {
-        eprint!("{}", s.human(&report.target, report.pending));
+        crate::console::stderr(&s.human(&report.target, report.pending));
         if let Some(line) = &report.webhook {
-            eprintln!("{line}");
+            errln!("{line}");
         }
     }
     if report.malformed_count > 0 {
-        eprintln!("Error: {} (everything else was processed):", crate::words::skipped_entries(report.malformed_count));
+        errln!("Error: {} (everything else was processed):", crate::words::skipped_entries(report.malformed_count));
         for m in &report.malformed {
-            eprintln!("  {m}");
+            errln!("  {m}");
         }
         if report.malformed_count as usize > report.malformed.len() {
-            eprintln!("  … and {} more", report.malformed_count as usize - report.malformed.len());
+            errln!("  … and {} more", report.malformed_count as usize - report.malformed.len());
         }
     }
     if let Some(e) = &report.ledger_error {
         eprintln!("Error: {e}");
     }
     if let Some(e) = &report.source_error {
-        eprintln!("Error: {e}");
+        errln!("Error: {e}");
         if s.delivered > 0 {
-            eprintln!("The events fetched before the failure were processed; run the same command again to continue.");
+            errln!("The events fetched before the failure were processed; run the same command again to continue.");
         }
     }
     if let Some(cause) = &report.gave_up {
@@ -223,12 +217,12 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
     }
     if !quiet && !s.dry_run && report.gave_up.is_none() {
         if s.interrupted {
-            eprintln!(
+            errln!(
                 "Progress is saved in {}; run the same command again to continue where this run stopped.",
                 ledger_path.display()
             );
         } else if s.failed > 0 {
-            eprintln!(
+            errln!(
                 "{} for good: `savvy-replay status` shows why; `savvy-replay failed --out failed.ndjson` exports them, \
                  and `run --only-failed` retries them.",
                 crate::words::count(s.failed, "event failed", "events failed")
@@ -237,8 +231,8 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
     }
     if json {
         match serde_json::to_string(s) {
-            Ok(line) => print_stdout(&format!("{line}\n")),
-            Err(e) => eprintln!("Error: cannot write the JSON summary: {e}"),
+            Ok(line) => crate::console::stdout(&format!("{line}\n")),
+            Err(e) => errln!("Error: cannot write the JSON summary: {e}"),
         }
     }
 }

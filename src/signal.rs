@@ -5,6 +5,7 @@
 
 use tokio_util::sync::CancellationToken;
 
+use crate::console::errln;
 use crate::error::exit;
 
 /// Ctrl-C or SIGTERM once: cancel gracefully. Twice: exit at once (the ledger's transactions keep
@@ -12,12 +13,13 @@ use crate::error::exit;
 pub fn spawn_signal_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!(
+        // Cancel before saying so: nothing the message does may stand between Ctrl-C and the stop.
+        cancel.cancel();
+        errln!(
             "\nInterrupted: finishing the requests in flight and saving progress (press Ctrl-C again to quit at once)"
         );
-        cancel.cancel();
         wait_for_signal().await;
-        eprintln!("Quit at once; the ledger is consistent, run the same command again to continue.");
+        errln!("Quit at once; the ledger is consistent, run the same command again to continue.");
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
 }

@@ -1,0 +1,215 @@
+//! Output never panics, and signals always work (issue #8, item 1; SPEC §3): a closed stderr (a
+//! pipe to `head`), a full disk behind stdout or stderr, Ctrl-C after the reader of stderr has
+//! gone, and the second Ctrl-C that quits at once. All through the real binary.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use savvy_replay::fake::{ReceiverConfig, generate_bookings};
+use tokio::io::AsyncBufReadExt;
+
+fn signal(child: &tokio::process::Child, sig: i32) {
+    let pid = child.id().expect("child still running") as i32;
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, sig) };
+}
+
+fn command(args: &[String]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(bin());
+    c.args(args)
+        .env("SAVVYCAL_TOKEN", TOKEN)
+        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// `n` generated events in an NDJSON file, and the `run --input` arguments that deliver them.
+fn input_run(dir: &std::path::Path, n: usize, rcv: &savvy_replay::fake::Receiver) -> Vec<String> {
+    let path = dir.join("events.ndjson");
+    std::fs::write(&path, generate_bookings(n, 81).join("\n") + "\n").unwrap();
+    [
+        "run",
+        "--input",
+        path.to_str().unwrap(),
+        "--webhook-url",
+        &rcv.url(),
+        "--ledger",
+        dir.join("l.db").to_str().unwrap(),
+        "--retry-initial",
+        "10ms",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Wait for the child, but not forever: a run that ignores its signal would hang the suite.
+async fn wait_at_most(secs: u64, child: tokio::process::Child) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the run was still going after {secs}s"))
+        .unwrap()
+}
+
+/// `run -vv 2>&1 | head -1`: once the first log line is read, stderr is closed. The run used to
+/// panic (exit 101) at its next log line; now it carries on silently and delivers everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_into_a_closed_pipe_do_not_stop_the_run() {
+    const N: usize = 50;
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = input_run(dir.path(), N, &rcv);
+    args.push("-vv".into());
+    let mut child = command(&args).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut first = String::new();
+    tokio::io::BufReader::new(stderr).read_line(&mut first).await.unwrap();
+    assert!(!first.is_empty(), "a first log line");
+    // `stderr` is dropped here: `head -1` has exited.
+    let out = wait_at_most(60, child).await;
+    assert_eq!(out.status.code(), Some(0), "stdout: {}", text(&out.stdout));
+    assert_eq!(rcv.stats().unique_accepted, N as u64);
+    assert_eq!(rcv.stats().duplicates, 0);
+}
+
+/// A fully successful run with `2>/dev/full` used to exit 101 at the summary; with `>/dev/full`
+/// the JSON summary is lost but the run is still a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_behind_stderr_or_stdout_still_ends_cleanly() {
+    const N: usize = 5;
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = input_run(dir.path(), N, &rcv);
+    args.push("--json".into());
+
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = command(&args).stderr(full).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(summary(&out)["delivered"], N as u64);
+
+    args.push("--fresh".into());
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = command(&args).stdout(full).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("delivered 5"), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().accepted, 2 * N as u64);
+
+    // The other subcommands that print: status, completions.
+    let ledger = dir.path().join("l.db").display().to_string();
+    for cmd in [vec!["status", "--ledger", &ledger], vec!["completions", "bash"]] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = command(&cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>()).stdout(full).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}: {}", text(&out.stderr));
+    }
+}
+
+/// Ctrl-C after the reader of stderr has gone: the signal handler's message used to panic before
+/// it cancelled, and the run then went on ignoring Ctrl-C and SIGTERM. Now it stops, saves, exits
+/// 130, and the rerun finishes the job without re-sending anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_and_sigterm_work_after_stderr_is_closed() {
+    const N: usize = 400;
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = input_run(dir.path(), N, &rcv);
+    // Slow enough that the run is still going when the signal comes (it would take 40 s).
+    args.extend(["--rate", "10", "--json"].map(String::from));
+
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = command(&args).spawn().unwrap();
+        drop(child.stderr.take());
+        let before = rcv.stats().unique_accepted;
+        wait_for(20, || rcv.stats().unique_accepted > before).await;
+        signal(&child, sig);
+        let out = wait_at_most(20, child).await;
+        assert_eq!(out.status.code(), Some(130), "signal {sig}");
+        let s = summary(&out);
+        assert_eq!(s["interrupted"], true);
+        assert!(rcv.stats().unique_accepted < N as u64, "stopped before the end");
+    }
+
+    args.retain(|a| a != "10" && a != "--rate");
+    let out = command(&args).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().unique_accepted, N as u64);
+    assert_eq!(rcv.stats().duplicates, 0, "graceful stops re-send nothing");
+}
+
+/// A webhook that accepts connections and never answers, so requests stay in flight.
+async fn silent_webhook() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let seen = seen.clone();
+            held.push(tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 4096];
+                let mut counted = false;
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !counted {
+                        counted = true;
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+    });
+    (url, requests)
+}
+
+/// The first Ctrl-C waits for the requests in flight (here: up to a 60 s `--timeout`); the second
+/// quits at once with 130, and the ledger is left consistent: `status` reads it and a rerun
+/// delivers everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_quits_at_once_and_the_ledger_stays_consistent() {
+    const N: usize = 10;
+    let (url, requests) = silent_webhook().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let mut args = input_run(dir.path(), N, &rcv);
+    let at = args.iter().position(|a| a == "--webhook-url").unwrap() + 1;
+    args[at] = url;
+    args.extend(["--timeout", "60s", "--concurrency", "2"].map(String::from));
+
+    let mut child = command(&args).spawn().unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    wait_for(20, || requests.load(std::sync::atomic::Ordering::SeqCst) >= 2).await;
+    signal(&child, libc::SIGINT);
+    // The second signal only after the first was taken in (its message says so).
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), stderr.next_line()).await.unwrap().unwrap();
+        let line = line.expect("stderr ended before the first Ctrl-C was acknowledged");
+        if line.contains("Interrupted") {
+            break;
+        }
+    }
+    signal(&child, libc::SIGINT);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("quit at once").unwrap();
+    assert_eq!(status.code(), Some(130));
+    let mut rest = String::new();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        rest.push_str(&line);
+    }
+    assert!(rest.contains("Quit at once"), "{rest}");
+
+    let ledger = dir.path().join("l.db").display().to_string();
+    let out = command(&["status".into(), "--ledger".into(), ledger]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    args[at] = rcv.url();
+    let out = command(&args).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().unique_accepted, N as u64);
+}
