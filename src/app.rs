@@ -141,8 +141,12 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> Result<u8, AppError> {
     if let Some(e) = ended.source_error {
         return Err(e.into());
     }
+    crate::report::print_undated(&ended.undated);
     if ended.malformed_count > 0 {
         return Err(AppError::Malformed(ended.malformed_count));
+    }
+    if ended.undated.count > 0 {
+        return Ok(exit::SOURCE);
     }
     Ok(if cancel.is_cancelled() { exit::INTERRUPTED } else { exit::OK })
 }

@@ -28,12 +28,15 @@ impl std::fmt::Debug for Event {
 }
 
 /// The two fields we need, borrowed from the event's bytes. Parsing this also validates the JSON.
+/// `created_at` is taken as any JSON value: one that is not a string (a number, an object) leaves
+/// the event without a time, which a time filter then reports by name ([`created_at_problem`]),
+/// instead of the whole event being called "not an event".
 #[derive(Deserialize)]
 struct Head<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
     #[serde(default, borrow)]
-    created_at: Option<Cow<'a, str>>,
+    created_at: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,13 +54,34 @@ impl Event {
             return Err(EventError::Shape("`id` is empty".into()));
         }
         let id = head.id.into();
-        let created_at = head.created_at.map(Into::into);
+        let created_at =
+            head.created_at.and_then(|v| serde_json::from_str::<Cow<'_, str>>(v.get()).ok()).map(Into::into);
         Ok(Event { id, created_at, raw })
     }
 
     /// `created_at` as a timestamp, when present and readable.
     pub fn created_at(&self) -> Option<jiff::Timestamp> {
         self.created_at.as_deref()?.parse().ok()
+    }
+}
+
+/// Why [`Event::created_at`] has no time for this event, naming the field: `created_at is
+/// missing`, `is null`, `is 1700000000, not an RFC 3339 time`. Only called for the few events a
+/// time filter cannot place, so re-reading the bytes costs nothing that matters.
+pub fn created_at_problem(ev: &Event) -> String {
+    #[derive(Deserialize)]
+    struct Only<'a> {
+        #[serde(default, borrow)]
+        created_at: Option<&'a serde_json::value::RawValue>,
+    }
+    let value = serde_json::from_slice::<Only<'_>>(&ev.raw).ok().and_then(|o| o.created_at);
+    match value.map(|v| v.get()) {
+        None => "`created_at` is missing or null".to_owned(),
+        Some(v) => {
+            let shown: String = v.chars().take(60).collect();
+            let more = if shown.len() < v.len() { "…" } else { "" };
+            format!("`created_at` is {shown}{more}, not an RFC 3339 time")
+        }
     }
 }
 
@@ -177,6 +201,21 @@ mod tests {
     fn rejects_what_is_not_an_event() {
         for bad in [&b"[1,2]"[..], b"{\"id\":5}", b"{\"id\":\"\"}", b"{\"id\":\"e\"", b"{} x", b"nope"] {
             assert!(Event::from_raw(Bytes::copy_from_slice(bad)).is_err(), "{:?}", std::str::from_utf8(bad));
+        }
+    }
+
+    #[test]
+    fn a_created_at_that_is_not_a_time_is_named_not_the_whole_event() {
+        for (raw, problem) in [
+            (r#"{"id":"e"}"#, "`created_at` is missing or null"),
+            (r#"{"id":"e","created_at":null}"#, "`created_at` is missing or null"),
+            (r#"{"id":"e","created_at":1700000000}"#, "`created_at` is 1700000000, not an RFC 3339 time"),
+            (r#"{"id":"e","created_at":"yesterday"}"#, "`created_at` is \"yesterday\", not an RFC 3339 time"),
+            (r#"{"id":"e","created_at":{"t":1}}"#, "`created_at` is {\"t\":1}, not an RFC 3339 time"),
+        ] {
+            let ev = Event::from_raw(Bytes::from(raw)).unwrap();
+            assert_eq!(ev.created_at(), None, "{raw}");
+            assert_eq!(created_at_problem(&ev), problem);
         }
     }
 

@@ -20,6 +20,7 @@ pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod console;
+pub(crate) mod dedupe;
 pub(crate) mod deliver;
 pub(crate) mod demo;
 pub(crate) mod error;

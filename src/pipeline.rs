@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::RunConfig;
+use crate::dedupe::InFlight;
 use crate::deliver::{self, Deliverer, Target};
 use crate::error::RunError;
 use crate::event::Event;
@@ -64,8 +65,16 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let capacity = (2 * 100).max(2 * cfg.concurrency);
     // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4).
     let stop = cancel.child_token();
-    let (rx, producer) =
-        spawn_producer(source, cfg.select, cfg.resume, Some(ledger.handle()), counters.clone(), capacity, stop.clone());
+    let in_flight = Arc::new(InFlight::default());
+    let (rx, producer) = spawn_producer(
+        source,
+        cfg.select,
+        cfg.resume,
+        Some((ledger.handle(), in_flight.clone())),
+        counters.clone(),
+        capacity,
+        stop.clone(),
+    );
 
     if cfg.dry_run {
         let from = match account {
@@ -76,7 +85,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         let report = dry_run(
             &cfg,
             deliverer,
-            (rx, producer),
+            (rx, producer, &in_flight),
             &counters,
             started,
             cancel,
@@ -102,7 +111,14 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let pacer = Pacer::new(mode, cfg.burst, outage, stop.clone(), counters.pace.clone());
     pacer.log_start(ledger.settled_rate().is_some());
     let progress = Progress::start(counters.clone(), !cfg.quiet);
-    let shared = Arc::new(Shared { deliverer, pacer, retry: cfg.retry, counters: counters.clone(), cancel: stop });
+    let shared = Arc::new(Shared {
+        deliverer,
+        pacer,
+        retry: cfg.retry,
+        counters: counters.clone(),
+        cancel: stop,
+        in_flight,
+    });
     let workers: Vec<_> =
         (0..cfg.concurrency).map(|_| tokio::spawn(work(shared.clone(), rx.clone(), ledger.handle()))).collect();
     drop(rx);
@@ -139,6 +155,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         source_error: produced.source_error,
         malformed: produced.malformed,
         malformed_count: produced.malformed_count,
+        undated: produced.undated,
         pending: counters.pending.load(Relaxed),
         gave_up: shared.pacer.gave_up(),
         dry_run_text: None,
@@ -153,7 +170,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
 async fn dry_run(
     cfg: &RunConfig,
     deliverer: Deliverer,
-    (rx, producer): (async_channel::Receiver<Event>, tokio::task::JoinHandle<Produced>),
+    (rx, producer, in_flight): (async_channel::Receiver<Event>, tokio::task::JoinHandle<Produced>, &InFlight),
     counters: &Counters,
     started: Instant,
     cancel: CancellationToken,
@@ -163,6 +180,9 @@ async fn dry_run(
     let mut to_send = 0u64;
     let mut sample = None;
     while let Ok(ev) = rx.recv().await {
+        // Nothing is recorded in a dry run, so a repeat is found only while its first copy is
+        // still queued: near repeats are counted, far ones are counted as to send.
+        in_flight.remove(&ev.id);
         to_send += 1;
         if sample.is_none() {
             sample = Some(deliverer.render(&deliverer.prepare(&ev)));
@@ -196,6 +216,7 @@ async fn dry_run(
         source_error: produced.source_error,
         malformed: produced.malformed,
         malformed_count: produced.malformed_count,
+        undated: produced.undated,
         pending: 0,
         gave_up: None,
         dry_run_text: Some(text),

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::{Resume, Selection, SourceConfig};
+use crate::dedupe::InFlight;
 use crate::error::RunError;
-use crate::event::Event;
+use crate::event::{Event, created_at_problem};
 use crate::ledger::{LedgerError, LedgerHandle, Status};
 use crate::progress::Counters;
 use crate::retry::RetryPolicy;
@@ -42,14 +43,34 @@ pub async fn open_source(
     })
 }
 
-/// Whether an event passes `--created-before` / `--created-after`. An event without a readable
-/// `created_at` cannot be placed in time, so it passes only when neither filter is set.
-pub fn selected(sel: &Selection, ev: &Event) -> bool {
+/// What `--created-before` / `--created-after` make of an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Placed {
+    Selected,
+    Outside,
+    /// A time filter is set and the event has no readable `created_at`: it cannot be placed in
+    /// time, so it is not sent, and it is reported (SPEC §3: nothing is dropped silently).
+    Undated,
+}
+
+/// Where an event falls for `--created-before` / `--created-after`.
+pub fn place(sel: &Selection, ev: &Event) -> Placed {
     if sel.created_before.is_none() && sel.created_after.is_none() {
-        return true;
+        return Placed::Selected;
     }
-    let Some(t) = ev.created_at() else { return false };
-    sel.created_before.is_none_or(|b| t < b) && sel.created_after.is_none_or(|a| t > a)
+    let Some(t) = ev.created_at() else { return Placed::Undated };
+    if sel.created_before.is_none_or(|b| t < b) && sel.created_after.is_none_or(|a| t > a) {
+        Placed::Selected
+    } else {
+        Placed::Outside
+    }
+}
+
+/// Events a time filter could not place: how many, and the first few with what is wrong.
+#[derive(Debug, Default)]
+pub struct Undated {
+    pub count: u64,
+    pub first: Vec<String>,
 }
 
 /// How reading the source ended.
@@ -60,6 +81,8 @@ pub struct Produced {
     /// The first few entries that were not events.
     pub malformed: Vec<String>,
     pub malformed_count: u64,
+    /// Events not sent because a time filter could not place them.
+    pub undated: Undated,
     pub ledger_error: Option<LedgerError>,
 }
 
@@ -70,7 +93,7 @@ pub fn spawn_producer(
     source: Source,
     sel: Selection,
     resume: Resume,
-    ledger: Option<LedgerHandle>,
+    ledger: Option<(LedgerHandle, Arc<InFlight>)>,
     counters: Arc<Counters>,
     capacity: usize,
     cancel: CancellationToken,
@@ -95,7 +118,7 @@ async fn produce(
     mut source: Source,
     sel: Selection,
     resume: Resume,
-    ledger: Option<LedgerHandle>,
+    ledger: Option<(LedgerHandle, Arc<InFlight>)>,
     counters: Arc<Counters>,
     out: async_channel::Sender<Event>,
     cancel: CancellationToken,
@@ -125,32 +148,56 @@ async fn produce(
                 p.malformed.push(m);
             }
         }
-        let mut events: Vec<Event> = batch.events.into_iter().filter(|e| selected(&sel, e)).collect();
-        let statuses = match (&ledger, resume) {
-            (Some(l), Resume::Skip | Resume::OnlyFailed) if !events.is_empty() => {
+        let mut events = Vec::with_capacity(batch.events.len());
+        for ev in batch.events {
+            match place(&sel, &ev) {
+                Placed::Selected => events.push(ev),
+                Placed::Outside => {}
+                Placed::Undated => {
+                    p.undated.count += 1;
+                    if p.undated.first.len() < MALFORMED_KEEP {
+                        p.undated.first.push(format!("{}: {}", ev.id, created_at_problem(&ev)));
+                    }
+                }
+            }
+        }
+        // In flight first, then the ledger: see `crate::dedupe` for why this order.
+        let (in_flight_before, recorded) = match &ledger {
+            Some((l, in_flight)) if !events.is_empty() => {
+                let before = in_flight.snapshot(events.iter().map(|e| &*e.id));
                 match l.lookup(events.iter().map(|e| e.id.clone()).collect()).await {
-                    Ok(s) => s,
+                    Ok(r) => (before, r),
                     Err(e) => {
                         p.ledger_error = Some(e);
                         break;
                     }
                 }
             }
-            _ => vec![None; events.len()],
+            _ => (vec![false; events.len()], vec![None; events.len()]),
         };
-        for (ev, status) in events.drain(..).zip(statuses) {
-            match (resume, status) {
-                (Resume::OnlyFailed, Some(Status::Failed)) => {}
-                (Resume::OnlyFailed, _) => continue,
-                _ => {}
+        for ((ev, was_in_flight), recorded) in events.drain(..).zip(in_flight_before).zip(recorded) {
+            let repeat = was_in_flight
+                || recorded.is_some_and(|r| r.this_run)
+                || ledger.as_ref().is_some_and(|(_, in_flight)| in_flight.snapshot([&*ev.id].into_iter())[0]);
+            if repeat {
+                counters.duplicates.fetch_add(1, Relaxed);
+                continue;
+            }
+            // What earlier runs did (`--fresh` ignores it).
+            let earlier = recorded.filter(|_| resume != Resume::Fresh).map(|r| r.status);
+            if resume == Resume::OnlyFailed && earlier != Some(Status::Failed) {
+                continue;
             }
             if counters.selected.load(Relaxed) >= limit {
                 break 'pages;
             }
             counters.selected.fetch_add(1, Relaxed);
-            if resume == Resume::Skip && status == Some(Status::Delivered) {
+            if resume == Resume::Skip && earlier == Some(Status::Delivered) {
                 counters.skipped.fetch_add(1, Relaxed);
                 continue;
+            }
+            if let Some((_, in_flight)) = &ledger {
+                in_flight.insert(&ev.id);
             }
             tokio::select! {
                 r = out.send(ev) => if r.is_err() { break 'pages },
@@ -179,12 +226,13 @@ mod tests {
     fn created_filters_are_strict_and_need_a_time() {
         let t = |s: &str| Some(s.parse::<jiff::Timestamp>().unwrap());
         let sel = Selection { created_before: t("2026-03-01T00:00:00Z"), created_after: None, limit: None };
-        assert!(selected(&sel, &ev(Some("2026-02-28T23:59:59Z"))));
-        assert!(!selected(&sel, &ev(Some("2026-03-01T00:00:00Z"))));
-        assert!(!selected(&sel, &ev(None)));
+        assert_eq!(place(&sel, &ev(Some("2026-02-28T23:59:59Z"))), Placed::Selected);
+        assert_eq!(place(&sel, &ev(Some("2026-03-01T00:00:00Z"))), Placed::Outside);
+        assert_eq!(place(&sel, &ev(None)), Placed::Undated);
+        assert_eq!(place(&sel, &ev(Some("soon"))), Placed::Undated);
         let sel = Selection { created_before: None, created_after: t("2026-03-01T00:00:00Z"), limit: None };
-        assert!(selected(&sel, &ev(Some("2026-03-01T01:00:00+00:30"))));
-        assert!(!selected(&sel, &ev(Some("2026-02-01T00:00:00Z"))));
-        assert!(selected(&Selection::default(), &ev(None)));
+        assert_eq!(place(&sel, &ev(Some("2026-03-01T01:00:00+00:30"))), Placed::Selected);
+        assert_eq!(place(&sel, &ev(Some("2026-02-01T00:00:00Z"))), Placed::Outside);
+        assert_eq!(place(&Selection::default(), &ev(None)), Placed::Selected);
     }
 }

@@ -22,6 +22,8 @@ pub struct Counters {
     pub selected: AtomicU64,
     /// Already delivered in an earlier run.
     pub skipped: AtomicU64,
+    /// Repeats of an event id this run already had (sent once; not counted in `selected`).
+    pub duplicates: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
     /// Events waiting for a retry right now.
@@ -45,6 +47,7 @@ impl Default for Counters {
             fetched: AtomicU64::new(0),
             selected: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             retrying: AtomicU64::new(0),

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::error::{AppError, exit};
 use crate::ledger::LedgerError;
 use crate::pacing::RateSetting;
+use crate::producer::Undated;
 use crate::progress::{Counters, Latency, round, thousands};
 use crate::source::SourceError;
 
@@ -23,6 +24,8 @@ pub struct Summary {
     pub delivered: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// Repeats of an event id already seen in this run, sent once (SPEC §3, Selection).
+    pub duplicates: u64,
     pub attempts: u64,
     pub retries: u64,
     pub elapsed_secs: f64,
@@ -74,6 +77,7 @@ impl Summary {
             delivered,
             failed: load(&c.failed),
             skipped: load(&c.skipped),
+            duplicates: load(&c.duplicates),
             attempts: load(&c.attempts),
             retries: load(&c.retries),
             elapsed_secs: round(secs, 2),
@@ -105,6 +109,12 @@ impl Summary {
             s.push_str(&format!(" ({} were mid-retry, recorded as pending)", thousands(pending)));
         }
         s.push('\n');
+        if self.duplicates > 0 {
+            s.push_str(&format!(
+                "  duplicates {} (the same event id again in this run; each event is sent once)\n",
+                thousands(self.duplicates)
+            ));
+        }
         if self.attempts > 0 {
             s.push_str(&format!(
                 "  {} requests ({} retries), {:.1}/s delivered; latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
@@ -142,6 +152,8 @@ pub struct Report {
     /// Entries that were not events (line numbers / page entries), the first few.
     pub malformed: Vec<String>,
     pub malformed_count: u64,
+    /// Events not sent because `--created-before` / `--created-after` could not place them.
+    pub undated: Undated,
     /// Events left pending because the run was interrupted mid-retry.
     pub pending: u64,
     /// The run stopped because the webhook was unreachable for `--give-up-after` (exit status 4):
@@ -165,7 +177,7 @@ impl Report {
             exit::INTERRUPTED
         } else if self.gave_up.is_some() {
             exit::UNREACHABLE
-        } else if self.source_error.is_some() || self.malformed_count > 0 {
+        } else if self.source_error.is_some() || self.malformed_count > 0 || self.undated.count > 0 {
             exit::SOURCE
         } else if self.summary.failed > 0 {
             exit::FAILED
@@ -200,8 +212,9 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
         }
     }
     if let Some(e) = &report.ledger_error {
-        eprintln!("Error: {e}");
+        errln!("Error: {e}");
     }
+    print_undated(&report.undated);
     if let Some(e) = &report.source_error {
         errln!("Error: {e}");
         if s.delivered > 0 {
@@ -235,6 +248,31 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
             Err(e) => errln!("Error: cannot write the JSON summary: {e}"),
         }
     }
+}
+
+/// The events a time filter could not place, named by id with what is wrong with their
+/// `created_at`. Shared with `export`.
+pub fn print_undated(undated: &Undated) {
+    if undated.count == 0 {
+        return;
+    }
+    let (n, were) = if undated.count == 1 {
+        ("1 event".to_owned(), "was")
+    } else {
+        (format!("{} events", thousands(undated.count)), "were")
+    };
+    errln!(
+        "Error: {n} without a readable `created_at` cannot be placed in time for --created-before/--created-after and {were} not sent:"
+    );
+    for line in &undated.first {
+        errln!("  {line}");
+    }
+    if undated.count > undated.first.len() as u64 {
+        errln!("  … and {} more", thousands(undated.count - undated.first.len() as u64));
+    }
+    errln!(
+        "  Fix them at the source, or run without --created-before/--created-after (--created-before none) to send them."
+    );
 }
 
 /// Where `--out` goes: the file, or stdout for none or `-`.
@@ -364,6 +402,7 @@ mod tests {
             "dry_run",
             "interrupted",
             "rate",
+            "duplicates",
         ];
         want.sort_unstable();
         let mut keys_sorted = keys.clone();

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::connection::Connection;
+use crate::dedupe::InFlight;
 use crate::deliver::{Attempt, Deliverer, Prepared};
 use crate::event::Event;
 use crate::ledger::{Committed, LedgerError, LedgerHandle, Outcome, Status};
@@ -25,6 +26,8 @@ pub struct Shared {
     pub retry: RetryPolicy,
     pub counters: Arc<Counters>,
     pub cancel: CancellationToken,
+    /// Ids queued and not yet recorded; a worker clears an id once its outcome is committed.
+    pub in_flight: Arc<InFlight>,
 }
 
 /// Deliver one event: attempts through the gate, retries per policy. Never returns early without
@@ -146,7 +149,7 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
 /// it is durable — that is what keeps a crash from re-sending more than `--concurrency` events.
 pub async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: LedgerHandle) -> Result<(), LedgerError> {
     let mut conn = Connection::default();
-    let mut unsettled: Option<(Status, Committed)> = None;
+    let mut unsettled: Option<(Status, Box<str>, Committed)> = None;
     let result = async {
         loop {
             let ev = tokio::select! {
@@ -164,7 +167,8 @@ pub async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: Le
                 // Never sent: nothing to record, the next run fetches it again.
                 return Ok(());
             }
-            unsettled = Some((status, ledger.submit(o)?));
+            let id = o.event_id.clone();
+            unsettled = Some((status, id, ledger.submit(o)?));
         }
     }
     .await;
@@ -180,8 +184,10 @@ pub async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: Le
 }
 
 /// Wait for an outcome to be committed, then count it.
-async fn settle(s: &Shared, (status, committed): (Status, Committed)) -> Result<(), LedgerError> {
+async fn settle(s: &Shared, (status, id, committed): (Status, Box<str>, Committed)) -> Result<(), LedgerError> {
     committed.wait().await?;
+    // Only now: a repeat of this id is found in the ledger from here on (see `crate::dedupe`).
+    s.in_flight.remove(&id);
     match status {
         Status::Delivered => s.counters.delivered.fetch_add(1, Relaxed),
         Status::Failed => s.counters.failed.fetch_add(1, Relaxed),

@@ -70,7 +70,8 @@ async fn json_summary_is_the_last_line_and_complete() {
     for p in ["p50", "p90", "p99", "max"] {
         assert!(s["latency_ms"][p].as_f64().unwrap() > 0.0, "{p}");
     }
-    assert_eq!(s.as_object().unwrap().len(), 13);
+    assert_eq!(s["duplicates"], 0);
+    assert_eq!(s.as_object().unwrap().len(), 14);
     assert_eq!(s["rate"], serde_json::json!({"mode": "fixed", "final_per_sec": null}));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("delivered 120"), "human summary on stderr: {stderr}");

@@ -89,6 +89,14 @@ impl Status {
     }
 }
 
+/// What the ledger holds for an event: its status, and whether this very run recorded it — a
+/// repeat of an event this run already handled is a duplicate, not something "delivered earlier".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub status: Status,
+    pub this_run: bool,
+}
+
 /// The result of delivering one event in this run.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -235,7 +243,7 @@ impl Ledger {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = open_checked(path, flags)?;
         let webhook_url = target::target_key(webhook_url);
-        let mut setup = || -> rusqlite::Result<(i64, Option<f64>)> {
+        let mut setup = || -> rusqlite::Result<(i64, Option<f64>, i64)> {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "busy_timeout", 5000)?;
@@ -259,15 +267,23 @@ impl Ledger {
             let rate = conn
                 .query_row("SELECT per_sec FROM target_rates WHERE target_id = ?1", [id], |r| r.get::<_, f64>(0))
                 .optional()?;
-            Ok((id, rate.filter(|r| r.is_finite() && *r > 0.0)))
+            // This run stamps its outcomes at or after this, and every earlier one is before it,
+            // whatever the clock did in between: that is how a lookup tells "this run" apart
+            // without a list of the ids it handled.
+            let run_floor: i64 = conn.query_row(
+                "SELECT coalesce(max(updated_at), 0) + 1 FROM outcomes WHERE target_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            Ok((id, rate.filter(|r| r.is_finite() && *r > 0.0), run_floor))
         };
-        let (target_id, settled_rate) = setup().map_err(|e| LedgerError::sqlite(path, e))?;
+        let (target_id, settled_rate, run_floor) = setup().map_err(|e| LedgerError::sqlite(path, e))?;
 
         let (tx, rx) = mpsc::unbounded_channel();
         let path_owned = path.to_owned();
         let thread = std::thread::Builder::new()
             .name("ledger".into())
-            .spawn(move || writer(conn, target_id, rx, &path_owned))
+            .spawn(move || writer(conn, target_id, run_floor, rx, &path_owned))
             .map_err(|error| LedgerError::Io { action: "start the ledger writer for", path: path.to_owned(), error })?;
         Ok(Ledger { tx, thread, _lock: lock, settled_rate })
     }
@@ -343,8 +359,9 @@ impl LedgerHandle {
         Ok(Committed(done))
     }
 
-    /// Earlier outcomes of these events for this target, in the same order.
-    pub async fn lookup(&self, ids: Vec<Box<str>>) -> Result<Vec<Option<Status>>, LedgerError> {
+    /// The recorded outcomes of these events for this target, in the same order: from earlier
+    /// runs, and from this one once committed.
+    pub async fn lookup(&self, ids: Vec<Box<str>>) -> Result<Vec<Option<Recorded>>, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Msg::Lookup(ids, reply)).map_err(|_| LedgerError::Gone)?;
         answer.await.map_err(|_| LedgerError::Gone)
@@ -394,7 +411,12 @@ mod tests {
         let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         let h = l.handle();
         let got = h.lookup(vec!["a".into(), "b".into(), "c".into(), "zz".into()]).await.unwrap();
-        assert_eq!(got, [Some(Status::Delivered), Some(Status::Failed), Some(Status::Pending), None]);
+        let earlier = |status| Some(Recorded { status, this_run: false });
+        assert_eq!(got, [earlier(Status::Delivered), earlier(Status::Failed), earlier(Status::Pending), None]);
+        // What this run records is told apart from what earlier runs did.
+        h.record(outcome("d", Status::Delivered)).await.unwrap();
+        let got = h.lookup(vec!["a".into(), "d".into()]).await.unwrap();
+        assert_eq!(got, [earlier(Status::Delivered), Some(Recorded { status: Status::Delivered, this_run: true })]);
         // The same ids for another target are unknown.
         drop(h);
         l.close().await.unwrap();
@@ -404,7 +426,7 @@ mod tests {
 
         let st = read_status(&path, 10).unwrap().unwrap();
         let main = &st[0];
-        assert_eq!((main.delivered, main.failed, main.pending), (1, 1, 1));
+        assert_eq!((main.delivered, main.failed, main.pending), (2, 1, 1));
         assert_eq!(main.open[0].event_id, "b");
         let mut buf = Vec::new();
         assert_eq!(write_failed(&path, None, None, &mut buf).unwrap(), 1);

@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{LedgerError, Outcome, Status, now_ms};
+use super::{LedgerError, Outcome, Recorded, Status, now_ms};
 
 /// Most outcomes committed in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -15,7 +15,7 @@ const MAX_BATCH: usize = 4096;
 /// What the async side asks the writer thread.
 pub(super) enum Msg {
     Record(Outcome, oneshot::Sender<()>),
-    Lookup(Vec<Box<str>>, oneshot::Sender<Vec<Option<Status>>>),
+    Lookup(Vec<Box<str>>, oneshot::Sender<Vec<Option<Recorded>>>),
     /// The rate a `--rate auto` run settled on, per second.
     Rate(f64),
     /// Commit and stop.
@@ -25,6 +25,7 @@ pub(super) enum Msg {
 pub(super) fn writer(
     mut conn: Connection,
     target_id: i64,
+    run_floor: i64,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     path: &Path,
 ) -> Result<(), LedgerError> {
@@ -57,9 +58,11 @@ pub(super) fn writer(
                 )
                 .map_err(|e| LedgerError::writing(path, e))?;
             let mut lookup = tx
-                .prepare_cached("SELECT status FROM outcomes WHERE target_id = ?1 AND event_id = ?2")
+                .prepare_cached("SELECT status, updated_at >= ?3 FROM outcomes WHERE target_id = ?1 AND event_id = ?2")
                 .map_err(|e| LedgerError::writing(path, e))?;
-            let now = now_ms();
+            // Never below the run's floor, so a clock that stepped back cannot make this run's
+            // outcomes look like an earlier run's.
+            let now = now_ms().max(run_floor);
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Record(o, ack) => {
@@ -80,11 +83,13 @@ pub(super) fn writer(
                     Msg::Lookup(ids, reply) => {
                         let mut out = Vec::with_capacity(ids.len());
                         for id in &ids {
-                            let s: Option<i64> = lookup
-                                .query_row(params![target_id, &**id], |r| r.get(0))
+                            let s: Option<(i64, bool)> = lookup
+                                .query_row(params![target_id, &**id, run_floor], |r| Ok((r.get(0)?, r.get(1)?)))
                                 .optional()
                                 .map_err(|e| LedgerError::writing(path, e))?;
-                            out.push(s.and_then(Status::from_i64));
+                            out.push(s.and_then(|(status, this_run)| {
+                                Status::from_i64(status).map(|status| Recorded { status, this_run })
+                            }));
                         }
                         let _ = reply.send(out);
                     }

@@ -1,0 +1,60 @@
+//! One event, one delivery per run (SPEC §3, Selection) — without a set of every id, so memory
+//! stays flat (SPEC §6).
+//!
+//! A repeat of an id is found in one of two places, depending on how far its first copy got:
+//! - not yet recorded (queued in the channel, being delivered, or its outcome not yet committed):
+//!   the first copy is in [`InFlight`]. The producer adds an id when it queues the event; the
+//!   worker removes it only after the outcome is committed. So it holds at most the channel's
+//!   capacity plus two events per worker, however long the run.
+//! - recorded: the ledger has it, and says whether this run wrote it
+//!   ([`crate::ledger::Recorded::this_run`]) — a repeat, not something "delivered earlier".
+//!
+//! The producer checks [`InFlight`] *before* it asks the ledger: an id that is not in flight then
+//! was either never queued or already committed (removal follows the commit), and the ledger
+//! lookup that comes after sees every commit made before it. Checking the other way round would let
+//! an outcome committed between the two checks slip through both.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Ids queued in this run whose outcome is not yet in the ledger.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashSet<Box<str>>>);
+
+impl InFlight {
+    fn with<T>(&self, f: impl FnOnce(&mut HashSet<Box<str>>) -> T) -> T {
+        // A poisoned lock only means another thread panicked mid-insert; the set is still usable.
+        let mut set = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut set)
+    }
+
+    /// Which of `ids` are in flight now.
+    pub fn snapshot<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<bool> {
+        self.with(|set| ids.map(|id| set.contains(id)).collect())
+    }
+
+    /// Mark `id` queued; false when it already was (a repeat within the same batch).
+    pub fn insert(&self, id: &str) -> bool {
+        self.with(|set| set.insert(id.into()))
+    }
+
+    /// The outcome of `id` is committed (or it will never be sent in this run).
+    pub fn remove(&self, id: &str) {
+        self.with(|set| set.remove(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_in_flight_from_queueing_until_removed() {
+        let f = InFlight::default();
+        assert!(f.insert("a"));
+        assert!(!f.insert("a"), "a repeat is refused");
+        assert_eq!(f.snapshot(["a", "b"].into_iter()), [true, false]);
+        f.remove("a");
+        assert_eq!(f.snapshot(["a"].into_iter()), [false]);
+    }
+}
