@@ -88,13 +88,14 @@ async fn a_full_disk_behind_stderr_or_stdout_still_ends_cleanly() {
     args.push("--json".into());
 
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let out = command(&args).stderr(full).output().await.unwrap();
+    // spawn, not `output()`: tokio's `output()` replaces stdout and stderr with pipes.
+    let out = command(&args).stderr(full).spawn().unwrap().wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(summary(&out)["delivered"], N as u64);
 
     args.push("--fresh".into());
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let out = command(&args).stdout(full).output().await.unwrap();
+    let out = command(&args).stdout(full).spawn().unwrap().wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("delivered 5"), "{}", text(&out.stderr));
     assert_eq!(rcv.stats().accepted, 2 * N as u64);
@@ -103,7 +104,8 @@ async fn a_full_disk_behind_stderr_or_stdout_still_ends_cleanly() {
     let ledger = dir.path().join("l.db").display().to_string();
     for cmd in [vec!["status", "--ledger", &ledger], vec!["completions", "bash"]] {
         let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-        let out = command(&cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>()).stdout(full).output().await.unwrap();
+        let args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        let out = command(&args).stdout(full).spawn().unwrap().wait_with_output().await.unwrap();
         assert_eq!(out.status.code(), Some(0), "{cmd:?}: {}", text(&out.stderr));
     }
 }
