@@ -26,9 +26,9 @@ async fn rate_limit_spreads_requests_and_never_exceeds_it() {
     let mut at: Vec<_> = rcv.deliveries().iter().map(|d| d.at).collect();
     at.sort();
     let span = at[at.len() - 1] - at[0];
-    // 299 gaps of 5 ms: ~1.5 s. Never faster; the upper bound only catches a collapsed rate.
+    // 299 gaps of 5 ms: ~1.5 s, never faster. No upper bound: a busy machine may make it slower,
+    // and a wall-clock cap would fail for that rather than for anything the limiter did.
     assert!(span >= Duration::from_millis(1400), "300 requests at 200/s took only {span:?}");
-    assert!(span < Duration::from_secs(3), "300 requests at 200/s took {span:?}");
     let max_window =
         (0..at.len()).map(|i| at[i..].iter().take_while(|t| **t - at[i] < Duration::from_secs(1)).count()).max();
     assert!(max_window.unwrap() <= 201, "{max_window:?} requests in one second");
