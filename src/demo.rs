@@ -78,7 +78,7 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
             }
         );
         if let Some(limits) = describe_limits(&args.receiver) {
-            eprintln!("The receiver {limits}.");
+            errln!("The receiver {limits}.");
         }
     }
     // No secret and no date here: the run takes both from the webhook it finds, as a real run does.
