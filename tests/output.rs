@@ -31,21 +31,9 @@ fn command(args: &[String]) -> tokio::process::Command {
 
 /// `n` generated events in an NDJSON file, and the `run --input` arguments that deliver them.
 fn input_run(dir: &std::path::Path, n: usize, rcv: &savvy_replay::fake::Receiver) -> Vec<String> {
-    let path = dir.join("events.ndjson");
-    std::fs::write(&path, generate_bookings(n, 81).join("\n") + "\n").unwrap();
-    [
-        "run",
-        "--input",
-        path.to_str().unwrap(),
-        "--webhook-url",
-        &rcv.url(),
-        "--ledger",
-        dir.join("l.db").to_str().unwrap(),
-        "--retry-initial",
-        "10ms",
-    ]
-    .map(String::from)
-    .to_vec()
+    let mut args = input_run_args(dir, &generate_bookings(n, 81), rcv);
+    args.extend(["--retry-initial", "10ms"].map(String::from));
+    args
 }
 
 /// Wait for the child, but not forever: a run that ignores its signal would hang the suite.

@@ -112,20 +112,15 @@ async fn input_from_stdin_is_delivered_and_h_replaces_a_default_header() {
     let rcv = receiver(ReceiverConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let events = generate_bookings(5, 34);
-    let args = strings(&[
-        "run",
-        "--input",
-        "-",
-        "--webhook-url",
-        &rcv.url(),
-        "--ledger",
-        dir.path().join("l.db").to_str().unwrap(),
+    let mut args = input_run_args(dir.path(), &[], &rcv);
+    set_flag(&mut args, "--input", "-");
+    args.extend(strings(&[
         "--json",
         "-H",
         "User-Agent: acme-replay/2",
         "-H",
         "Content-Type: application/json; charset=utf-8",
-    ]);
+    ]));
     let mut child = command(&args).stdin(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all((events.join("\n") + "\n").as_bytes()).await.unwrap();
@@ -150,17 +145,7 @@ async fn more_than_a_thousand_malformed_lines_stop_the_run_with_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     let mut lines = generate_bookings(5, 35);
     lines.extend((0..1_001).map(|i| format!("not json {i}")));
-    let path = dir.path().join("events.ndjson");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    let args = strings(&[
-        "run",
-        "--input",
-        path.to_str().unwrap(),
-        "--webhook-url",
-        &rcv.url(),
-        "--ledger",
-        dir.path().join("l.db").to_str().unwrap(),
-    ]);
+    let args = input_run_args(dir.path(), &lines, &rcv);
     let out = command(&args).output().await.unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -169,7 +154,7 @@ async fn more_than_a_thousand_malformed_lines_stop_the_run_with_exit_3() {
     // 1,000 are still reported one by one, and the rest delivered.
     lines.pop();
     lines.extend(generate_bookings(8, 36).into_iter().skip(5));
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    input_run_args(dir.path(), &lines, &rcv);
     let out = command(&args).output().await.unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("1,000"), "{}", text(&out.stderr));

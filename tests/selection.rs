@@ -38,13 +38,9 @@ fn with_undated(mut events: Vec<String>) -> (Vec<String>, Vec<String>) {
 }
 
 fn input_args(dir: &std::path::Path, lines: &[String], rcv: &savvy_replay::fake::Receiver) -> Vec<String> {
-    let path = dir.join("events.ndjson");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    ["run", "--input", path.to_str().unwrap(), "--webhook-url", &rcv.url(), "--ledger"]
-        .map(String::from)
-        .into_iter()
-        .chain([dir.join("l.db").display().to_string(), "--json".into(), "--rate".into(), "0".into()])
-        .collect()
+    let mut args = input_run_args(dir, lines, rcv);
+    args.extend(["--json", "--rate", "0"].map(String::from));
+    args
 }
 
 fn assert_undated_reported(stderr: &str, ids: &[String]) {

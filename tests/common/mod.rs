@@ -198,3 +198,22 @@ pub async fn tls_front(acceptor: TlsAcceptor, upstream: u16) -> u16 {
     });
     port
 }
+
+/// `lines` written to `dir/events.ndjson`, and the `run --input` arguments that deliver them to
+/// `rcv` with the ledger `dir/l.db`.
+pub fn input_run_args(dir: &Path, lines: &[String], rcv: &Receiver) -> Vec<String> {
+    let path = dir.join("events.ndjson");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let ledger = dir.join("l.db");
+    [
+        "run",
+        "--input",
+        &path.display().to_string(),
+        "--webhook-url",
+        &rcv.url(),
+        "--ledger",
+        &ledger.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
