@@ -117,6 +117,9 @@ pub struct NdjsonReader {
     malformed: u64,
     first_malformed: Option<String>,
     done: bool,
+    /// The input failed while a batch was being filled: that batch goes out first (its events
+    /// were read and are processed), the failure with the next call.
+    failed: Option<SourceError>,
 }
 
 impl NdjsonReader {
@@ -147,6 +150,7 @@ impl NdjsonReader {
             malformed: 0,
             first_malformed: None,
             done: false,
+            failed: None,
         }
     }
 
@@ -184,6 +188,9 @@ impl NdjsonReader {
     }
 
     pub async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if self.done {
             return Ok(None);
         }
@@ -192,12 +199,19 @@ impl NdjsonReader {
         let mut flush_at: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         while batch.events.len() < BATCH_LINES {
             let line = match &mut flush_at {
-                None => self.next_line().await?,
+                None => self.next_line().await,
                 Some(flush) => tokio::select! {
                     biased;
-                    line = self.next_line() => line?,
+                    line = self.next_line() => line,
                     () = flush.as_mut() => break,
                 },
+            };
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    self.fail(e, &batch)?;
+                    break;
+                }
             };
             let Some(line) = line else {
                 self.done = true;
@@ -211,10 +225,9 @@ impl NdjsonReader {
                     let msg = format!("{} line {}: {e}", self.name, self.line_no);
                     self.malformed += 1;
                     if self.malformed > MAX_MALFORMED {
-                        return Err(SourceError::TooManyMalformed {
-                            count: self.malformed,
-                            first: self.first_malformed.clone().unwrap_or(msg),
-                        });
+                        let first = self.first_malformed.clone().unwrap_or(msg);
+                        self.fail(SourceError::TooManyMalformed { count: self.malformed, first }, &batch)?;
+                        break;
                     }
                     self.first_malformed.get_or_insert_with(|| msg.clone());
                     batch.malformed.push(msg);
@@ -228,6 +241,16 @@ impl NdjsonReader {
             return Ok(None);
         }
         Ok(Some(batch))
+    }
+
+    /// The input failed: at once when the batch is empty, else after handing the batch out.
+    fn fail(&mut self, e: SourceError, batch: &Batch) -> Result<(), SourceError> {
+        if batch.events.is_empty() && batch.malformed.is_empty() {
+            return Err(e);
+        }
+        self.failed = Some(e);
+        self.done = true;
+        Ok(())
     }
 }
 
