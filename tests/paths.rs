@@ -161,3 +161,35 @@ async fn more_than_a_thousand_malformed_lines_stop_the_run_with_exit_3() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("1,000"), "{}", text(&out.stderr));
 }
+
+/// HTTPS to the API: paging through a TLS front whose certificate the machine trusts
+/// (`SSL_CERT_FILE`) replays everything. Failures of TLS are `tests/tls.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_over_https_with_a_trusted_certificate_replays_everything() {
+    const N: usize = 150;
+    let api = api(generate_bookings(N, 37), vec![]).await;
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let (pem, acceptor) = certificate(&["localhost"]);
+    let api_port = url::Url::parse(&api.base_url()).unwrap().port().unwrap();
+    let https = format!("https://localhost:{}", tls_front(acceptor, api_port).await);
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = dir.path().join("trusted.pem");
+    std::fs::write(&trusted, pem).unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
+    set_flag(&mut args, "--api-base", &https);
+    args.extend(strings(&["--json", "--rate", "0"]));
+    let out = command(&args)
+        .env("SSL_CERT_FILE", &trusted)
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], N as u64);
+    assert_eq!(rcv.stats().unique_accepted, N as u64);
+    assert!(api.events_requests() >= 2, "more than one page went through TLS");
+}
