@@ -491,7 +491,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let writing = std::thread::spawn({
             let path = path.clone();
-            move || writer(conn, 1, rx, &path)
+            move || writer(conn, 1, 1, rx, &path)
         });
         let h = LedgerHandle { tx };
         let mut recorded = 0;
