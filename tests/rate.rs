@@ -23,13 +23,16 @@ async fn rate_limit_spreads_requests_and_never_exceeds_it() {
     let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
     assert_eq!(report.summary.delivered, 300);
 
+    // The sender's side, free of delivery delays: the run cannot end before the gate granted the
+    // 300th request, (300 - burst - 1 catch-up cell) / 200 s after the start. Lower bounds only: a
+    // busy machine can make them larger, never smaller.
+    assert!(report.summary.elapsed_secs >= 1.48, "300 requests at 200/s in {}s", report.summary.elapsed_secs);
+    // The receiver's side: 299 gaps of 5 ms, ~1.5 s, never much faster (the first arrival may
+    // have been delayed more than the last). Counting requests per 1 s window at the receiver is
+    // not done: a stalled receiver reads delayed requests in a bunch, which says nothing about the
+    // sender; bursts are checked at the gate itself (`rate.rs` unit tests).
     let mut at: Vec<_> = rcv.deliveries().iter().map(|d| d.at).collect();
     at.sort();
     let span = at[at.len() - 1] - at[0];
-    // 299 gaps of 5 ms: ~1.5 s, never faster. No upper bound: a busy machine may make it slower,
-    // and a wall-clock cap would fail for that rather than for anything the limiter did.
     assert!(span >= Duration::from_millis(1400), "300 requests at 200/s took only {span:?}");
-    let max_window =
-        (0..at.len()).map(|i| at[i..].iter().take_while(|t| **t - at[i] < Duration::from_secs(1)).count()).max();
-    assert!(max_window.unwrap() <= 201, "{max_window:?} requests in one second");
 }
