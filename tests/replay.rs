@@ -4,7 +4,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use common::*;
 use savvy_replay::fake::{ApiFault, ReceiverConfig, generate_bookings};
@@ -76,8 +77,29 @@ async fn every_event_arrives_once_byte_identical_and_signed() {
     assert_eq!(seen.len(), events.len());
 }
 
+/// The log lines the library wrote in this process, each with the moment it was written.
+static LOG: Mutex<Vec<(Instant, String)>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().push((Instant::now(), String::from_utf8_lossy(buf).into_owned()));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Capture the library's log (info and up) for this test process; once.
+fn capture_log() {
+    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(|| Capture).try_init();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_retried_and_retry_after_is_honoured() {
+    capture_log();
     let events = generate_bookings(400, 3);
     let api = api(events, vec![]).await;
     let rcv = receiver(ReceiverConfig {
@@ -105,17 +127,28 @@ async fn transient_failures_are_retried_and_retry_after_is_honoured() {
     assert!(deliveries.iter().any(|d| d.status == 503));
     // After a 429 + Retry-After: 1, that event is not tried again within the second — and the
     // whole pool held back: nothing at all arrives after the 429 within the pause but requests
-    // that were already on the way.
+    // that were already on the way. Judged by order, not by how fast the worker took the 429 in:
+    // its worker logs the retry only after pausing the pool, and the pause lasts at least until a
+    // second after the 429 arrived. Between the two, what arrives passed the gate before the
+    // pause: at most one request from each of the other workers.
+    let log = LOG.lock().unwrap().clone();
+    let concurrency = 8;
     for t in &too_many {
         let id = event_id(t);
         for later in deliveries.iter().filter(|d| d.at > t.at && event_id(d) == id) {
             assert!(later.at - t.at >= Duration::from_secs(1), "{id} retried after {:?}", later.at - t.at);
         }
-        let during_pause = deliveries
+        let paused = log
             .iter()
-            .filter(|d| d.at > t.at + Duration::from_millis(100) && d.at < t.at + Duration::from_millis(950))
-            .count();
-        assert!(during_pause <= 8, "{during_pause} requests arrived while the pool should be paused");
+            .find(|(at, line)| *at > t.at && line.contains(&format!("{id}: HTTP 429")))
+            .map(|(at, _)| *at)
+            .unwrap_or_else(|| panic!("no retry line for the 429 of {id}"));
+        let pause_ends = t.at + Duration::from_secs(1);
+        let during_pause = deliveries.iter().filter(|d| d.at > paused && d.at < pause_ends).count();
+        assert!(
+            during_pause < concurrency,
+            "{during_pause} requests arrived while the pool was paused (after {id}'s 429 was taken in)"
+        );
     }
 }
 
