@@ -73,6 +73,23 @@ async fn events_a_time_filter_cannot_place_are_reported_not_sent_and_exit_3() {
     }
     assert_undated_reported(&text(&out.stderr), &ids);
 
+    // `export` with the same selection: the file holds the 9, and the 3 are named (exit 3).
+    let exported = dir.path().join("out.ndjson");
+    let export = [
+        "export",
+        "--api-base",
+        &api.base_url(),
+        "--created-after",
+        "2000-01-01T00:00:00Z",
+        "--out",
+        exported.to_str().unwrap(),
+    ]
+    .map(String::from);
+    let out = run_bin(&export).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&exported).unwrap().lines().count(), 9);
+    assert_undated_reported(&text(&out.stderr), &ids);
+
     // From a file, as a dry run: not just "9 events selected".
     let dir = tempfile::tempdir().unwrap();
     let mut args = input_args(dir.path(), &events, &rcv);
