@@ -111,14 +111,8 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let pacer = Pacer::new(mode, cfg.burst, outage, stop.clone(), counters.pace.clone());
     pacer.log_start(ledger.settled_rate().is_some());
     let progress = Progress::start(counters.clone(), !cfg.quiet);
-    let shared = Arc::new(Shared {
-        deliverer,
-        pacer,
-        retry: cfg.retry,
-        counters: counters.clone(),
-        cancel: stop,
-        in_flight,
-    });
+    let shared =
+        Arc::new(Shared { deliverer, pacer, retry: cfg.retry, counters: counters.clone(), cancel: stop, in_flight });
     let workers: Vec<_> =
         (0..cfg.concurrency).map(|_| tokio::spawn(work(shared.clone(), rx.clone(), ledger.handle()))).collect();
     drop(rx);

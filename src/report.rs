@@ -222,8 +222,8 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
         }
     }
     if let Some(cause) = &report.gave_up {
-        eprintln!("Error: {cause}.");
-        eprintln!(
+        errln!("Error: {cause}.");
+        errln!(
             "Outcomes so far are saved in {}; the rest stay pending: run the same command again once the webhook is back.",
             ledger_path.display()
         );
