@@ -7,11 +7,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
-use crate::config::{self, FileConfig};
+use crate::config::{self, ParseError};
 use crate::error::{AppError, exit};
 use crate::ledger::{self, Status};
 use crate::progress::thousands;
@@ -20,8 +19,15 @@ use crate::signal::spawn_signal_handler;
 use crate::words;
 use crate::{pipeline, producer};
 
-/// Run the parsed command line; never panics on input, returns the process exit status.
-pub fn main(cli: Cli) -> ExitCode {
+/// Run the command line `argv` (with the `--config` file it names); never panics on input,
+/// returns the process exit status.
+pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
+    let cli = match config::parse(argv) {
+        Ok(cli) => cli,
+        // clap prints usage errors, --help and --version itself, with its own exit status (2 or 0).
+        Err(ParseError::Usage(e)) => e.exit(),
+        Err(ParseError::Config(e)) => return ExitCode::from(fail(&e.into())),
+    };
     let code = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => {
             let result = runtime.block_on(dispatch(cli));
@@ -42,19 +48,16 @@ fn fail(e: &AppError) -> u8 {
 
 async fn dispatch(cli: Cli) -> Result<u8, AppError> {
     let global = cli.global;
-    let file = FileConfig::from_global(&global)?;
-    let verbosity = config::verbosity(&global, &file)?;
-    init_logging(verbosity, global.quiet);
+    init_logging(global.verbose, global.quiet);
     match cli.command {
-        Command::Run(args) => run(config::run_config(&args, &global, &file)?).await,
-        Command::Export(args) => export(&args, &file).await,
-        Command::Status(args) => status(&args, &file),
-        Command::Failed(args) => failed(&args, &file),
+        Command::Run(args) => run(config::run_config(&args, &global)?).await,
+        Command::Export(args) => export(&args).await,
+        Command::Status(args) => status(&args),
+        Command::Failed(args) => failed(&args),
         Command::Demo(args) => crate::demo::demo(&args, &global).await,
         Command::Sink(args) => crate::demo::sink(&args, &global).await,
         Command::Completions { shell } => {
-            let mut out = std::io::stdout();
-            clap_complete::generate(shell, &mut Cli::command(), "savvy-replay", &mut out);
+            print_stdout(&crate::cli::completion_script(shell));
             Ok(exit::OK)
         }
     }
@@ -100,9 +103,9 @@ async fn run(cfg: config::RunConfig) -> Result<u8, AppError> {
     Ok(report.exit_code())
 }
 
-async fn export(args: &ExportArgs, file: &FileConfig) -> Result<u8, AppError> {
-    let source_cfg = config::source_config(&args.source, file)?;
-    let sel = config::selection(&args.select, file)?;
+async fn export(args: &ExportArgs) -> Result<u8, AppError> {
+    let source_cfg = config::source_config(&args.source)?;
+    let sel = config::selection(&args.select)?;
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let source =
@@ -138,9 +141,9 @@ async fn export(args: &ExportArgs, file: &FileConfig) -> Result<u8, AppError> {
     Ok(if cancel.is_cancelled() { exit::INTERRUPTED } else { exit::OK })
 }
 
-fn status(args: &StatusArgs, file: &FileConfig) -> Result<u8, AppError> {
-    let path = config::ledger_path(args.ledger.as_ref(), file)?;
-    let targets = match ledger::read_status(&path, 20)? {
+fn status(args: &StatusArgs) -> Result<u8, AppError> {
+    let path = &args.ledger;
+    let targets = match ledger::read_status(path, 20)? {
         Some(t) => t,
         None => {
             let msg = format!("No ledger at {} yet: nothing has been replayed with it.", path.display());
@@ -210,10 +213,10 @@ fn strip_gave_up(last: &str) -> &str {
     }
 }
 
-fn failed(args: &FailedArgs, file: &FileConfig) -> Result<u8, AppError> {
-    let path = config::ledger_path(args.ledger.as_ref(), file)?;
+fn failed(args: &FailedArgs) -> Result<u8, AppError> {
+    let path = &args.ledger;
     let mut out = open_out(args.out.as_ref())?;
-    match ledger::write_failed(&path, args.webhook_url.as_deref(), args.event_type.as_deref(), &mut out) {
+    match ledger::write_failed(path, args.webhook_url.as_deref(), args.event_type.as_deref(), &mut out) {
         Ok(n) => {
             let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
             eprintln!("Wrote {} to {dest}.", words::count(n, "failed event", "failed events"));

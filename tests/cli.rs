@@ -268,7 +268,9 @@ async fn completions_and_help() {
     for shell in ["bash", "zsh", "fish"] {
         let out = bin_output(&["completions", shell]).await;
         assert_eq!(out.status.code(), Some(0));
-        assert!(text(&out.stdout).contains("savvy-replay"), "{shell}");
+        let script = text(&out.stdout);
+        assert!(script.contains("savvy-replay"), "{shell}");
+        assert!(script.contains("webhook-url") && script.contains("no-dry-run"), "{shell} completes run's flags");
     }
     for cmd in ["run", "export", "status", "failed", "demo", "sink", "completions"] {
         let out = bin_output(&[cmd, "--help"]).await;
@@ -332,4 +334,59 @@ async fn demo_receiver_limits_push_back_and_everything_still_arrives() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no receiver line: {stderr}"));
     assert!(refused >= 2, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_line_turns_off_what_the_config_file_turned_on() {
+    let api = api(generate_bookings(10, 2), vec![]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("replay.toml");
+    std::fs::write(&cfg, "dry_run = true\njson = true\nrate = 0\n").unwrap();
+    let mut args = vec!["--config".to_owned(), cfg.display().to_string()];
+    args.extend(run_args(&api, &rcv, &dir.path().join("l.db")));
+
+    // The file's dry run, with the file's JSON summary: nothing sent.
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["dry_run"], true);
+    assert_eq!(rcv.stats().requests, 0);
+
+    // `--no-dry-run` and `--no-json` undo it: everything is delivered, and stdout has no JSON.
+    args.extend(["--no-dry-run", "--no-json", "-q"].map(String::from));
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().unique_accepted, 10);
+    assert!(text(&out.stdout).trim().is_empty(), "{}", text(&out.stdout));
+
+    // A bad value in the file names the file and the key, not a flag nobody typed.
+    std::fs::write(&cfg, "dry_run = \"yes\"\n").unwrap();
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("replay.toml: `dry_run`: must be true or false"), "{}", text(&out.stderr));
+}
+
+/// Bash really completes a subcommand's flags (clap-rs/clap#6421 breaks this for a hyphenated
+/// binary name unless the script is corrected).
+#[tokio::test]
+async fn bash_completes_run_flags() {
+    if std::process::Command::new("bash").arg("-c").arg("true").status().is_err() {
+        eprintln!("bash is not installed: skipping the bash completion test");
+        return;
+    }
+    let script = bin_output(&["completions", "bash"]).await;
+    assert_eq!(script.status.code(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("savvy-replay.bash");
+    std::fs::write(&path, &script.stdout).unwrap();
+    let probe = format!(
+        "source '{}'\nCOMP_WORDS=(savvy-replay run --webh)\nCOMP_CWORD=2\nCOMP_LINE='savvy-replay run --webh'\n\
+         COMP_POINT=${{#COMP_LINE}}\n_savvy__replay savvy-replay --webh run\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        path.display()
+    );
+    let out = tokio::process::Command::new("bash").args(["--norc", "-c", &probe]).output().await.unwrap();
+    let got = text(&out.stdout);
+    assert!(got.lines().any(|l| l == "--webhook-url"), "{got}\n{}", text(&out.stderr));
+    assert!(got.lines().any(|l| l == "--webhook-id"), "{got}");
+    assert!(!got.lines().any(|l| l == "--token"), "only what matches --webh: {got}");
 }

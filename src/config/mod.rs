@@ -1,12 +1,12 @@
 //! From what the user typed to a validated configuration (the "high" stage).
 //!
-//! Precedence: flag > environment variable > config file (`--config FILE`) > default. clap already
-//! resolves flag > env; this module fills the gaps from the file and then the defaults, and checks
-//! everything that needs more than one value or the outside world (URLs, bounds between flags).
+//! Precedence: flag > environment variable > config file (`--config FILE`) > default. clap applies
+//! it, with the file's values as its defaults (`file.rs`); this module checks everything that needs
+//! more than one value or the outside world (URLs, bounds between flags, required values).
 //! Every later stage receives values that are already correct; anything wrong stops here with
 //! exit status 2 and a message that names the flag and what to write instead.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -16,14 +16,13 @@ use crate::cli::{self, CreatedBefore, GlobalArgs, RunArgs, SelectArgs, SourceArg
 use crate::deliver::Header;
 use crate::pacing::RateSetting;
 use crate::rate::Rate;
-use crate::retry::RetryPolicy;
+use crate::retry::{Backoff, RetryPolicy};
 use crate::signature::HexCase;
 use crate::source::ApiQuery;
-use crate::source::api::{Attendance, Period, State};
 
-pub const DEFAULT_API_BASE: &str = "https://api.savvycal.com";
-pub const DEFAULT_LEDGER: &str = ".savvy-replay/ledger.db";
-pub const DEFAULT_EVENT_TYPE: &str = "event.created";
+mod file;
+
+pub use file::{ParseError, parse};
 
 /// A usage or configuration error (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -32,158 +31,6 @@ pub struct ConfigError(pub String);
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
-}
-
-/// Every key the config file may hold: the long flags with `-` → `_`.
-const KNOWN_KEYS: &[&str] = &[
-    "token",
-    "api_base",
-    "period",
-    "state",
-    "attendance",
-    "page_size",
-    "input",
-    "created_before",
-    "created_after",
-    "limit",
-    "webhook_url",
-    "event_type",
-    "signing_secret",
-    "webhook_id",
-    "signature_hex",
-    "header",
-    "timeout",
-    "concurrency",
-    "rate",
-    "max_rate",
-    "burst",
-    "max_retries",
-    "retry_initial",
-    "retry_max",
-    "give_up_after",
-    "ledger",
-    "fresh",
-    "only_failed",
-    "dry_run",
-    "json",
-    "quiet",
-    "verbose",
-];
-
-/// The `--config` file: a TOML table whose values go through the same parsers as the flags.
-#[derive(Debug, Default)]
-pub struct FileConfig {
-    path: PathBuf,
-    table: toml::Table,
-}
-
-impl FileConfig {
-    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read the config file {}: {e}", path.display())))?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError(format!("the config file {} is not valid TOML: {}", path.display(), e.message()))
-        })?;
-        for key in table.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                let hint = KNOWN_KEYS
-                    .iter()
-                    .find(|k| k.replace('_', "") == key.replace(['-', '_'], ""))
-                    .map(|k| format!(" (did you mean `{k}`?)"))
-                    .unwrap_or_default();
-                return err(format!(
-                    "the config file {} has an unknown key `{key}`{hint}; keys are the long flags with `-` written `_`, \
-                     see config/savvy-replay.example.toml",
-                    path.display()
-                ));
-            }
-        }
-        Ok(FileConfig { path: path.to_owned(), table })
-    }
-
-    /// The optional file named by `--config`; an empty one when none was given.
-    pub fn from_global(global: &GlobalArgs) -> Result<FileConfig, ConfigError> {
-        match &global.config {
-            Some(p) => FileConfig::load(p),
-            None => Ok(FileConfig::default()),
-        }
-    }
-
-    fn scalar(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        let Some(v) = self.table.get(key) else { return Ok(None) };
-        let s = match v {
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Datetime(d) => d.to_string(),
-            _ => {
-                return err(format!(
-                    "the config file {}: `{key}` must be a single value, not a {}",
-                    self.path.display(),
-                    v.type_str()
-                ));
-            }
-        };
-        Ok(Some(s))
-    }
-
-    /// `key` parsed with the flag's own parser.
-    pub fn get<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, ConfigError> {
-        match self.scalar(key)? {
-            None => Ok(None),
-            Some(s) => parse(&s)
-                .map(Some)
-                .map_err(|e| ConfigError(format!("the config file {}: `{key}`: {e}", self.path.display()))),
-        }
-    }
-
-    pub fn get_bool(&self, key: &str) -> Result<bool, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(false),
-            Some(toml::Value::Boolean(b)) => Ok(*b),
-            Some(_) => err(format!("the config file {}: `{key}` must be true or false", self.path.display())),
-        }
-    }
-
-    fn get_list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(Vec::new()),
-            Some(toml::Value::String(s)) => Ok(vec![s.clone()]),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    toml::Value::String(s) => Ok(s.clone()),
-                    _ => err(format!("the config file {}: `{key}` must be a list of strings", self.path.display())),
-                })
-                .collect(),
-            Some(_) => err(format!("the config file {}: `{key}` must be a list of strings", self.path.display())),
-        }
-    }
-}
-
-fn parse_string(s: &str) -> Result<String, String> {
-    Ok(s.to_owned())
-}
-
-fn parse_u64(s: &str) -> Result<u64, String> {
-    s.trim().parse().map_err(|_| format!("`{s}` is not a whole number"))
-}
-
-fn parse_u32(s: &str) -> Result<u32, String> {
-    s.trim().parse().map_err(|_| format!("`{s}` is not a whole number"))
-}
-
-fn parse_path(s: &str) -> Result<PathBuf, String> {
-    Ok(PathBuf::from(s))
-}
-
-fn parse_enum<T: clap::ValueEnum>(s: &str) -> Result<T, String> {
-    T::from_str(s.trim(), true).map_err(|_| {
-        let names: Vec<String> =
-            T::value_variants().iter().filter_map(|v| v.to_possible_value()).map(|p| p.get_name().to_owned()).collect();
-        format!("`{s}` is not one of {}", names.join(", "))
-    })
 }
 
 /// Which earlier outcomes count (`--fresh`, `--only-failed`).
@@ -246,33 +93,26 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// A run from `source` to `webhook_url` with every other setting at its documented default —
-    /// the one place those defaults live.
+    /// A run from `source` to `webhook_url` with every other setting at its default: the defaults
+    /// of the flags' one definition in `cli.rs`, the environment left out.
     pub fn new(source: SourceConfig, webhook_url: Url) -> RunConfig {
-        RunConfig {
-            source,
-            select: Selection::default(),
-            webhook_url,
-            event_type: DEFAULT_EVENT_TYPE.to_owned(),
-            signing_secret: None,
-            signature_hex: HexCase::Upper,
-            webhook_id: None,
-            version: None,
-            created_before_none: false,
-            headers: Vec::new(),
-            timeout: Duration::from_secs(30),
-            concurrency: 8,
-            rate: RateSetting::Fixed(Rate::per_second(20.0)),
-            max_rate: Rate::UNLIMITED,
-            burst: 1,
-            retry: RetryPolicy::default(),
-            give_up_after: Some(Duration::from_secs(600)),
-            ledger: PathBuf::from(DEFAULT_LEDGER),
-            resume: Resume::Skip,
-            dry_run: false,
-            json: false,
-            quiet: false,
-        }
+        use clap::FromArgMatches;
+        let no_env = |cmd: clap::Command| {
+            let ids: Vec<String> =
+                cmd.get_arguments().filter(|a| a.get_env().is_some()).map(|a| a.get_id().to_string()).collect();
+            ids.iter().fold(cmd, |cmd, id| cmd.mut_arg(id, |a| a.env(None)))
+        };
+        let cmd = cli::command().mut_subcommand("run", no_env);
+        let defaults = cmd
+            .try_get_matches_from(["savvy-replay", "run"])
+            .and_then(|m| cli::Cli::from_arg_matches(&m))
+            .ok()
+            .and_then(|c| match c.command {
+                cli::Command::Run(args) => settings(&args, source, webhook_url, false).ok(),
+                _ => None,
+            });
+        // The built-in defaults are valid by construction (tested below); nothing from outside.
+        defaults.expect("the flags' built-in defaults make a valid run")
     }
 }
 
@@ -334,19 +174,11 @@ pub fn api_base(s: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-pub fn source_config(args: &SourceArgs, file: &FileConfig) -> Result<SourceConfig, ConfigError> {
-    let input = match &args.input {
-        Some(p) => Some(p.clone()),
-        None => file.get("input", parse_path)?,
-    };
-    if let Some(path) = input {
-        return Ok(SourceConfig::File(path));
+pub fn source_config(args: &SourceArgs) -> Result<SourceConfig, ConfigError> {
+    if let Some(path) = &args.input {
+        return Ok(SourceConfig::File(path.clone()));
     }
     let token = match &args.token {
-        Some(t) => Some(t.clone()),
-        None => file.get("token", parse_string)?,
-    };
-    let token = match token {
         Some(t) if !t.trim().is_empty() => SecretString::from(t.trim().to_owned()),
         _ => {
             return err(
@@ -355,41 +187,19 @@ pub fn source_config(args: &SourceArgs, file: &FileConfig) -> Result<SourceConfi
             );
         }
     };
-    let base = match &args.api_base {
-        Some(b) => b.clone(),
-        None => file.get("api_base", parse_string)?.unwrap_or_else(|| DEFAULT_API_BASE.to_owned()),
-    };
-    let d = ApiQuery::default();
-    let query = ApiQuery {
-        period: or_file(args.period, file, "period", parse_enum::<Period>)?.unwrap_or(d.period),
-        state: or_file(args.state, file, "state", parse_enum::<State>)?.unwrap_or(d.state),
-        attendance: or_file(args.attendance, file, "attendance", parse_enum::<Attendance>)?.unwrap_or(d.attendance),
-        page_size: or_file(args.page_size, file, "page_size", cli::parse_page_size)?.unwrap_or(d.page_size),
-    };
-    Ok(SourceConfig::Api { base: api_base(&base)?, token, query })
+    let query =
+        ApiQuery { period: args.period, state: args.state, attendance: args.attendance, page_size: args.page_size };
+    Ok(SourceConfig::Api { base: api_base(&args.api_base)?, token, query })
 }
 
-fn or_file<T>(
-    flag: Option<T>,
-    file: &FileConfig,
-    key: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, ConfigError> {
-    match flag {
-        Some(v) => Ok(Some(v)),
-        None => file.get(key, parse),
-    }
-}
-
-pub fn selection(args: &SelectArgs, file: &FileConfig) -> Result<Selection, ConfigError> {
-    let before = or_file(args.created_before, file, "created_before", cli::parse_created_before)?;
+pub fn selection(args: &SelectArgs) -> Result<Selection, ConfigError> {
     let sel = Selection {
-        created_before: match before {
+        created_before: match args.created_before {
             Some(CreatedBefore::At(t)) => Some(t),
             _ => None,
         },
-        created_after: or_file(args.created_after, file, "created_after", cli::parse_timestamp)?,
-        limit: or_file(args.limit, file, "limit", parse_u64)?,
+        created_after: args.created_after,
+        limit: args.limit,
     };
     if let (Some(b), Some(a)) = (sel.created_before, sel.created_after)
         && b <= a
@@ -401,88 +211,36 @@ pub fn selection(args: &SelectArgs, file: &FileConfig) -> Result<Selection, Conf
     Ok(sel)
 }
 
-pub fn ledger_path(flag: Option<&PathBuf>, file: &FileConfig) -> Result<PathBuf, ConfigError> {
-    Ok(match flag {
-        Some(p) => p.clone(),
-        None => file.get("ledger", parse_path)?.unwrap_or_else(|| PathBuf::from(DEFAULT_LEDGER)),
-    })
-}
-
-pub fn run_config(args: &RunArgs, global: &GlobalArgs, file: &FileConfig) -> Result<RunConfig, ConfigError> {
-    let source = source_config(&args.source, file)?;
-    let select = selection(&args.select, file)?;
-
-    let webhook = match &args.webhook_url {
-        Some(u) => Some(u.clone()),
-        None => file.get("webhook_url", parse_string)?,
-    };
-    let Some(webhook) = webhook else {
+pub fn run_config(args: &RunArgs, global: &GlobalArgs) -> Result<RunConfig, ConfigError> {
+    let source = source_config(&args.source)?;
+    let Some(webhook) = &args.webhook_url else {
         return err(
             "--webhook-url is required: the URL to POST events to (or set SAVVY_REPLAY_WEBHOOK_URL, or webhook_url in the config file)",
         );
     };
-    let webhook_url = parse_http_url("--webhook-url", &webhook)?;
+    let webhook_url = parse_http_url("--webhook-url", webhook)?;
+    settings(args, source, webhook_url, global.quiet)
+}
 
-    let mut cfg = RunConfig::new(source, webhook_url);
-    cfg.select = select;
-    if let Some(t) = match &args.event_type {
-        Some(t) => Some(t.clone()),
-        None => file.get("event_type", parse_string)?,
-    } {
-        cfg.event_type = t;
-    }
-    if cfg.event_type.trim().is_empty() {
+/// Everything but the source and the webhook, checked.
+fn settings(args: &RunArgs, source: SourceConfig, webhook_url: Url, quiet: bool) -> Result<RunConfig, ConfigError> {
+    if args.event_type.trim().is_empty() {
         return err("--event-type is empty; the default is event.created");
     }
-    cfg.signing_secret = match &args.signing_secret {
-        Some(s) => Some(s.clone()),
-        None => file.get("signing_secret", parse_string)?,
-    }
-    .filter(|s| !s.is_empty())
-    .map(SecretString::from);
-
-    cfg.created_before_none = matches!(
-        or_file(args.select.created_before, file, "created_before", cli::parse_created_before)?,
-        Some(CreatedBefore::None)
-    );
-    cfg.signature_hex =
-        or_file(args.signature_hex, file, "signature_hex", parse_enum::<HexCase>)?.unwrap_or(cfg.signature_hex);
-    cfg.webhook_id = match &args.webhook_id {
-        Some(id) => Some(id.clone()),
-        None => file.get("webhook_id", parse_string)?,
-    }
-    .map(|id| id.trim().to_owned());
-    if let Some(id) = &cfg.webhook_id
+    let webhook_id = args.webhook_id.as_ref().map(|id| id.trim().to_owned());
+    if let Some(id) = &webhook_id
         && !crate::source::webhooks::valid_id(id)
     {
         return err(format!(
             "--webhook-id `{id}` is not a SavvyCal webhook id; they look like wh_01ED74HMFGVZ92YVCWTD8Y8H6X"
         ));
     }
-
-    for h in file.get_list("header")? {
-        cfg.headers.push(cli::parse_header(&h).map_err(|e| ConfigError(format!("the config file: `header`: {e}")))?);
-    }
-    // Flags come after the file's headers, so they win where a receiver reads the last value.
-    cfg.headers.extend(args.headers.iter().cloned());
-    for h in &cfg.headers {
+    for h in &args.headers {
         if matches!(h.name.as_str(), "content-length" | "host" | "transfer-encoding") {
             return err(format!("-H {}: this header is set by the HTTP client and cannot be overridden", h.name));
         }
     }
-
-    cfg.timeout = or_file(args.timeout, file, "timeout", cli::parse_duration)?.unwrap_or(cfg.timeout);
-    cfg.concurrency =
-        or_file(args.concurrency, file, "concurrency", cli::parse_concurrency)?.unwrap_or(cfg.concurrency);
-    cfg.rate = or_file(args.rate, file, "rate", cli::parse_rate_setting)?.unwrap_or(cfg.rate);
-    cfg.max_rate = or_file(args.max_rate, file, "max_rate", cli::parse_rate)?.unwrap_or(cfg.max_rate);
-    cfg.burst = or_file(args.burst, file, "burst", cli::parse_burst)?.unwrap_or(cfg.burst);
-    let retry = &mut cfg.retry;
-    retry.max_retries = or_file(args.max_retries, file, "max_retries", parse_u32)?.unwrap_or(retry.max_retries);
-    let backoff = &mut retry.backoff;
-    backoff.initial =
-        or_file(args.retry_initial, file, "retry_initial", cli::parse_duration)?.unwrap_or(backoff.initial);
-    backoff.max = or_file(args.retry_max, file, "retry_max", cli::parse_duration)?.unwrap_or(backoff.max);
+    let backoff = Backoff { initial: args.retry_initial, max: args.retry_max };
     if backoff.initial > backoff.max {
         return err(format!(
             "--retry-initial ({}) is longer than --retry-max ({}); make the first delay the shorter one",
@@ -490,44 +248,55 @@ pub fn run_config(args: &RunArgs, global: &GlobalArgs, file: &FileConfig) -> Res
             humantime::format_duration(backoff.max)
         ));
     }
-    if let Some(d) = or_file(args.give_up_after, file, "give_up_after", cli::parse_give_up_after)? {
-        cfg.give_up_after = (!d.is_zero()).then_some(d);
-    }
-    let fresh = args.fresh || file.get_bool("fresh")?;
-    let only_failed = args.only_failed || file.get_bool("only_failed")?;
-    cfg.resume = match (fresh, only_failed) {
+    let resume = match (args.fresh, args.only_failed) {
         (true, true) => return err("--fresh and --only-failed contradict each other; pick one"),
         (true, false) => Resume::Fresh,
         (false, true) => Resume::OnlyFailed,
         (false, false) => Resume::Skip,
     };
-    cfg.ledger = ledger_path(args.ledger.as_ref(), file)?;
-    cfg.dry_run = args.dry_run || file.get_bool("dry_run")?;
-    cfg.json = args.json || file.get_bool("json")?;
-    cfg.quiet = global.quiet || file.get_bool("quiet")?;
-    Ok(cfg)
+    Ok(RunConfig {
+        source,
+        select: selection(&args.select)?,
+        webhook_url,
+        event_type: args.event_type.clone(),
+        signing_secret: args.signing_secret.clone().filter(|s| !s.is_empty()).map(SecretString::from),
+        signature_hex: args.signature_hex,
+        webhook_id,
+        version: None,
+        created_before_none: matches!(args.select.created_before, Some(CreatedBefore::None)),
+        headers: args.headers.clone(),
+        timeout: args.timeout,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        max_rate: args.max_rate,
+        burst: args.burst,
+        retry: RetryPolicy { backoff, max_retries: args.max_retries },
+        give_up_after: (!args.give_up_after.is_zero()).then_some(args.give_up_after),
+        ledger: args.ledger.clone(),
+        resume,
+        dry_run: args.dry_run,
+        json: args.json,
+        quiet,
+    })
 }
-
-/// `-v` from the flag, or `verbose = N` in the file.
-pub fn verbosity(global: &GlobalArgs, file: &FileConfig) -> Result<u8, ConfigError> {
-    if global.verbose > 0 {
-        return Ok(global.verbose);
-    }
-    Ok(file.get("verbose", |s| s.trim().parse::<u8>().map_err(|_| format!("`{s}` is not 0, 1 or 2")))?.unwrap_or(0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::source::api::{Attendance, Period, State};
 
-    fn parse(args: &[&str], file: &str) -> Result<RunConfig, ConfigError> {
-        let cli = cli::Cli::try_parse_from(std::iter::once("savvy-replay").chain(args.iter().copied()))
-            .map_err(|e| ConfigError(e.to_string()))?;
+    /// `args` after `savvy-replay --config <file holding file_text>`.
+    fn parse(args: &[&str], file_text: &str) -> Result<RunConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.toml");
+        std::fs::write(&path, file_text).unwrap();
+        let argv = ["savvy-replay", "--config", path.to_str().unwrap()].into_iter().chain(args.iter().copied());
+        let cli = match super::parse(argv.map(Into::into).collect()) {
+            Ok(cli) => cli,
+            Err(ParseError::Config(e)) => return Err(e),
+            Err(ParseError::Usage(e)) => return Err(ConfigError(e.to_string())),
+        };
         let cli::Command::Run(run) = cli.command else { panic!("not run") };
-        let table: toml::Table = file.parse().unwrap();
-        let fc = FileConfig { path: "test.toml".into(), table };
-        run_config(&run, &cli.global, &fc)
+        run_config(&run, &cli.global)
     }
 
     const BASE: &[&str] = &["run", "--token", "pt_secret_abc", "--webhook-url", "https://h.example.com/x"];
@@ -552,7 +321,7 @@ mod tests {
         assert_eq!(c.retry, RetryPolicy::default());
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert_eq!(c.event_type, "event.created");
-        assert_eq!(c.ledger, PathBuf::from(DEFAULT_LEDGER));
+        assert_eq!(c.ledger, PathBuf::from(cli::DEFAULT_LEDGER));
         assert_eq!(c.resume, Resume::Skip);
     }
 
@@ -609,6 +378,32 @@ mod tests {
     }
 
     #[test]
+    fn every_on_off_flag_has_a_no_form_that_beats_the_file() {
+        let on = "dry_run = true\nfresh = true\njson = true\nquiet = true\nverbose = 2";
+        let c = parse(BASE, on).unwrap();
+        assert!(
+            c.dry_run && c.json && c.quiet && c.resume == Resume::Fresh,
+            "{:?}",
+            (c.dry_run, c.json, c.quiet, c.resume)
+        );
+        let off = with(&["--no-dry-run", "--no-fresh", "--no-json", "--no-quiet", "--only-failed"]);
+        let c = parse(&off, on).unwrap();
+        assert!(!c.dry_run && !c.json && !c.quiet && c.resume == Resume::OnlyFailed);
+        // The last of a flag and its `--no-` form wins.
+        assert!(parse(&with(&["--no-dry-run", "--dry-run"]), "").unwrap().dry_run);
+        assert!(!parse(&with(&["--dry-run", "--no-dry-run"]), on).unwrap().dry_run);
+        assert!(!parse(&with(&["--dry-run=false"]), "").is_ok_and(|c| c.dry_run), "a flag takes no value");
+        let e = parse(BASE, "fresh = true\nonly_failed = true").unwrap_err().0;
+        assert!(e.contains("contradict"), "{e}");
+        for bool_flag in ["only-failed", "quiet", "json"] {
+            let no = format!("--no-{bool_flag}");
+            assert!(cli::command().try_get_matches_from(["savvy-replay", "run", no.as_str()]).is_ok(), "{no}");
+        }
+        let m = cli::command().try_get_matches_from(["savvy-replay", "status", "--no-json"]).unwrap();
+        assert!(m.subcommand_matches("status").is_some_and(|s| !s.get_flag("json")));
+    }
+
+    #[test]
     fn plain_http_api_only_on_loopback() {
         assert!(api_base("http://127.0.0.1:9000").is_ok());
         assert!(api_base("http://localhost:9000").is_ok());
@@ -645,10 +440,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "webhook-url = \"https://x\"\n").unwrap();
-        let e = FileConfig::load(&p).unwrap_err().0;
+        let e = parse(BASE, "webhook-url = \"https://x\"\n").unwrap_err().0;
         assert!(e.contains("webhook-url") && e.contains("did you mean `webhook_url`"), "{e}");
-        std::fs::write(&p, "rate = [").unwrap();
-        assert!(FileConfig::load(&p).unwrap_err().0.contains("not valid TOML"));
+        let e = parse(BASE, "quiet = true\nrate = [").unwrap_err().0;
+        assert!(e.contains("not valid TOML") && e.contains("line 2, column"), "{e}");
+        let e = parse(BASE, "dry_run = \"yes\"").unwrap_err().0;
+        assert!(e.contains("`dry_run`") && e.contains("true or false"), "{e}");
+        let e = parse(BASE, "period = \"soon\"").unwrap_err().0;
+        assert!(e.contains("test.toml: `period`") && e.contains("all, past, upcoming"), "{e}");
     }
 
     #[test]
@@ -660,19 +459,25 @@ mod tests {
 
     #[test]
     fn the_example_config_documents_every_key_and_parses() {
-        let text = include_str!("../config/savvy-replay.example.toml");
+        let text = include_str!("../../config/savvy-replay.example.toml");
+        let keys = file::keys(&cli::command());
+        assert!(keys.len() >= 30 && keys.contains(&"verbose".to_owned()), "{keys:?}");
         let uncommented: String = text
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| KNOWN_KEYS.contains(&k)))
+            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| keys.iter().any(|known| known == k)))
             .map(|l| format!("{l}\n"))
             .collect();
         let table: toml::Table = uncommented.parse().unwrap();
-        for key in KNOWN_KEYS {
-            assert!(table.contains_key(*key), "the example config does not document `{key}`");
+        for key in &keys {
+            assert!(table.contains_key(key), "the example config does not document `{key}`");
         }
-        let fc = FileConfig { path: "example.toml".into(), table };
-        let c = run_config(&RunArgs::default(), &GlobalArgs::default(), &fc).unwrap();
+        let cmd = file::FileConfig { path: "example.toml".into(), table: table.clone() };
+        let (cmd, _) = cmd.feed(cli::command()).unwrap();
+        let m = cmd.try_get_matches_from(["savvy-replay", "run"]).unwrap();
+        let cli = <cli::Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        let cli::Command::Run(run) = cli.command else { panic!("not run") };
+        let c = run_config(&run, &cli.global).unwrap();
         assert_eq!(c.webhook_url.as_str(), "https://hooks.example.com/savvycal");
         assert!(matches!(c.source, SourceConfig::File(_)));
     }
