@@ -13,11 +13,11 @@ use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
 use crate::config::{self, ParseError};
 use crate::error::{AppError, exit};
 use crate::ledger::{self, Status};
-use crate::progress::thousands;
 use crate::report::{is_broken_pipe, open_out, print_report, print_stdout};
 use crate::signal::spawn_signal_handler;
 use crate::words;
 use crate::{pipeline, producer};
+use indicatif::HumanCount;
 
 /// Run the command line `argv` (with the `--config` file it names); never panics on input,
 /// returns the process exit status.
@@ -174,9 +174,9 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
         text.push_str(&format!("{url} ({})\n", t.event_type));
         text.push_str(&format!(
             "  delivered {}   failed {}   pending {}\n",
-            thousands(t.delivered),
-            thousands(t.failed),
-            thousands(t.pending)
+            HumanCount(t.delivered),
+            HumanCount(t.failed),
+            HumanCount(t.pending)
         ));
         for o in &t.open {
             let what = match o.status {
@@ -195,7 +195,7 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
         }
         let open = t.failed + t.pending;
         if open > t.open.len() as u64 {
-            text.push_str(&format!("    … and {} more\n", thousands(open - t.open.len() as u64)));
+            text.push_str(&format!("    … and {} more\n", HumanCount(open - t.open.len() as u64)));
         }
         if t.failed > 0 {
             text.push_str("  export the failed events: savvy-replay failed --out failed.ndjson\n");

@@ -12,12 +12,12 @@ use crate::cli::{DemoArgs, GlobalArgs, ReceiverArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
 use crate::error::{AppError, exit};
 use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
-use crate::progress::thousands;
 use crate::report::print_report;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::signal::{spawn_signal_handler, wait_for_signal};
 use crate::signature::HexCase;
 use crate::source::ApiQuery;
+use indicatif::HumanCount;
 
 pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> {
     let token = format!("pt_secret_demo{:016x}", fastrand::u64(..));
@@ -67,8 +67,8 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
             "Demo: a fake SavvyCal account at {} with {} bookings, {} of them made before its webhook {webhook_id} \
              (created {webhook_created}), which posts to a local receiver at {}{}.",
             api.base_url(),
-            thousands((args.events + later) as u64),
-            thousands(args.events as u64),
+            HumanCount((args.events + later) as u64),
+            HumanCount(args.events as u64),
             receiver.url(),
             if args.fail_rate > 0.0 {
                 format!(" that fails {:.0}% of requests with 503 or 429 + Retry-After", args.fail_rate * 100.0)
@@ -106,11 +106,11 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     if !global.quiet {
         eprintln!(
             "Receiver saw {} requests: {} unique events, {} duplicates, {} signature failures, {} answered 503/429.",
-            thousands(got.requests),
-            thousands(got.unique_accepted),
-            thousands(got.duplicates),
-            thousands(got.signature_failures),
-            thousands(got.transient),
+            HumanCount(got.requests),
+            HumanCount(got.unique_accepted),
+            HumanCount(got.duplicates),
+            HumanCount(got.signature_failures),
+            HumanCount(got.transient),
         );
     }
     api.shutdown().await;
@@ -169,13 +169,13 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     let s = receiver.stats();
     eprintln!(
         "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {} rejected, {} answered 503/429.",
-        thousands(s.requests),
-        thousands(s.accepted),
-        thousands(s.unique_accepted),
-        thousands(s.duplicates),
-        thousands(s.signature_failures),
-        thousands(s.rejected),
-        thousands(s.transient)
+        HumanCount(s.requests),
+        HumanCount(s.accepted),
+        HumanCount(s.unique_accepted),
+        HumanCount(s.duplicates),
+        HumanCount(s.signature_failures),
+        HumanCount(s.rejected),
+        HumanCount(s.transient)
     );
     receiver.shutdown().await;
     Ok(exit::OK)

@@ -12,8 +12,9 @@ use serde::Serialize;
 use crate::error::{AppError, exit};
 use crate::ledger::LedgerError;
 use crate::pacing::RateSetting;
-use crate::progress::{Counters, Latency, round, thousands};
+use crate::progress::{Counters, Latency, round};
 use crate::source::SourceError;
+use indicatif::HumanCount;
 
 /// The end-of-run summary: SPEC §5, field for field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -89,33 +90,34 @@ impl Summary {
     pub fn human(&self, target: &str, pending: u64) -> String {
         let mut s = String::new();
         let verb = if self.interrupted { "Interrupted after" } else { "Done in" };
-        s.push_str(&format!("{verb} {:.1}s: {} events for {target}\n", self.elapsed_secs, thousands(self.events)));
+        s.push_str(&format!("{verb} {:.1}s: {} events for {target}\n", self.elapsed_secs, HumanCount(self.events)));
         s.push_str(&format!(
             "  delivered {}   failed {}   skipped {} (delivered earlier)",
-            thousands(self.delivered),
-            thousands(self.failed),
-            thousands(self.skipped)
+            HumanCount(self.delivered),
+            HumanCount(self.failed),
+            HumanCount(self.skipped)
         ));
         let not_sent = self.events.saturating_sub(self.delivered + self.failed + self.skipped);
         if not_sent > 0 {
-            s.push_str(&format!("   not yet sent {}", thousands(not_sent)));
+            s.push_str(&format!("   not yet sent {}", HumanCount(not_sent)));
         }
         if pending > 0 {
-            s.push_str(&format!(" ({} were mid-retry, recorded as pending)", thousands(pending)));
+            s.push_str(&format!(" ({} were mid-retry, recorded as pending)", HumanCount(pending)));
         }
         s.push('\n');
         if self.attempts > 0 {
             s.push_str(&format!(
                 "  {} requests ({} retries), {:.1}/s delivered; latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
-                thousands(self.attempts),
-                thousands(self.retries),
+                HumanCount(self.attempts),
+                HumanCount(self.retries),
                 self.throughput_per_sec,
                 self.latency_ms.p50,
                 self.latency_ms.p90,
                 self.latency_ms.p99,
                 self.latency_ms.max
             ));
-            let codes: Vec<String> = self.status_codes.iter().map(|(c, n)| format!("{c} ×{}", thousands(*n))).collect();
+            let codes: Vec<String> =
+                self.status_codes.iter().map(|(c, n)| format!("{c} ×{}", HumanCount(*n))).collect();
             if !codes.is_empty() {
                 s.push_str(&format!("  responses: {}\n", codes.join(", ")));
             }
@@ -289,9 +291,9 @@ impl DryRun<'_> {
         }
         text.push_str(&format!(
             "{} events selected; {} already delivered to this webhook; {} to send to {}.\n",
-            thousands(self.selected),
-            thousands(self.skipped),
-            thousands(self.to_send),
+            HumanCount(self.selected),
+            HumanCount(self.skipped),
+            HumanCount(self.to_send),
             self.target,
         ));
         text.push_str(&self.eta_line());
