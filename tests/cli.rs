@@ -85,9 +85,7 @@ async fn json_summary_is_the_last_line_and_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_token_exits_3_and_is_never_printed() {
-    let api = api(generate_bookings(10, 2), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(10, 2), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--token".into(), "pt_secret_WRONG_do_not_print".into(), "-vv".into(), "--json".into()]);
 
@@ -104,9 +102,7 @@ async fn a_rejected_token_exits_3_and_is_never_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_sends_nothing_and_masks_secrets() {
-    let api = api(generate_bookings(40, 2), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(40, 2), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(
         ["--dry-run", "--rate", "2", "-H", "Authorization: Bearer rcv_secret_123", "-H", "X-Team: growth"]
@@ -133,9 +129,7 @@ async fn dry_run_sends_nothing_and_masks_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_round_trips_byte_identical_into_run_input() {
     let events = generate_bookings(230, 4);
-    let api = api(events.clone(), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(events.clone(), vec![]).await;
     let file = dir.path().join("events.ndjson");
 
     let out = bin_output(&["export", "--api-base", &api.base_url(), "--out", file.to_str().unwrap()]).await;
@@ -338,9 +332,7 @@ async fn demo_receiver_limits_push_back_and_everything_still_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_line_turns_off_what_the_config_file_turned_on() {
-    let api = api(generate_bookings(10, 2), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(10, 2), vec![]).await;
     let cfg = dir.path().join("replay.toml");
     std::fs::write(&cfg, "dry_run = true\njson = true\nrate = 0\n").unwrap();
     let mut args = vec!["--config".to_owned(), cfg.display().to_string()];

@@ -31,9 +31,7 @@ fn spawn(args: &[String]) -> tokio::process::Child {
 async fn kill_9_mid_run_then_rerun_resends_at_most_the_in_flight_events() {
     const N: usize = 600;
     const CONCURRENCY: usize = 8;
-    let api = api(generate_bookings(N, 21), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(N, 21), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "400", "--concurrency", "8", "--json"].map(String::from));
 
@@ -71,9 +69,7 @@ async fn kill_9_mid_run_then_rerun_resends_at_most_the_in_flight_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_saves_progress_exits_130_and_the_rerun_completes() {
     const N: usize = 400;
-    let api = api(generate_bookings(N, 22), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(N, 22), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "300", "--json"].map(String::from));
 
@@ -179,9 +175,7 @@ async fn failed_events_are_exported_and_only_failed_resends_exactly_those() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replays_on_one_ledger_the_second_is_refused() {
-    let api = api(generate_bookings(200, 24), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(200, 24), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "20"].map(String::from));
 
@@ -198,9 +192,7 @@ async fn two_replays_on_one_ledger_the_second_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_ledgers_are_refused_with_exit_2_and_left_alone() {
-    let api = api(generate_bookings(5, 25), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(5, 25), vec![]).await;
 
     // Not a database.
     let corrupt = dir.path().join("corrupt.db");
@@ -233,9 +225,7 @@ async fn unusable_ledgers_are_refused_with_exit_2_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_ignores_earlier_outcomes_and_sends_everything_again() {
-    let api = api(generate_bookings(25, 26), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(25, 26), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "0", "--json"].map(String::from));
 

@@ -46,6 +46,12 @@ pub fn documented_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()).to_uppercase())
 }
 
+/// The usual scene: a fake account with these events (and faults), a receiver that checks
+/// signatures, and a temporary directory for ledgers and files.
+pub async fn scene(events: Vec<String>, faults: Vec<(u64, ApiFault)>) -> (FakeApi, Receiver, tempfile::TempDir) {
+    (api(events, faults).await, receiver(signed_receiver()).await, tempfile::tempdir().expect("temporary directory"))
+}
+
 pub async fn receiver(cfg: ReceiverConfig) -> Receiver {
     Receiver::start(ReceiverConfig { record: true, ..cfg }).await.expect("start receiver")
 }
