@@ -246,3 +246,37 @@ async fn fresh_ignores_earlier_outcomes_and_sends_everything_again() {
     ids.dedup();
     assert_eq!(ids.len(), 25);
 }
+
+/// Ctrl-C while the API has not answered yet (the webhook lookup, or the dry run's token check)
+/// is an interruption like any other: exit 130, not a source error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_before_the_api_answers_exits_130() {
+    // An "API" that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", silent.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [None, Some("--dry-run")] {
+        let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let ledger = dir.path().join("l.db").display().to_string();
+        let mut args: Vec<String> =
+            ["run", "--api-base", &base, "--webhook-url", &rcv.url(), "--ledger", &ledger].map(String::from).into();
+        args.extend(extra.map(String::from));
+        let child = spawn(&args);
+        wait_for(20, || accepted.load(std::sync::atomic::Ordering::SeqCst) > before).await;
+        signal(&child, libc::SIGINT);
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(out.status.code(), Some(130), "{extra:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("interrupted"), "{}", text(&out.stderr));
+    }
+    assert_eq!(rcv.stats().requests, 0);
+}

@@ -306,8 +306,7 @@ impl ApiPager {
             let deadline = tokio::time::Instant::now() + self.timeout;
             let sent = tokio::select! {
                 r = req.send() => r,
-                () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
-                    base: self.base.to_string(), attempts: retries + 1, last_error: "interrupted".into() }),
+                () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
             };
             let (after, last) = match sent {
                 Ok(resp) => {
@@ -319,8 +318,7 @@ impl ApiPager {
                     let cap = if success { MAX_PAGE_BYTES } else { BODY_READ_MAX };
                     let body = tokio::select! {
                         b = read_body(resp, cap, deadline) => b,
-                        () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
-                            base: self.base.to_string(), attempts: retries + 1, last_error: "interrupted".into() }),
+                        () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
                     };
                     let verdict = classify(
                         AttemptResult::Status { code: status, retry_after: retry_after.as_deref() },
@@ -379,7 +377,7 @@ impl ApiPager {
             warn_retry(what, &last.to_string(), delay, retries, self.retry.max_retries);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.cancel.cancelled() => return Err(last.into_error(self.base.to_string(), retries)),
+                () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
             }
         }
     }
