@@ -52,8 +52,9 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
     match cli.command {
         Command::Run(args) => run(config::run_config(&args, &global)?).await,
         Command::Export(args) => export(&args).await,
-        Command::Status(args) => status(&args),
-        Command::Failed(args) => failed(&args),
+        // Both read SQLite and write files: blocking work, off the async threads.
+        Command::Status(args) => blocking(move || status(&args)).await?,
+        Command::Failed(args) => blocking(move || failed(&args)).await?,
         Command::Demo(args) => crate::demo::demo(&args, &global).await,
         Command::Sink(args) => crate::demo::sink(&args, &global).await,
         Command::Completions { shell } => {
@@ -92,6 +93,11 @@ impl Write for BarAwareStderr {
     }
 }
 
+/// `f` on tokio's blocking threads. A panic there (a bug) ends the command with an error.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| AppError::Runtime(std::io::Error::other(e)))
+}
+
 async fn run(cfg: config::RunConfig) -> Result<u8, AppError> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
@@ -110,25 +116,28 @@ async fn export(args: &ExportArgs) -> Result<u8, AppError> {
     spawn_signal_handler(cancel.clone());
     let source =
         producer::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel).await?;
-    let mut out = open_out(args.out.as_ref())?;
+    let out_path = args.out.clone();
+    let mut out = blocking(move || open_out(out_path.as_ref())).await??;
     let counters = std::sync::Arc::new(crate::progress::Counters::default());
     let (events, producer) =
         producer::spawn_producer(source, sel, config::Resume::Fresh, None, counters, 256, cancel.clone());
-    let mut written = 0u64;
-    while let Ok(ev) = events.recv().await {
-        if let Err(e) = out.write_all(&ev.raw).and_then(|()| out.write_all(b"\n")) {
-            if is_broken_pipe(&e) {
-                return Ok(exit::OK);
+    // The file (or stdout) is written on a blocking thread, fed by the producer's channel.
+    let written = blocking(move || -> Result<Option<u64>, AppError> {
+        let mut written = 0u64;
+        while let Ok(ev) = events.recv_blocking() {
+            if let Err(e) = out.write_all(&ev.raw).and_then(|()| out.write_all(b"\n")) {
+                return if is_broken_pipe(&e) { Ok(None) } else { Err(AppError::Write { what: "export", error: e }) };
             }
-            return Err(AppError::Write { what: "export", error: e });
+            written += 1;
         }
-        written += 1;
-    }
-    if let Err(e) = out.flush()
-        && !is_broken_pipe(&e)
-    {
-        return Err(AppError::Write { what: "export", error: e });
-    }
+        match out.flush() {
+            Err(e) if !is_broken_pipe(&e) => Err(AppError::Write { what: "export", error: e }),
+            _ => Ok(Some(written)),
+        }
+    })
+    .await??;
+    // A closed pipe (`| head`): the reader has all it wants.
+    let Some(written) = written else { return Ok(exit::OK) };
     let ended = producer::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
     eprintln!("Exported {} to {dest}.", words::count(written, "event", "events"));

@@ -152,10 +152,23 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         Ok(r) => r,
         Err(error) => return Err(AppError::Listen { addr: args.listen, error }),
     };
-    // One line per delivery, unless --quiet (benchmarks use the sink as a fast receiver).
-    if !global.quiet {
-        receiver.on_delivery(print_delivery);
-    }
+    // One line per delivery, unless --quiet (benchmarks use the sink as a fast receiver). Lines are
+    // written by a thread of their own: a slow terminal or pipe must not stall the server's tasks.
+    let printer = (!global.quiet).then(|| {
+        let (lines, printed) = std::sync::mpsc::channel::<Option<String>>();
+        let handler_lines = lines.clone();
+        receiver.on_delivery(move |d| {
+            let _ = handler_lines.send(Some(delivery_line(d)));
+        });
+        let thread = std::thread::spawn(move || {
+            let mut out = std::io::stdout();
+            // `None` is the end: every line sent before it has been written.
+            while let Ok(Some(line)) = printed.recv() {
+                let _ = std::io::Write::write_all(&mut out, line.as_bytes());
+            }
+        });
+        (lines, thread)
+    });
     let checking = match (&args.secret, args.signature_hex) {
         (None, _) => "no --secret: signatures not checked",
         (Some(_), HexCase::Upper) => "verifying signatures as SavvyCal's docs do: sha256= and uppercase hex, exactly",
@@ -178,6 +191,10 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         HumanCount(s.transient)
     );
     receiver.shutdown().await;
+    if let Some((lines, thread)) = printer {
+        let _ = lines.send(None);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     Ok(exit::OK)
 }
 
@@ -220,18 +237,17 @@ fn describe_limits(args: &ReceiverArgs) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-fn print_delivery(d: &crate::fake::Delivery) {
+fn delivery_line(d: &crate::fake::Delivery) -> String {
     let sig = match d.signature_ok {
         Some(true) => "signature ok",
         Some(false) => "SIGNATURE INVALID",
         None => "unsigned",
     };
-    let line = format!(
+    format!(
         "{} {} {} ({} bytes, {sig})\n",
         d.status,
         d.event_id.as_deref().unwrap_or("-"),
         d.envelope_id.as_deref().unwrap_or("-"),
         d.body.len()
-    );
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
+    )
 }

@@ -246,13 +246,13 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
 }
 
 /// Where `--out` goes: the file, or stdout for none or `-`.
-pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write>, AppError> {
+pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write + Send>, AppError> {
     Ok(match path {
         Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
             256 * 1024,
             crate::private::create(p).map_err(|error| AppError::CreateOut { path: p.display().to_string(), error })?,
         )),
-        _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock())),
+        _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout())),
     })
 }
 
