@@ -58,9 +58,24 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         Command::Demo(args) => crate::demo::demo(&args, &global).await,
         Command::Sink(args) => crate::demo::sink(&args, &global).await,
         Command::Completions { shell } => {
-            print_stdout(&crate::cli::completion_script(shell));
+            print_stdout(&completion_script(shell));
             Ok(exit::OK)
         }
+    }
+}
+
+/// The completion script for `shell`, from the same definition as the parser.
+fn completion_script(shell: clap_complete::Shell) -> String {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut crate::cli::command(), "savvy-replay", &mut out);
+    let script = String::from_utf8_lossy(&out).into_owned();
+    // Workaround for clap-rs/clap#6421 (also #6529): for a binary name with a hyphen, clap_complete's
+    // bash script sets `cmd="savvy__replay__subcmd__run"` but matches `savvy__subcmd__replay__subcmd__run)`,
+    // so no subcommand's flags complete. Rename the case labels to what `cmd` holds. Remove once the
+    // upstream fix is released (the test `bash_completes_run_flags` will keep passing either way).
+    match shell {
+        clap_complete::Shell::Bash => script.replace("savvy__subcmd__replay", "savvy__replay"),
+        _ => script,
     }
 }
 

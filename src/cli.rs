@@ -375,26 +375,6 @@ pub fn command() -> clap::Command {
     with_negations(<Cli as clap::CommandFactory>::command())
 }
 
-/// The completion script for `shell`, from the same definition as the parser.
-pub fn completion_script(shell: clap_complete::Shell) -> String {
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut command(), "savvy-replay", &mut out);
-    let script = String::from_utf8_lossy(&out).into_owned();
-    // Workaround for clap-rs/clap#6421 (also #6529): for a binary name with a hyphen, clap_complete's
-    // bash script sets `cmd="savvy__replay__subcmd__run"` but matches `savvy__subcmd__replay__subcmd__run)`,
-    // so no subcommand's flags complete. Rename the case labels to what `cmd` holds. Remove once the
-    // upstream fix is released (the test `bash_completes_run_flags` will keep passing either way).
-    match shell {
-        clap_complete::Shell::Bash => script.replace("savvy__subcmd__replay", "savvy__replay"),
-        _ => script,
-    }
-}
-
-/// Is this argument one of the generated `--no-…` twins?
-pub fn is_negation(arg: &clap::Arg) -> bool {
-    arg.get_id().as_str().starts_with("no_")
-}
-
 // ---- value parsers, shared with the configuration file ----
 
 pub fn parse_rate(s: &str) -> Result<Rate, String> {

@@ -132,9 +132,14 @@ pub fn keys(cmd: &Command) -> Vec<String> {
     let run = cmd.find_subcommand(KEYED_BY).into_iter().flat_map(|s| s.get_arguments());
     cmd.get_arguments()
         .chain(run)
-        .filter(|a| !cli::is_negation(a) && !matches!(a.get_id().as_str(), "config" | "help" | "version"))
+        .filter(|a| !is_negation(a) && !matches!(a.get_id().as_str(), "config" | "help" | "version"))
         .filter_map(|a| a.get_long().map(|l| l.replace('-', "_")))
         .collect()
+}
+
+/// Is this argument one of the generated `--no-…` twins?
+fn is_negation(arg: &clap::Arg) -> bool {
+    arg.get_id().as_str().starts_with("no_")
 }
 
 fn keyed_arg(cmd: &Command, key: &str) -> Option<Arg> {
