@@ -286,17 +286,32 @@ mod tests {
 
     /// `args` after `savvy-replay --config <file holding file_text>`.
     fn parse(args: &[&str], file_text: &str) -> Result<RunConfig, ConfigError> {
+        let cli = parse_cli(args, file_text)?;
+        let cli::Command::Run(run) = cli.command else { panic!("not run") };
+        run_config(&run, &cli.global)
+    }
+
+    fn parse_cli(args: &[&str], file_text: &str) -> Result<cli::Cli, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("test.toml");
         std::fs::write(&path, file_text).unwrap();
         let argv = ["savvy-replay", "--config", path.to_str().unwrap()].into_iter().chain(args.iter().copied());
-        let cli = match super::parse(argv.map(Into::into).collect()) {
-            Ok(cli) => cli,
-            Err(ParseError::Config(e)) => return Err(e),
-            Err(ParseError::Usage(e)) => return Err(ConfigError(e.to_string())),
-        };
-        let cli::Command::Run(run) = cli.command else { panic!("not run") };
-        run_config(&run, &cli.global)
+        match super::parse(argv.map(Into::into).collect()) {
+            Ok(cli) => Ok(cli),
+            Err(ParseError::Config(e)) => Err(e),
+            Err(ParseError::Usage(e)) => Err(ConfigError(e.to_string())),
+        }
+    }
+
+    #[test]
+    fn the_file_feeds_status_and_failed_only_their_ledger_and_verbose_counts() {
+        let file = "json = true\nledger = \"x.db\"\nwebhook_url = \"https://h.example.com/x\"\nverbose = 2";
+        let cli = parse_cli(&["status"], file).unwrap();
+        let cli::Command::Status(status) = cli.command else { panic!("not status") };
+        assert_eq!((status.json, status.ledger, cli.global.verbose), (false, PathBuf::from("x.db"), 2));
+        let cli = parse_cli(&["failed", "-v"], file).unwrap();
+        let cli::Command::Failed(failed) = cli.command else { panic!("not failed") };
+        assert_eq!((failed.webhook_url, cli.global.verbose), (None, 1));
     }
 
     const BASE: &[&str] = &["run", "--token", "pt_secret_abc", "--webhook-url", "https://h.example.com/x"];
