@@ -350,21 +350,28 @@ pub struct SinkArgs {
 /// the last one typed wins.
 pub fn command() -> clap::Command {
     fn with_negations(mut cmd: clap::Command) -> clap::Command {
-        let flags: Vec<(String, String, bool)> = cmd
-            .get_arguments()
-            .filter(|a| matches!(a.get_action(), clap::ArgAction::SetTrue))
-            .filter_map(|a| Some((a.get_id().to_string(), a.get_long()?.to_owned(), a.is_global_set())))
-            .collect();
-        for (id, long, global) in flags {
+        let flags: Vec<clap::Arg> =
+            cmd.get_arguments().filter(|a| matches!(a.get_action(), clap::ArgAction::SetTrue)).cloned().collect();
+        // Every flag's place in the help doubles, so its `--no-…` twin fits in right after it.
+        cmd = cmd.mut_args(|a| {
+            let order = a.get_display_order().saturating_mul(2);
+            a.display_order(order)
+        });
+        for flag in flags {
+            let (id, Some(long)) = (flag.get_id().to_string(), flag.get_long().map(str::to_owned)) else { continue };
             let no_id = format!("no_{id}");
-            cmd = cmd.mut_arg(&id, |a| a.overrides_with(&no_id).default_value_if(&no_id, "true", "false")).arg(
-                clap::Arg::new(&no_id)
-                    .long(format!("no-{long}"))
-                    .action(clap::ArgAction::SetTrue)
-                    .overrides_with(&id)
-                    .global(global)
-                    .help(format!("Turn --{long} off (when the config file turns it on)")),
-            );
+            let mut no = clap::Arg::new(&no_id)
+                .long(format!("no-{long}"))
+                .action(clap::ArgAction::SetTrue)
+                .overrides_with(&id)
+                .global(flag.is_global_set())
+                // Listed right after the flag it undoes, under the same heading.
+                .display_order(flag.get_display_order().saturating_mul(2) + 1)
+                .help(format!("Turn --{long} off (one from the config file, or given earlier)"));
+            if let Some(heading) = flag.get_help_heading() {
+                no = no.help_heading(heading.to_owned());
+            }
+            cmd = cmd.mut_arg(&id, |a| a.overrides_with(&no_id).default_value_if(&no_id, "true", "false")).arg(no);
         }
         let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
         for name in names {
