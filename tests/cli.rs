@@ -141,19 +141,9 @@ async fn export_round_trips_byte_identical_into_run_input() {
     want.sort_unstable();
     assert_eq!(lines, want, "export is byte-identical to the API's entries");
 
-    let out = bin_output(&[
-        "run",
-        "--input",
-        file.to_str().unwrap(),
-        "--webhook-url",
-        &rcv.url(),
-        "--rate",
-        "0",
-        "--ledger",
-        dir.path().join("l.db").to_str().unwrap(),
-        "--json",
-    ])
-    .await;
+    let mut args = input_args(&file, &rcv, &dir.path().join("l.db"));
+    args.push("--json".into());
+    let out = run_bin(&args).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(summary(&out)["delivered"], 230);
     for d in rcv.deliveries() {
@@ -169,18 +159,7 @@ async fn a_malformed_input_line_is_named_and_the_rest_still_delivered() {
     let file = dir.path().join("in.ndjson");
     std::fs::write(&file, "{\"id\":\"event_a\"}\n{\"id\":\"event_b\",oops}\n\n{\"id\":\"event_c\"}\n").unwrap();
 
-    let out = bin_output(&[
-        "run",
-        "--input",
-        file.to_str().unwrap(),
-        "--webhook-url",
-        &rcv.url(),
-        "--rate",
-        "0",
-        "--ledger",
-        dir.path().join("l.db").to_str().unwrap(),
-    ])
-    .await;
+    let out = run_bin(&input_args(&file, &rcv, &dir.path().join("l.db"))).await;
 
     assert_eq!(out.status.code(), Some(3));
     let stderr = text(&out.stderr);

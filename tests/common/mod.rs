@@ -136,6 +136,12 @@ pub fn run_args(api: &FakeApi, rcv: &Receiver, ledger: &Path) -> Vec<String> {
     ]
 }
 
+/// Flags for running the binary from an NDJSON file into `rcv`, unthrottled.
+pub fn input_args(file: &Path, rcv: &Receiver, ledger: &Path) -> Vec<String> {
+    let (file, ledger) = (file.display().to_string(), ledger.display().to_string());
+    ["run", "--input", &file, "--webhook-url", &rcv.url(), "--rate", "0", "--ledger", &ledger].map(String::from).into()
+}
+
 /// Run the binary to completion with the token and secret in the environment.
 pub async fn run_bin(args: &[String]) -> Output {
     tokio::process::Command::new(bin())
