@@ -67,7 +67,7 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
 /// The completion script for `shell`, from the same definition as the parser.
 fn completion_script(shell: clap_complete::Shell) -> String {
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut crate::cli::command(), "savvy-replay", &mut out);
+    clap_complete::generate(shell, &mut config::command(), "savvy-replay", &mut out);
     let script = String::from_utf8_lossy(&out).into_owned();
     // Workaround for clap-rs/clap#6421 (also #6529): for a binary name with a hyphen, clap_complete's
     // bash script sets `cmd="savvy__replay__subcmd__run"` but matches `savvy__subcmd__replay__subcmd__run)`,

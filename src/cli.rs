@@ -342,46 +342,6 @@ pub struct SinkArgs {
     pub receiver: ReceiverArgs,
 }
 
-/// The whole command line: [`Cli`]'s definition plus a `--no-…` twin for every on/off flag
-/// (SPEC §3), so a command line can turn off what the config file turned on.
-///
-/// The twin is generated rather than written next to each flag, so no flag can miss it. It makes
-/// the flag's value `false` through a conditional default, and the two override each other, so
-/// the last one typed wins.
-pub fn command() -> clap::Command {
-    fn with_negations(mut cmd: clap::Command) -> clap::Command {
-        let flags: Vec<clap::Arg> =
-            cmd.get_arguments().filter(|a| matches!(a.get_action(), clap::ArgAction::SetTrue)).cloned().collect();
-        // Every flag's place in the help doubles, so its `--no-…` twin fits in right after it.
-        cmd = cmd.mut_args(|a| {
-            let order = a.get_display_order().saturating_mul(2);
-            a.display_order(order)
-        });
-        for flag in flags {
-            let (id, Some(long)) = (flag.get_id().to_string(), flag.get_long().map(str::to_owned)) else { continue };
-            let no_id = format!("no_{id}");
-            let mut no = clap::Arg::new(&no_id)
-                .long(format!("no-{long}"))
-                .action(clap::ArgAction::SetTrue)
-                .overrides_with(&id)
-                .global(flag.is_global_set())
-                // Listed right after the flag it undoes, under the same heading.
-                .display_order(flag.get_display_order().saturating_mul(2) + 1)
-                .help(format!("Turn --{long} off (one from the config file, or given earlier)"));
-            if let Some(heading) = flag.get_help_heading() {
-                no = no.help_heading(heading.to_owned());
-            }
-            cmd = cmd.mut_arg(&id, |a| a.overrides_with(&no_id).default_value_if(&no_id, "true", "false")).arg(no);
-        }
-        let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
-        for name in names {
-            cmd = cmd.mut_subcommand(name, with_negations);
-        }
-        cmd
-    }
-    with_negations(<Cli as clap::CommandFactory>::command())
-}
-
 // ---- value parsers, shared with the configuration file ----
 
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
@@ -491,7 +451,7 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        command().debug_assert();
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! because clap prefers env over a default. The valid keys are the flags of `run` plus the global
 //! ones, read off the definition, so a new flag is a new key with nothing to keep in sync.
 //!
+//! The `--no-…` twin of every on/off flag is generated here too ([`command`]): it exists so a
+//! command line can turn off what the file turned on.
+//!
 //! Every value is checked here first, with the flag's own value parser, so a bad value is reported
 //! as the file's (path and key), not as a flag the user never typed.
 
@@ -124,6 +127,46 @@ impl FileConfig {
     }
 }
 
+/// The whole command line: [`cli::Cli`]'s definition plus a `--no-…` twin for every on/off flag
+/// (SPEC §3), so a command line can turn off what the config file turned on.
+///
+/// The twin is generated rather than written next to each flag, so no flag can miss it. It makes
+/// the flag's value `false` through a conditional default, and the two override each other, so
+/// the last one typed wins.
+pub fn command() -> clap::Command {
+    fn with_negations(mut cmd: clap::Command) -> clap::Command {
+        let flags: Vec<clap::Arg> =
+            cmd.get_arguments().filter(|a| matches!(a.get_action(), clap::ArgAction::SetTrue)).cloned().collect();
+        // Every flag's place in the help doubles, so its `--no-…` twin fits in right after it.
+        cmd = cmd.mut_args(|a| {
+            let order = a.get_display_order().saturating_mul(2);
+            a.display_order(order)
+        });
+        for flag in flags {
+            let (id, Some(long)) = (flag.get_id().to_string(), flag.get_long().map(str::to_owned)) else { continue };
+            let no_id = format!("no_{id}");
+            let mut no = clap::Arg::new(&no_id)
+                .long(format!("no-{long}"))
+                .action(clap::ArgAction::SetTrue)
+                .overrides_with(&id)
+                .global(flag.is_global_set())
+                // Listed right after the flag it undoes, under the same heading.
+                .display_order(flag.get_display_order().saturating_mul(2) + 1)
+                .help(format!("Turn --{long} off (one from the config file, or given earlier)"));
+            if let Some(heading) = flag.get_help_heading() {
+                no = no.help_heading(heading.to_owned());
+            }
+            cmd = cmd.mut_arg(&id, |a| a.overrides_with(&no_id).default_value_if(&no_id, "true", "false")).arg(no);
+        }
+        let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+        for name in names {
+            cmd = cmd.mut_subcommand(name, with_negations);
+        }
+        cmd
+    }
+    with_negations(<cli::Cli as clap::CommandFactory>::command())
+}
+
 /// Values of repeatable flags, by flag id: they add to the command line's.
 pub type Additions = Vec<(String, Vec<String>)>;
 
@@ -186,10 +229,10 @@ fn line_column(text: &str, offset: usize) -> String {
 /// with `exit()`); a bad file is a [`ConfigError`].
 pub fn parse(argv: Vec<OsString>) -> Result<cli::Cli, ParseError> {
     use clap::FromArgMatches;
-    let first = cli::Cli::from_arg_matches(&cli::command().try_get_matches_from(&argv)?)?;
+    let first = cli::Cli::from_arg_matches(&command().try_get_matches_from(&argv)?)?;
     let Some(path) = &first.global.config else { return Ok(first) };
     let file = FileConfig::load(path)?;
-    let (cmd, lists) = file.feed(cli::command())?;
+    let (cmd, lists) = file.feed(command())?;
     let mut cli = cli::Cli::from_arg_matches(&cmd.try_get_matches_from(&argv)?)?;
     // The file's headers go first, so the command line's win where a receiver reads the last one.
     if let cli::Command::Run(run) = &mut cli.command {

@@ -22,7 +22,7 @@ use crate::source::ApiQuery;
 
 mod file;
 
-pub use file::{ParseError, parse};
+pub use file::{ParseError, command, parse};
 
 /// A usage or configuration error (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +102,7 @@ impl RunConfig {
                 cmd.get_arguments().filter(|a| a.get_env().is_some()).map(|a| a.get_id().to_string()).collect();
             ids.iter().fold(cmd, |cmd, id| cmd.mut_arg(id, |a| a.env(None)))
         };
-        let cmd = cli::command().mut_subcommand("run", no_env);
+        let cmd = command().mut_subcommand("run", no_env);
         let defaults = cmd
             .try_get_matches_from(["savvy-replay", "run"])
             .and_then(|m| cli::Cli::from_arg_matches(&m))
@@ -394,6 +394,7 @@ mod tests {
 
     #[test]
     fn every_on_off_flag_has_a_no_form_that_beats_the_file() {
+        command().debug_assert();
         let on = "dry_run = true\nfresh = true\njson = true\nquiet = true\nverbose = 2";
         let c = parse(BASE, on).unwrap();
         assert!(
@@ -412,9 +413,9 @@ mod tests {
         assert!(e.contains("contradict"), "{e}");
         for bool_flag in ["only-failed", "quiet", "json"] {
             let no = format!("--no-{bool_flag}");
-            assert!(cli::command().try_get_matches_from(["savvy-replay", "run", no.as_str()]).is_ok(), "{no}");
+            assert!(command().try_get_matches_from(["savvy-replay", "run", no.as_str()]).is_ok(), "{no}");
         }
-        let m = cli::command().try_get_matches_from(["savvy-replay", "status", "--no-json"]).unwrap();
+        let m = command().try_get_matches_from(["savvy-replay", "status", "--no-json"]).unwrap();
         assert!(m.subcommand_matches("status").is_some_and(|s| !s.get_flag("json")));
     }
 
@@ -475,7 +476,7 @@ mod tests {
     #[test]
     fn the_example_config_documents_every_key_and_parses() {
         let text = include_str!("../../config/savvy-replay.example.toml");
-        let keys = file::keys(&cli::command());
+        let keys = file::keys(&command());
         assert!(keys.len() >= 30 && keys.contains(&"verbose".to_owned()), "{keys:?}");
         let uncommented: String = text
             .lines()
@@ -488,7 +489,7 @@ mod tests {
             assert!(table.contains_key(key), "the example config does not document `{key}`");
         }
         let cmd = file::FileConfig { path: "example.toml".into(), table: table.clone() };
-        let (cmd, _) = cmd.feed(cli::command()).unwrap();
+        let (cmd, _) = cmd.feed(command()).unwrap();
         let m = cmd.try_get_matches_from(["savvy-replay", "run"]).unwrap();
         let cli = <cli::Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
         let cli::Command::Run(run) = cli.command else { panic!("not run") };
