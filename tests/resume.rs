@@ -154,21 +154,7 @@ async fn failed_events_are_exported_and_only_failed_resends_exactly_those() {
 
     // And the failed file also feeds `run --input` (here: to another webhook).
     let other = receiver(signed_receiver()).await;
-    let out = run_bin(
-        &[
-            "run",
-            "--input",
-            file.to_str().unwrap(),
-            "--webhook-url",
-            &other.url(),
-            "--ledger",
-            ledger.to_str().unwrap(),
-            "--rate",
-            "0",
-        ]
-        .map(String::from),
-    )
-    .await;
+    let out = run_bin(&input_args(&file, &other, &ledger)).await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(other.stats().unique_accepted, rejected.len() as u64);
 }
