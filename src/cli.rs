@@ -47,6 +47,18 @@ Exit status: 0 all delivered, 1 some failed, 2 usage/configuration error,
 3 the source failed, 4 the webhook was unreachable for --give-up-after,
 130 interrupted (progress saved).";
 
+const EXPORT_EXAMPLE: &str =
+    "Example:\n  savvy-replay export --token pt_secret_… --created-before 2026-03-01T00:00:00Z --out events.ndjson";
+const STATUS_EXAMPLES: &str =
+    "Examples:\n  savvy-replay status --ledger .savvy-replay/ledger.db\n  savvy-replay status --json | jq '.failed'";
+const FAILED_EXAMPLE: &str =
+    "Example:\n  savvy-replay failed --out failed.ndjson && savvy-replay run --input failed.ndjson --webhook-url …";
+const DEMO_EXAMPLES: &str =
+    "Examples:\n  savvy-replay demo\n  savvy-replay demo --events 20000 --fail-rate 0.2 --rate 2000";
+const SINK_EXAMPLE: &str = "Example:\n  savvy-replay sink --listen 127.0.0.1:8787 --secret whsec_test\n  savvy-replay run … --webhook-url http://127.0.0.1:8787/webhook --signing-secret whsec_test";
+const COMPLETIONS_EXAMPLE: &str =
+    "Example:\n  savvy-replay completions bash > ~/.local/share/bash-completion/completions/savvy-replay";
+
 /// Replay SavvyCal booking history into a webhook, exactly as SavvyCal would have sent it.
 #[derive(Debug, Parser)]
 #[command(name = "savvy-replay", version, about, long_about = None)]
@@ -77,34 +89,22 @@ pub enum Command {
     #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Write the selected events as NDJSON (one event per line), for `run --input`.
-    #[command(
-        after_help = "Example:\n  savvy-replay export --token pt_secret_… --created-before 2026-03-01T00:00:00Z --out events.ndjson"
-    )]
+    #[command(after_help = EXPORT_EXAMPLE)]
     Export(ExportArgs),
     /// Show, per webhook, what the ledger holds: delivered, failed (with the last error), pending.
-    #[command(
-        after_help = "Examples:\n  savvy-replay status --ledger .savvy-replay/ledger.db\n  savvy-replay status --json | jq '.failed'"
-    )]
+    #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
     /// Write the events that failed for good as NDJSON, ready for `run --input`.
-    #[command(
-        after_help = "Example:\n  savvy-replay failed --out failed.ndjson && savvy-replay run --input failed.ndjson --webhook-url …"
-    )]
+    #[command(after_help = FAILED_EXAMPLE)]
     Failed(FailedArgs),
     /// The whole job on this machine, no account needed: a fake SavvyCal API and a local receiver.
-    #[command(
-        after_help = "Examples:\n  savvy-replay demo\n  savvy-replay demo --events 20000 --fail-rate 0.2 --rate 2000"
-    )]
+    #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
     /// A local webhook receiver that verifies signatures and prints what it receives.
-    #[command(
-        after_help = "Example:\n  savvy-replay sink --listen 127.0.0.1:8787 --secret whsec_test\n  savvy-replay run … --webhook-url http://127.0.0.1:8787/webhook --signing-secret whsec_test"
-    )]
+    #[command(after_help = SINK_EXAMPLE)]
     Sink(SinkArgs),
     /// Print a shell completion script.
-    #[command(
-        after_help = "Example:\n  savvy-replay completions bash > ~/.local/share/bash-completion/completions/savvy-replay"
-    )]
+    #[command(after_help = COMPLETIONS_EXAMPLE)]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -413,32 +413,32 @@ pub fn parse_created_before(s: &str) -> Result<CreatedBefore, String> {
     parse_timestamp(s).map(CreatedBefore::At).map_err(|e| format!("{e}, or `none` for no bound"))
 }
 
-pub fn parse_page_size(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if (1..=100).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a page size; the SavvyCal API accepts 1 to 100")),
+/// `s` as a number within `range`, or "`s` is not {what}".
+fn bounded<T: std::str::FromStr + PartialOrd>(
+    s: &str,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+) -> Result<T, String> {
+    match s.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not {what}")),
     }
+}
+
+pub fn parse_page_size(s: &str) -> Result<u32, String> {
+    bounded(s, 1..=100, "a page size; the SavvyCal API accepts 1 to 100")
 }
 
 pub fn parse_concurrency(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a concurrency; give a whole number from 1 to 10000")),
-    }
+    bounded(s, 1..=10_000, "a concurrency; give a whole number from 1 to 10000")
 }
 
 pub fn parse_burst(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a burst size; give a whole number from 1 to 100000")),
-    }
+    bounded(s, 1..=100_000, "a burst size; give a whole number from 1 to 100000")
 }
 
 pub fn parse_fraction(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
-        _ => Err(format!("`{s}` is not a fraction; give a number from 0 to 1, e.g. 0.2")),
-    }
+    bounded(s, 0.0..=1.0, "a fraction; give a number from 0 to 1, e.g. 0.2")
 }
 
 pub fn parse_header(s: &str) -> Result<Header, String> {
