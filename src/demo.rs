@@ -13,12 +13,12 @@ use crate::cli::{DemoArgs, GlobalArgs, ReceiverArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
 use crate::error::{AppError, exit};
 use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
-use crate::progress::thousands;
 use crate::report::print_report;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::signal::{spawn_signal_handler, wait_for_signal};
 use crate::signature::HexCase;
 use crate::source::ApiQuery;
+use indicatif::HumanCount;
 
 pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> {
     let token = format!("pt_secret_demo{:016x}", fastrand::u64(..));
@@ -68,8 +68,8 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
             "Demo: a fake SavvyCal account at {} with {} bookings, {} of them made before its webhook {webhook_id} \
              (created {webhook_created}), which posts to a local receiver at {}{}.",
             api.base_url(),
-            thousands((args.events + later) as u64),
-            thousands(args.events as u64),
+            HumanCount((args.events + later) as u64),
+            HumanCount(args.events as u64),
             receiver.url(),
             if args.fail_rate > 0.0 {
                 format!(" that fails {:.0}% of requests with 503 or 429 + Retry-After", args.fail_rate * 100.0)
@@ -107,11 +107,11 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     if !global.quiet {
         errln!(
             "Receiver saw {} requests: {} unique events, {} duplicates, {} signature failures, {} answered 503/429.",
-            thousands(got.requests),
-            thousands(got.unique_accepted),
-            thousands(got.duplicates),
-            thousands(got.signature_failures),
-            thousands(got.transient),
+            HumanCount(got.requests),
+            HumanCount(got.unique_accepted),
+            HumanCount(got.duplicates),
+            HumanCount(got.signature_failures),
+            HumanCount(got.transient),
         );
     }
     api.shutdown().await;
@@ -153,10 +153,23 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         Ok(r) => r,
         Err(error) => return Err(AppError::Listen { addr: args.listen, error }),
     };
-    // One line per delivery, unless --quiet (benchmarks use the sink as a fast receiver).
-    if !global.quiet {
-        receiver.on_delivery(print_delivery);
-    }
+    // One line per delivery, unless --quiet (benchmarks use the sink as a fast receiver). Lines are
+    // written by a thread of their own: a slow terminal or pipe must not stall the server's tasks.
+    let printer = (!global.quiet).then(|| {
+        let (lines, printed) = std::sync::mpsc::channel::<Option<String>>();
+        let handler_lines = lines.clone();
+        receiver.on_delivery(move |d| {
+            let _ = handler_lines.send(Some(delivery_line(d)));
+        });
+        let thread = std::thread::spawn(move || {
+            let mut out = std::io::stdout();
+            // `None` is the end: every line sent before it has been written.
+            while let Ok(Some(line)) = printed.recv() {
+                let _ = std::io::Write::write_all(&mut out, line.as_bytes());
+            }
+        });
+        (lines, thread)
+    });
     let checking = match (&args.secret, args.signature_hex) {
         (None, _) => "no --secret: signatures not checked",
         (Some(_), HexCase::Upper) => "verifying signatures as SavvyCal's docs do: sha256= and uppercase hex, exactly",
@@ -170,15 +183,19 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     let s = receiver.stats();
     errln!(
         "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {} rejected, {} answered 503/429.",
-        thousands(s.requests),
-        thousands(s.accepted),
-        thousands(s.unique_accepted),
-        thousands(s.duplicates),
-        thousands(s.signature_failures),
-        thousands(s.rejected),
-        thousands(s.transient)
+        HumanCount(s.requests),
+        HumanCount(s.accepted),
+        HumanCount(s.unique_accepted),
+        HumanCount(s.duplicates),
+        HumanCount(s.signature_failures),
+        HumanCount(s.rejected),
+        HumanCount(s.transient)
     );
     receiver.shutdown().await;
+    if let Some((lines, thread)) = printer {
+        let _ = lines.send(None);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     Ok(exit::OK)
 }
 
@@ -221,18 +238,17 @@ fn describe_limits(args: &ReceiverArgs) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-fn print_delivery(d: &crate::fake::Delivery) {
+fn delivery_line(d: &crate::fake::Delivery) -> String {
     let sig = match d.signature_ok {
         Some(true) => "signature ok",
         Some(false) => "SIGNATURE INVALID",
         None => "unsigned",
     };
-    let line = format!(
+    format!(
         "{} {} {} ({} bytes, {sig})\n",
         d.status,
         d.event_id.as_deref().unwrap_or("-"),
         d.envelope_id.as_deref().unwrap_or("-"),
         d.body.len()
-    );
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
+    )
 }

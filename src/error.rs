@@ -76,6 +76,10 @@ impl AppError {
     /// The exit status for this error (SPEC §3).
     pub fn exit_code(&self) -> u8 {
         match self {
+            // Ctrl-C while the API was still being asked (the token check, the webhook lookup).
+            AppError::Run(RunError::Source(SourceError::Interrupted))
+            | AppError::Run(RunError::Webhook(WebhookError::Source(SourceError::Interrupted)))
+            | AppError::Source(SourceError::Interrupted) => exit::INTERRUPTED,
             AppError::Run(RunError::Source(_)) | AppError::Source(_) | AppError::Malformed(_) => exit::SOURCE,
             // A wrong --webhook-id is a usage error; the API failing during the lookup is a source error.
             AppError::Run(RunError::Webhook(WebhookError::UnknownId { .. })) => exit::USAGE,

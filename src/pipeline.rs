@@ -22,7 +22,7 @@ use crate::dedupe::InFlight;
 use crate::deliver::{self, Deliverer, Target};
 use crate::error::RunError;
 use crate::event::Event;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::pacing::{ControllerSettings, Mode, OutageSettings, Pacer, RateSetting};
 use crate::producer::{Produced, open_source, produced, spawn_producer};
 use crate::progress::{Counters, Progress};
@@ -56,7 +56,11 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     };
     let deliverer = Deliverer::new(target)
         .map_err(|error| RunError::Endpoint { url: deliver::display_url(&cfg.webhook_url), error })?;
-    let ledger = Ledger::open(&cfg.ledger, &cfg.webhook_url, &cfg.event_type)?;
+    // Directories, the lock file and SQLite are blocking work: off the async threads.
+    let (path, url, kind) = (cfg.ledger.clone(), cfg.webhook_url.clone(), cfg.event_type.clone());
+    let ledger = tokio::task::spawn_blocking(move || Ledger::open(&path, &url, &kind))
+        .await
+        .map_err(|_| LedgerError::Gone)??;
     let target_name = format!("{} ({})", deliver::display_url(&cfg.webhook_url), cfg.event_type);
     info!("replaying from {source_name} to {target_name}");
 

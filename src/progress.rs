@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::pacing::PaceStatus;
@@ -123,19 +123,6 @@ pub fn round(x: f64, places: i32) -> f64 {
     (x * f).round() / f
 }
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
 /// The bar currently on screen, so log lines can be printed around it instead of through it.
 static ACTIVE_BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
 
@@ -204,10 +191,10 @@ impl Progress {
         bar.set_position(done);
         bar.set_message(format!(
             "· fetched {} · delivered {} · failed {} · retrying {} · {rate:.0} req/s{}",
-            thousands(Counters::get(&c.fetched)),
-            thousands(Counters::get(&c.delivered)),
-            thousands(Counters::get(&c.failed)),
-            thousands(Counters::get(&c.retrying)),
+            HumanCount(Counters::get(&c.fetched)),
+            HumanCount(Counters::get(&c.delivered)),
+            HumanCount(Counters::get(&c.failed)),
+            HumanCount(Counters::get(&c.retrying)),
             c.pace.describe(),
         ));
     }
@@ -242,18 +229,5 @@ impl RateWindow {
             (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) as f64 / (*t1 - *t0).as_secs_f64(),
             _ => 0.0,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
     }
 }

@@ -14,8 +14,9 @@ use crate::error::{AppError, exit};
 use crate::ledger::LedgerError;
 use crate::pacing::RateSetting;
 use crate::producer::Undated;
-use crate::progress::{Counters, Latency, round, thousands};
+use crate::progress::{Counters, Latency, round};
 use crate::source::SourceError;
+use indicatif::HumanCount;
 
 /// The end-of-run summary: SPEC §5, field for field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -94,39 +95,40 @@ impl Summary {
     pub fn human(&self, target: &str, pending: u64) -> String {
         let mut s = String::new();
         let verb = if self.interrupted { "Interrupted after" } else { "Done in" };
-        s.push_str(&format!("{verb} {:.1}s: {} events for {target}\n", self.elapsed_secs, thousands(self.events)));
+        s.push_str(&format!("{verb} {:.1}s: {} events for {target}\n", self.elapsed_secs, HumanCount(self.events)));
         s.push_str(&format!(
             "  delivered {}   failed {}   skipped {} (delivered earlier)",
-            thousands(self.delivered),
-            thousands(self.failed),
-            thousands(self.skipped)
+            HumanCount(self.delivered),
+            HumanCount(self.failed),
+            HumanCount(self.skipped)
         ));
         let not_sent = self.events.saturating_sub(self.delivered + self.failed + self.skipped);
         if not_sent > 0 {
-            s.push_str(&format!("   not yet sent {}", thousands(not_sent)));
+            s.push_str(&format!("   not yet sent {}", HumanCount(not_sent)));
         }
         if pending > 0 {
-            s.push_str(&format!(" ({} were mid-retry, recorded as pending)", thousands(pending)));
+            s.push_str(&format!(" ({} were mid-retry, recorded as pending)", HumanCount(pending)));
         }
         s.push('\n');
         if self.duplicates > 0 {
             s.push_str(&format!(
                 "  duplicates {} (the same event id again in this run; each event is sent once)\n",
-                thousands(self.duplicates)
+                HumanCount(self.duplicates)
             ));
         }
         if self.attempts > 0 {
             s.push_str(&format!(
                 "  {} requests ({} retries), {:.1}/s delivered; latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
-                thousands(self.attempts),
-                thousands(self.retries),
+                HumanCount(self.attempts),
+                HumanCount(self.retries),
                 self.throughput_per_sec,
                 self.latency_ms.p50,
                 self.latency_ms.p90,
                 self.latency_ms.p99,
                 self.latency_ms.max
             ));
-            let codes: Vec<String> = self.status_codes.iter().map(|(c, n)| format!("{c} ×{}", thousands(*n))).collect();
+            let codes: Vec<String> =
+                self.status_codes.iter().map(|(c, n)| format!("{c} ×{}", HumanCount(*n))).collect();
             if !codes.is_empty() {
                 s.push_str(&format!("  responses: {}\n", codes.join(", ")));
             }
@@ -259,7 +261,7 @@ pub fn print_undated(undated: &Undated) {
     let (n, were) = if undated.count == 1 {
         ("1 event".to_owned(), "was")
     } else {
-        (format!("{} events", thousands(undated.count)), "were")
+        (format!("{} events", HumanCount(undated.count)), "were")
     };
     errln!(
         "Error: {n} without a readable `created_at` cannot be placed in time for --created-before/--created-after and {were} not sent:"
@@ -268,7 +270,7 @@ pub fn print_undated(undated: &Undated) {
         errln!("  {line}");
     }
     if undated.count > undated.first.len() as u64 {
-        errln!("  … and {} more", thousands(undated.count - undated.first.len() as u64));
+        errln!("  … and {} more", HumanCount(undated.count - undated.first.len() as u64));
     }
     errln!(
         "  Fix them at the source, or run without --created-before/--created-after (--created-before none) to send them."
@@ -276,13 +278,13 @@ pub fn print_undated(undated: &Undated) {
 }
 
 /// Where `--out` goes: the file, or stdout for none or `-`.
-pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write>, AppError> {
+pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write + Send>, AppError> {
     Ok(match path {
         Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
             256 * 1024,
             crate::private::create(p).map_err(|error| AppError::CreateOut { path: p.display().to_string(), error })?,
         )),
-        _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock())),
+        _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout())),
     })
 }
 
@@ -321,9 +323,9 @@ impl DryRun<'_> {
         }
         text.push_str(&format!(
             "{} events selected; {} already delivered to this webhook; {} to send to {}.\n",
-            thousands(self.selected),
-            thousands(self.skipped),
-            thousands(self.to_send),
+            HumanCount(self.selected),
+            HumanCount(self.skipped),
+            HumanCount(self.to_send),
             self.target,
         ));
         text.push_str(&self.eta_line());

@@ -90,6 +90,22 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// After a transient failure, with `retries` retries already made: the wait before the next
+    /// attempt (the server's `Retry-After`, already capped by [`classify`], else the backoff), or
+    /// `None` when the retries are used up. The pager's loop asks this; the workers' loop decides
+    /// the same way but keeps its own steps, because outages and the pacer change what counts.
+    pub fn wait_before_retry(&self, retries: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        (retries < self.max_retries).then(|| retry_after.unwrap_or_else(|| self.backoff.next_delay(retries)))
+    }
+}
+
+/// The `-v` line for a retry of an API request.
+pub fn log_retry(what: &str, error: &str, retry: u32, max: u32, delay: Duration) {
+    let delay = Duration::from_millis(delay.as_millis().min(u128::from(u64::MAX)) as u64);
+    tracing::info!("{what}: {error}; retry {retry}/{max} in {}", humantime::format_duration(delay));
+}
+
 /// Exponential backoff with jitter, bounded by `--retry-initial` and `--retry-max`.
 ///
 /// "Equal jitter" (as in AWS's backoff write-up): retry `n` waits a uniform draw from the upper
@@ -137,6 +153,15 @@ mod tests {
 
     fn status(code: u16, retry_after: Option<&str>) -> AttemptResult<'_> {
         AttemptResult::Status { code, retry_after }
+    }
+
+    #[test]
+    fn retries_run_out_and_retry_after_wins_over_the_backoff() {
+        let p = RetryPolicy { max_retries: 2, ..RetryPolicy::default() };
+        assert_eq!(p.wait_before_retry(0, Some(Duration::from_secs(7))), Some(Duration::from_secs(7)));
+        let d = p.wait_before_retry(1, None).unwrap();
+        assert!(d >= p.backoff.initial && d <= p.backoff.max, "{d:?}");
+        assert_eq!(p.wait_before_retry(2, Some(Duration::from_secs(1))), None);
     }
 
     #[test]

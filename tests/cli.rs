@@ -86,9 +86,7 @@ async fn json_summary_is_the_last_line_and_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_token_exits_3_and_is_never_printed() {
-    let api = api(generate_bookings(10, 2), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(10, 2), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--token".into(), "pt_secret_WRONG_do_not_print".into(), "-vv".into(), "--json".into()]);
 
@@ -105,9 +103,7 @@ async fn a_rejected_token_exits_3_and_is_never_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_sends_nothing_and_masks_secrets() {
-    let api = api(generate_bookings(40, 2), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(40, 2), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(
         ["--dry-run", "--rate", "2", "-H", "Authorization: Bearer rcv_secret_123", "-H", "X-Team: growth"]
@@ -134,9 +130,7 @@ async fn dry_run_sends_nothing_and_masks_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_round_trips_byte_identical_into_run_input() {
     let events = generate_bookings(230, 4);
-    let api = api(events.clone(), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(events.clone(), vec![]).await;
     let file = dir.path().join("events.ndjson");
 
     let out = bin_output(&["export", "--api-base", &api.base_url(), "--out", file.to_str().unwrap()]).await;
@@ -148,19 +142,9 @@ async fn export_round_trips_byte_identical_into_run_input() {
     want.sort_unstable();
     assert_eq!(lines, want, "export is byte-identical to the API's entries");
 
-    let out = bin_output(&[
-        "run",
-        "--input",
-        file.to_str().unwrap(),
-        "--webhook-url",
-        &rcv.url(),
-        "--rate",
-        "0",
-        "--ledger",
-        dir.path().join("l.db").to_str().unwrap(),
-        "--json",
-    ])
-    .await;
+    let mut args = input_args(&file, &rcv, &dir.path().join("l.db"));
+    args.push("--json".into());
+    let out = run_bin(&args).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(summary(&out)["delivered"], 230);
     for d in rcv.deliveries() {
@@ -176,18 +160,7 @@ async fn a_malformed_input_line_is_named_and_the_rest_still_delivered() {
     let file = dir.path().join("in.ndjson");
     std::fs::write(&file, "{\"id\":\"event_a\"}\n{\"id\":\"event_b\",oops}\n\n{\"id\":\"event_c\"}\n").unwrap();
 
-    let out = bin_output(&[
-        "run",
-        "--input",
-        file.to_str().unwrap(),
-        "--webhook-url",
-        &rcv.url(),
-        "--rate",
-        "0",
-        "--ledger",
-        dir.path().join("l.db").to_str().unwrap(),
-    ])
-    .await;
+    let out = run_bin(&input_args(&file, &rcv, &dir.path().join("l.db"))).await;
 
     assert_eq!(out.status.code(), Some(3));
     let stderr = text(&out.stderr);
@@ -269,7 +242,9 @@ async fn completions_and_help() {
     for shell in ["bash", "zsh", "fish"] {
         let out = bin_output(&["completions", shell]).await;
         assert_eq!(out.status.code(), Some(0));
-        assert!(text(&out.stdout).contains("savvy-replay"), "{shell}");
+        let script = text(&out.stdout);
+        assert!(script.contains("savvy-replay"), "{shell}");
+        assert!(script.contains("webhook-url") && script.contains("no-dry-run"), "{shell} completes run's flags");
     }
     for cmd in ["run", "export", "status", "failed", "demo", "sink", "completions"] {
         let out = bin_output(&[cmd, "--help"]).await;
@@ -333,4 +308,57 @@ async fn demo_receiver_limits_push_back_and_everything_still_arrives() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no receiver line: {stderr}"));
     assert!(refused >= 2, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_line_turns_off_what_the_config_file_turned_on() {
+    let (api, rcv, dir) = scene(generate_bookings(10, 2), vec![]).await;
+    let cfg = dir.path().join("replay.toml");
+    std::fs::write(&cfg, "dry_run = true\njson = true\nrate = 0\n").unwrap();
+    let mut args = vec!["--config".to_owned(), cfg.display().to_string()];
+    args.extend(run_args(&api, &rcv, &dir.path().join("l.db")));
+
+    // The file's dry run, with the file's JSON summary: nothing sent.
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["dry_run"], true);
+    assert_eq!(rcv.stats().requests, 0);
+
+    // `--no-dry-run` and `--no-json` undo it: everything is delivered, and stdout has no JSON.
+    args.extend(["--no-dry-run", "--no-json", "-q"].map(String::from));
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().unique_accepted, 10);
+    assert!(text(&out.stdout).trim().is_empty(), "{}", text(&out.stdout));
+
+    // A bad value in the file names the file and the key, not a flag nobody typed.
+    std::fs::write(&cfg, "dry_run = \"yes\"\n").unwrap();
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("replay.toml: `dry_run`: must be true or false"), "{}", text(&out.stderr));
+}
+
+/// Bash really completes a subcommand's flags (clap-rs/clap#6421 breaks this for a hyphenated
+/// binary name unless the script is corrected).
+#[tokio::test]
+async fn bash_completes_run_flags() {
+    if std::process::Command::new("bash").arg("-c").arg("true").status().is_err() {
+        eprintln!("bash is not installed: skipping the bash completion test");
+        return;
+    }
+    let script = bin_output(&["completions", "bash"]).await;
+    assert_eq!(script.status.code(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("savvy-replay.bash");
+    std::fs::write(&path, &script.stdout).unwrap();
+    let probe = format!(
+        "source '{}'\nCOMP_WORDS=(savvy-replay run --webh)\nCOMP_CWORD=2\nCOMP_LINE='savvy-replay run --webh'\n\
+         COMP_POINT=${{#COMP_LINE}}\n_savvy__replay savvy-replay --webh run\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        path.display()
+    );
+    let out = tokio::process::Command::new("bash").args(["--norc", "-c", &probe]).output().await.unwrap();
+    let got = text(&out.stdout);
+    assert!(got.lines().any(|l| l == "--webhook-url"), "{got}\n{}", text(&out.stderr));
+    assert!(got.lines().any(|l| l == "--webhook-id"), "{got}");
+    assert!(!got.lines().any(|l| l == "--token"), "only what matches --webh: {got}");
 }

@@ -28,9 +28,7 @@ async fn every_event_arrives_once_byte_identical_and_signed() {
     // The generated history really mixes what the API hides by default.
     let all = events.join("\n");
     assert!(all.contains(r#""state":"canceled""#) && all.contains(r#""state":"confirmed""#));
-    let api = api(events.clone(), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(events.clone(), vec![]).await;
 
     let report =
         savvy_replay::run(config(&api, &rcv, &dir.path().join("l.db")), CancellationToken::new()).await.unwrap();
@@ -181,9 +179,7 @@ async fn api_429_502_and_dropped_pages_are_retried() {
         (4, ApiFault::Drop),
         (5, ApiFault::Status { code: 503, retry_after: None, text_plain: false }),
     ];
-    let api = api(events, faults).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(events, faults).await;
 
     let report =
         savvy_replay::run(config(&api, &rcv, &dir.path().join("l.db")), CancellationToken::new()).await.unwrap();
@@ -198,9 +194,7 @@ async fn api_429_502_and_dropped_pages_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_page_ends_with_source_error_after_delivering_what_came_before() {
     let events = generate_bookings(250, 9);
-    let api = api(events, vec![(1, ApiFault::Malformed)]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(events, vec![(1, ApiFault::Malformed)]).await;
 
     let report =
         savvy_replay::run(config(&api, &rcv, &dir.path().join("l.db")), CancellationToken::new()).await.unwrap();
@@ -212,9 +206,7 @@ async fn a_malformed_page_ends_with_source_error_after_delivering_what_came_befo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_signing_secret_is_caught_by_the_receiver() {
-    let api = api(generate_bookings(5, 1), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(5, 1), vec![]).await;
     let mut cfg = config(&api, &rcv, &dir.path().join("l.db"));
     cfg.signing_secret = Some("whsec_wrong".to_owned().into());
 
@@ -234,9 +226,7 @@ async fn selection_by_creation_time_and_limit() {
             )
         })
         .collect();
-    let api = api(events, vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(events, vec![]).await;
     let mut cfg = config(&api, &rcv, &dir.path().join("l.db"));
     cfg.select.created_after = Some("2025-01-05T00:00:00Z".parse().unwrap());
     cfg.select.created_before = Some("2025-01-20T00:00:00Z".parse().unwrap());

@@ -31,9 +31,7 @@ fn spawn(args: &[String]) -> tokio::process::Child {
 async fn kill_9_mid_run_then_rerun_resends_at_most_the_in_flight_events() {
     const N: usize = 600;
     const CONCURRENCY: usize = 8;
-    let api = api(generate_bookings(N, 21), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(N, 21), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "400", "--concurrency", "8", "--json"].map(String::from));
 
@@ -71,9 +69,7 @@ async fn kill_9_mid_run_then_rerun_resends_at_most_the_in_flight_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_saves_progress_exits_130_and_the_rerun_completes() {
     const N: usize = 400;
-    let api = api(generate_bookings(N, 22), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(N, 22), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "300", "--json"].map(String::from));
 
@@ -158,30 +154,14 @@ async fn failed_events_are_exported_and_only_failed_resends_exactly_those() {
 
     // And the failed file also feeds `run --input` (here: to another webhook).
     let other = receiver(signed_receiver()).await;
-    let out = run_bin(
-        &[
-            "run",
-            "--input",
-            file.to_str().unwrap(),
-            "--webhook-url",
-            &other.url(),
-            "--ledger",
-            ledger.to_str().unwrap(),
-            "--rate",
-            "0",
-        ]
-        .map(String::from),
-    )
-    .await;
+    let out = run_bin(&input_args(&file, &other, &ledger)).await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(other.stats().unique_accepted, rejected.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replays_on_one_ledger_the_second_is_refused() {
-    let api = api(generate_bookings(200, 24), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(200, 24), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "20"].map(String::from));
 
@@ -198,9 +178,7 @@ async fn two_replays_on_one_ledger_the_second_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_ledgers_are_refused_with_exit_2_and_left_alone() {
-    let api = api(generate_bookings(5, 25), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(5, 25), vec![]).await;
 
     // Not a database.
     let corrupt = dir.path().join("corrupt.db");
@@ -233,9 +211,7 @@ async fn unusable_ledgers_are_refused_with_exit_2_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_ignores_earlier_outcomes_and_sends_everything_again() {
-    let api = api(generate_bookings(25, 26), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(25, 26), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "0", "--json"].map(String::from));
 
@@ -255,4 +231,38 @@ async fn fresh_ignores_earlier_outcomes_and_sends_everything_again() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 25);
+}
+
+/// Ctrl-C while the API has not answered yet (the webhook lookup, or the dry run's token check)
+/// is an interruption like any other: exit 130, not a source error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_before_the_api_answers_exits_130() {
+    // An "API" that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", silent.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [None, Some("--dry-run")] {
+        let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let ledger = dir.path().join("l.db").display().to_string();
+        let mut args: Vec<String> =
+            ["run", "--api-base", &base, "--webhook-url", &rcv.url(), "--ledger", &ledger].map(String::from).into();
+        args.extend(extra.map(String::from));
+        let child = spawn(&args);
+        wait_for(20, || accepted.load(std::sync::atomic::Ordering::SeqCst) > before).await;
+        signal(&child, libc::SIGINT);
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(out.status.code(), Some(130), "{extra:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("interrupted"), "{}", text(&out.stderr));
+    }
+    assert_eq!(rcv.stats().requests, 0);
 }

@@ -207,9 +207,7 @@ async fn webhook_id_picks_a_webhook_whose_url_differs_and_none_lifts_its_date() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_without_webhooks_still_replays_with_a_one_line_notice() {
-    let api = api(generate_bookings(30, 73), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (api, rcv, dir) = scene(generate_bookings(30, 73), vec![]).await;
     let mut args = run_args(&api, &rcv, &dir.path().join("l.db"));
     args.extend(["--rate", "0", "--json"].map(String::from));
 

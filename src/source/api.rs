@@ -19,7 +19,7 @@ use url::Url;
 use super::{Batch, SourceError};
 use crate::event::Event;
 use crate::http::error_message;
-use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify};
+use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
 
 /// `period` of `/v1/events`: which bookings by start date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -306,8 +306,7 @@ impl ApiPager {
             let deadline = tokio::time::Instant::now() + self.timeout;
             let sent = tokio::select! {
                 r = req.send() => r,
-                () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
-                    base: self.base.to_string(), attempts: retries + 1, last_error: "interrupted".into() }),
+                () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
             };
             let (after, last) = match sent {
                 Ok(resp) => {
@@ -319,8 +318,7 @@ impl ApiPager {
                     let cap = if success { MAX_PAGE_BYTES } else { BODY_READ_MAX };
                     let body = tokio::select! {
                         b = read_body(resp, cap, deadline) => b,
-                        () = self.cancel.cancelled() => return Err(SourceError::Unreachable {
-                            base: self.base.to_string(), attempts: retries + 1, last_error: "interrupted".into() }),
+                        () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
                     };
                     let verdict = classify(
                         AttemptResult::Status { code: status, retry_after: retry_after.as_deref() },
@@ -371,15 +369,14 @@ impl ApiPager {
                     }
                 }
             };
-            if retries >= self.retry.max_retries {
+            let Some(delay) = self.retry.wait_before_retry(retries, after) else {
                 return Err(last.into_error(self.base.to_string(), retries + 1));
-            }
-            let delay = after.unwrap_or_else(|| self.retry.backoff.next_delay(retries));
+            };
             retries += 1;
-            warn_retry(what, &last.to_string(), delay, retries, self.retry.max_retries);
+            log_retry(what, &last.to_string(), retries, self.retry.max_retries, delay);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.cancel.cancelled() => return Err(last.into_error(self.base.to_string(), retries)),
+                () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
             }
         }
     }
@@ -388,14 +385,6 @@ impl ApiPager {
         let token = self.token.expose_secret();
         if token.is_empty() { s.to_owned() } else { s.replace(token, "<redacted>") }
     }
-}
-
-fn warn_retry(what: &str, error: &str, delay: Duration, retry: u32, max: u32) {
-    info!("{what}: {error}; retry {retry}/{max} in {}", humantime::format_duration(round_ms(delay)));
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
 /// Most of a page body we hold: SavvyCal pages of 100 events are a few hundred KiB, so this only

@@ -46,6 +46,9 @@ pub enum SourceError {
     Malformed(String),
     #[error("reading {path}: {error}")]
     Read { path: String, error: std::io::Error },
+    /// Ctrl-C or SIGTERM while waiting for the API (exit status 130, like any interruption).
+    #[error("interrupted while waiting for the SavvyCal API; nothing was sent")]
+    Interrupted,
     #[error("{count} input lines are not events (first: {first}); fix or remove them and rerun")]
     TooManyMalformed { count: u64, first: String },
 }

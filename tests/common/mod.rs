@@ -46,6 +46,12 @@ pub fn documented_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()).to_uppercase())
 }
 
+/// The usual scene: a fake account with these events (and faults), a receiver that checks
+/// signatures, and a temporary directory for ledgers and files.
+pub async fn scene(events: Vec<String>, faults: Vec<(u64, ApiFault)>) -> (FakeApi, Receiver, tempfile::TempDir) {
+    (api(events, faults).await, receiver(signed_receiver()).await, tempfile::tempdir().expect("temporary directory"))
+}
+
 pub async fn receiver(cfg: ReceiverConfig) -> Receiver {
     Receiver::start(ReceiverConfig { record: true, ..cfg }).await.expect("start receiver")
 }
@@ -128,6 +134,12 @@ pub fn run_args(api: &FakeApi, rcv: &Receiver, ledger: &Path) -> Vec<String> {
         "--retry-max".into(),
         "1s".into(),
     ]
+}
+
+/// Flags for running the binary from an NDJSON file into `rcv`, unthrottled.
+pub fn input_args(file: &Path, rcv: &Receiver, ledger: &Path) -> Vec<String> {
+    let (file, ledger) = (file.display().to_string(), ledger.display().to_string());
+    ["run", "--input", &file, "--webhook-url", &rcv.url(), "--rate", "0", "--ledger", &ledger].map(String::from).into()
 }
 
 /// Run the binary to completion with the token and secret in the environment.
