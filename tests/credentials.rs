@@ -168,3 +168,28 @@ async fn a_ledger_from_the_previous_release_is_migrated_and_still_skips_what_was
     let failed = text(&out.stdout);
     assert_eq!(failed.lines().map(id_of).collect::<Vec<_>>(), ["evt_4"], "{}", text(&out.stderr));
 }
+
+/// `status` opens a ledger read-only and does not migrate it, so a schema-1 ledger still holds
+/// the webhook URL's password: neither the human nor the JSON status may show it.
+#[tokio::test]
+async fn status_of_a_ledger_not_yet_migrated_never_shows_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::copy(fixture.join("ledger-v1.db"), &ledger).unwrap();
+    let ledger_arg = ledger.display().to_string();
+    for json in [false, true] {
+        let mut args = vec!["status".to_owned(), "--ledger".to_owned(), ledger_arg.clone()];
+        if json {
+            args.push("--json".to_owned());
+        }
+        let out = run_bin(&args).await;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stdout.contains("127.0.0.1:47913/hook") && stdout.contains("evt_4"), "{stdout}");
+        for secret in ["s3cr", "%2Bet", "et%26pw", "s3cr+et&pw"] {
+            assert!(!stdout.contains(secret) && !stderr.contains(secret), "json {json}: {stdout}{stderr}");
+        }
+    }
+    assert!(contains(&ledger_bytes(&ledger), "s3cr%2Bet%26pw"), "status left the ledger as it was");
+}

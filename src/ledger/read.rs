@@ -52,6 +52,9 @@ pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>
         .map_err(sq)?;
     let mut out = Vec::new();
     for (id, webhook_url, event_type) in rows {
+        // A schema-1 ledger (read-only here, so not migrated yet) keys targets by the URL as
+        // given, password and all: show the schema-2 key instead, which never holds it.
+        let webhook_url = if version == 1 { super::target::key_of_text(&webhook_url) } else { webhook_url };
         let mut counts = [0u64; 3];
         let mut stmt = conn
             .prepare_cached("SELECT status, count(*) FROM outcomes WHERE target_id = ?1 GROUP BY status")
