@@ -91,11 +91,16 @@ impl Summary {
         }
     }
 
-    /// The human summary (for stderr).
-    pub fn human(&self, target: &str, pending: u64) -> String {
+    /// The human summary (for stderr). `stopped`: why the run ended before its end, in words.
+    pub fn human(&self, target: &str, pending: u64, stopped: Option<&str>) -> String {
         let mut s = String::new();
-        let verb = if self.interrupted { "Interrupted after" } else { "Done in" };
-        s.push_str(&format!("{verb} {:.1}s: {} events for {target}\n", self.elapsed_secs, HumanCount(self.events)));
+        let elapsed = format!("{:.1}s", self.elapsed_secs);
+        let head = match stopped {
+            Some(why) => format!("Stopped after {elapsed} ({why})"),
+            None if self.interrupted => format!("Interrupted after {elapsed}"),
+            None => format!("Done in {elapsed}"),
+        };
+        s.push_str(&format!("{head}: {} events for {target}\n", HumanCount(self.events)));
         s.push_str(&format!(
             "  delivered {}   failed {}   skipped {} (delivered earlier)",
             HumanCount(self.delivered),
@@ -199,7 +204,8 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
             crate::console::stdout(text);
         }
     } else if !quiet {
-        crate::console::stderr(&s.human(&report.target, report.pending));
+        let stopped = report.ledger_error.as_ref().map(|_| "the ledger could not be written");
+        crate::console::stderr(&s.human(&report.target, report.pending, stopped));
         if let Some(line) = &report.webhook {
             errln!("{line}");
         }
@@ -419,6 +425,6 @@ mod tests {
         c.pace.set_rate(Some(187.54), true);
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         assert_eq!(serde_json::to_value(s.rate).unwrap(), serde_json::json!({"mode": "auto", "final_per_sec": 187.5}));
-        assert!(s.human("t", 0).contains("settled on 187.5/s"), "{}", s.human("t", 0));
+        assert!(s.human("t", 0, None).contains("settled on 187.5/s"), "{}", s.human("t", 0, None));
     }
 }

@@ -71,6 +71,8 @@ async fn a_ledger_that_cannot_be_written_mid_run_is_named_and_a_rerun_loses_noth
     assert!(!stderr.contains("stopped unexpectedly"), "{stderr}");
     // The partial summary, in words and as JSON.
     assert!(stderr.contains("delivered "), "{stderr}");
+    assert!(stderr.contains("Stopped after ") && stderr.contains("(the ledger could not be written)"), "{stderr}");
+    assert!(!stderr.contains("Done in"), "{stderr}");
     let s = summary(&out);
     let delivered = s["delivered"].as_u64().unwrap() as usize;
     assert_eq!(s["interrupted"], false, "{s}");
