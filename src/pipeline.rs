@@ -38,7 +38,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     // A dry run checks the token first and says whose account it reads.
     let account = match (&source, cfg.dry_run) {
         (Source::Api(pager), true) => {
-            let me = pager.whoami().await?;
+            let me = pager.api().whoami().await?;
             Some(me.email.or(me.display_name).unwrap_or_else(|| "an account without an email".to_owned()))
         }
         _ => None,

@@ -19,7 +19,7 @@ use crate::event::{Event, created_at_problem};
 use crate::ledger::{LedgerError, LedgerHandle, Status};
 use crate::progress::Counters;
 use crate::retry::RetryPolicy;
-use crate::source::{ApiPager, NdjsonReader, Source, SourceError};
+use crate::source::{ApiClient, ApiPager, NdjsonReader, Source, SourceError};
 
 /// Open the configured source.
 pub async fn open_source(
@@ -35,10 +35,9 @@ pub async fn open_source(
                 .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
         ),
         SourceConfig::Api { base, token, query } => {
-            let client = crate::source::api::client(timeout).map_err(RunError::ApiClient)?;
-            Source::Api(Box::new(
-                ApiPager::new(client, base.clone(), token.clone(), *query, retry, cancel.clone()).with_timeout(timeout),
-            ))
+            let api = ApiClient::new(base.clone(), token.clone(), retry, timeout, cancel.clone())
+                .map_err(RunError::ApiClient)?;
+            Source::Api(Box::new(ApiPager::new(api, *query)))
         }
     })
 }

@@ -28,7 +28,7 @@ pub async fn apply(cfg: &mut RunConfig, source: &Source) -> Result<Option<String
         Some(id) => Lookup::ById(id),
         None => Lookup::ByUrl(&cfg.webhook_url),
     };
-    let found = webhooks::find(api, lookup).await?;
+    let found = webhooks::find(api.api(), lookup).await?;
     let created_before_given = cfg.select.created_before.is_some() || cfg.created_before_none;
     let taken = webhooks::take(found, &cfg.webhook_url, cfg.signing_secret.is_some(), created_before_given);
     if let Some(w) = &taken.warning {

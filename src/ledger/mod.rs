@@ -10,65 +10,26 @@
 //! A lock file next to the database keeps two replays off the same ledger. Reads for resuming go a
 //! page of ids at a time; no list of ids is ever held in memory.
 //!
-//! This file holds the types, opening and locking; [`mod@writer`] is the writer thread and
-//! [`read`] the read side for `status` and `failed`.
+//! This file holds the types and the handle a run holds; [`open`] opens, locks, creates or
+//! migrates the file, [`mod@writer`] is the writer thread and [`read`] the read side for `status`
+//! and `failed`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
+mod open;
 mod read;
 mod target;
 mod writer;
 
+use open::{Opened, SCHEMA_VERSION};
 pub use read::{read_status, write_failed};
 use writer::{Msg, writer};
-
-/// The schema this version reads and writes. 2: targets keyed by [`target::target_key`]; a
-/// schema-1 ledger is migrated when a run opens it.
-const SCHEMA_VERSION: i64 = 2;
-
-const SCHEMA: &str = "
-CREATE TABLE targets (
-    id          INTEGER PRIMARY KEY,
-    webhook_url TEXT NOT NULL,
-    event_type  TEXT NOT NULL,
-    created_at  INTEGER NOT NULL,
-    UNIQUE (webhook_url, event_type)
-);
-CREATE TABLE outcomes (
-    target_id   INTEGER NOT NULL REFERENCES targets (id),
-    event_id    TEXT NOT NULL,
-    status      INTEGER NOT NULL,      -- 0 pending, 1 delivered, 2 failed
-    attempts    INTEGER NOT NULL,      -- requests sent for this event, all runs together
-    last_status INTEGER,               -- last HTTP status, if any
-    last_error  TEXT,
-    first_at    INTEGER NOT NULL,      -- unix milliseconds
-    updated_at  INTEGER NOT NULL,
-    body        BLOB,                  -- the event's JSON, kept while it is not delivered
-    PRIMARY KEY (target_id, event_id)
-) WITHOUT ROWID;
--- Small: only what still needs attention.
-CREATE INDEX outcomes_open ON outcomes (target_id, status) WHERE status != 1;
-";
-
-/// The rate a `--rate auto` run settled on, per target, for the next one to start from. A table of
-/// its own, created when missing, so it needs no schema version: older ledgers gain it on open,
-/// and readers that do not know it never look.
-const RATES: &str = "
-CREATE TABLE IF NOT EXISTS target_rates (
-    target_id   INTEGER PRIMARY KEY REFERENCES targets (id),
-    per_sec     REAL NOT NULL,
-    updated_at  INTEGER NOT NULL
-);
--- A target merged away (schema-1 migration) leaves its rate behind: drop it, so a new target that
--- gets its id does not start from it.
-DELETE FROM target_rates WHERE target_id NOT IN (SELECT id FROM targets);
-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -195,90 +156,10 @@ pub(crate) fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn lock_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
-}
-
-/// Open (creating if needed) and check the schema. Shared by the writer and the readers.
-pub(crate) fn open_checked(path: &Path, flags: OpenFlags) -> Result<Connection, LedgerError> {
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| LedgerError::sqlite(path, e))?;
-    let version: i64 =
-        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| LedgerError::sqlite(path, e))?;
-    if version > SCHEMA_VERSION {
-        return Err(LedgerError::TooNew { path: path.to_owned(), found: version });
-    }
-    if version == 0 {
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .map_err(|e| LedgerError::sqlite(path, e))?;
-        if tables > 0 {
-            return Err(LedgerError::NotALedger {
-                path: path.to_owned(),
-                reason: "it is an SQLite database with other tables".into(),
-            });
-        }
-    }
-    Ok(conn)
-}
-
 impl Ledger {
     /// Open the ledger at `path` for the target (webhook URL, event type), taking its lock.
     pub fn open(path: &Path, webhook_url: &Url, event_type: &str) -> Result<Ledger, LedgerError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // It holds bookers' personal data: the owner's only (see `private`).
-            crate::private::create_dir_all(dir).map_err(|error| LedgerError::Io {
-                action: "create the ledger directory",
-                path: dir.to_owned(),
-                error,
-            })?;
-        }
-        let lock = take_lock(path)?;
-        crate::private::touch(path).map_err(|error| LedgerError::Io {
-            action: "create the ledger",
-            path: path.to_owned(),
-            error,
-        })?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = open_checked(path, flags)?;
-        let webhook_url = target::target_key(webhook_url);
-        let mut setup = || -> rusqlite::Result<(i64, Option<f64>, i64)> {
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.pragma_update(None, "busy_timeout", 5000)?;
-            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if version == 0 {
-                conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
-            } else if version == 1 {
-                target::migrate_v1(&mut conn)?;
-            }
-            conn.execute(
-                "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (webhook_url, event_type) DO NOTHING",
-                params![webhook_url, event_type, now_ms()],
-            )?;
-            let id = conn.query_row(
-                "SELECT id FROM targets WHERE webhook_url = ?1 AND event_type = ?2",
-                params![webhook_url, event_type],
-                |r| r.get(0),
-            )?;
-            conn.execute_batch(RATES)?;
-            let rate = conn
-                .query_row("SELECT per_sec FROM target_rates WHERE target_id = ?1", [id], |r| r.get::<_, f64>(0))
-                .optional()?;
-            // This run stamps its outcomes at or after this, and every earlier one is before it,
-            // whatever the clock did in between: that is how a lookup tells "this run" apart
-            // without a list of the ids it handled.
-            let run_floor: i64 = conn.query_row(
-                "SELECT coalesce(max(updated_at), 0) + 1 FROM outcomes WHERE target_id = ?1",
-                params![id],
-                |r| r.get(0),
-            )?;
-            Ok((id, rate.filter(|r| r.is_finite() && *r > 0.0), run_floor))
-        };
-        let (target_id, settled_rate, run_floor) = setup().map_err(|e| LedgerError::sqlite(path, e))?;
-
+        let Opened { conn, lock, target_id, settled_rate, run_floor } = open::for_run(path, webhook_url, event_type)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let path_owned = path.to_owned();
         let thread = std::thread::Builder::new()
@@ -313,36 +194,6 @@ impl Ledger {
             .await
             .unwrap_or(Err(LedgerError::Gone))
     }
-}
-
-fn take_lock(path: &Path) -> Result<File, LedgerError> {
-    use std::io::{Read, Seek, Write};
-    let lpath = lock_path(path);
-    let mut f = crate::private::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lpath)
-        .map_err(|error| LedgerError::Io { action: "create the ledger lock", path: lpath.clone(), error })?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            let _ = f.read_to_string(&mut pid);
-            let pid = pid.trim();
-            let pid = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
-            return Err(LedgerError::Locked { path: path.to_owned(), pid });
-        }
-        Err(std::fs::TryLockError::Error(error)) => {
-            return Err(LedgerError::Io { action: "lock", path: lpath, error });
-        }
-    }
-    let _ = f.set_len(0);
-    let _ = f.rewind();
-    let _ = write!(f, "{}", std::process::id());
-    let _ = f.flush();
-    Ok(f)
 }
 
 impl LedgerHandle {
@@ -380,6 +231,7 @@ impl Committed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn hook() -> Url {
         Url::parse("http://x/hook").unwrap()

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::{LedgerError, Status, open_checked};
+use super::open::open_checked;
+use super::{LedgerError, Status};
 
 /// One failed or pending event, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

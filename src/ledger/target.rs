@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn migration_merges_targets_that_now_share_a_key() {
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(&format!("{} PRAGMA user_version = 1;", super::super::SCHEMA)).unwrap();
+        conn.execute_batch(&format!("{} PRAGMA user_version = 1;", super::super::open::SCHEMA)).unwrap();
         conn.execute_batch(
             "INSERT INTO targets VALUES (1, 'http://x/hook?', 'event.created', 0),
                                         (2, 'http://x/hook', 'event.created', 0),

@@ -4,12 +4,14 @@
 //! up a batch's ids in the ledger at once and memory stays flat in the number of events.
 
 pub mod api;
+pub mod client;
 pub mod ndjson;
 pub mod webhooks;
 
 use crate::event::Event;
 
 pub use api::{ApiPager, ApiQuery};
+pub use client::ApiClient;
 pub use ndjson::NdjsonReader;
 
 /// A batch of events, plus entries that could not be read as events (with where they were).

@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use super::{ApiPager, SourceError};
+use super::{ApiClient, SourceError};
 use crate::deliver::display_url;
 
 /// One webhook of the account, as far as a replay uses it.
@@ -101,7 +101,7 @@ pub enum WebhookError {
 const MAX_EMPTY_PAGES: u32 = 3;
 
 /// Find the webhook: page through `/v1/webhooks` for the URL, or fetch `/v1/webhooks/:id`.
-pub async fn find(api: &ApiPager, lookup: Lookup<'_>) -> Result<Found, WebhookError> {
+pub async fn find(api: &ApiClient, lookup: Lookup<'_>) -> Result<Found, WebhookError> {
     match lookup {
         Lookup::ById(id) => {
             let what = format!("/v1/webhooks/{id}");

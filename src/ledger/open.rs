@@ -1,0 +1,182 @@
+//! Opening the ledger file: the lock that keeps two runs off one ledger, the schema check every
+//! reader and writer makes, creating a new ledger, migrating an old one, and registering the run's
+//! target.
+//!
+//! Apart from [`super`] because it is everything that happens once, before the writer thread
+//! starts: the types and the per-outcome path stay small.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use url::Url;
+
+use super::{LedgerError, now_ms, target};
+
+/// The schema this version reads and writes. 2: targets keyed by [`target::target_key`]; a
+/// schema-1 ledger is migrated when a run opens it.
+pub(super) const SCHEMA_VERSION: i64 = 2;
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE targets (
+    id          INTEGER PRIMARY KEY,
+    webhook_url TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (webhook_url, event_type)
+);
+CREATE TABLE outcomes (
+    target_id   INTEGER NOT NULL REFERENCES targets (id),
+    event_id    TEXT NOT NULL,
+    status      INTEGER NOT NULL,      -- 0 pending, 1 delivered, 2 failed
+    attempts    INTEGER NOT NULL,      -- requests sent for this event, all runs together
+    last_status INTEGER,               -- last HTTP status, if any
+    last_error  TEXT,
+    first_at    INTEGER NOT NULL,      -- unix milliseconds
+    updated_at  INTEGER NOT NULL,
+    body        BLOB,                  -- the event's JSON, kept while it is not delivered
+    PRIMARY KEY (target_id, event_id)
+) WITHOUT ROWID;
+-- Small: only what still needs attention.
+CREATE INDEX outcomes_open ON outcomes (target_id, status) WHERE status != 1;
+";
+
+/// The rate a `--rate auto` run settled on, per target, for the next one to start from. A table of
+/// its own, created when missing, so it needs no schema version: older ledgers gain it on open,
+/// and readers that do not know it never look.
+const RATES: &str = "
+CREATE TABLE IF NOT EXISTS target_rates (
+    target_id   INTEGER PRIMARY KEY REFERENCES targets (id),
+    per_sec     REAL NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+-- A target merged away (schema-1 migration) leaves its rate behind: drop it, so a new target that
+-- gets its id does not start from it.
+DELETE FROM target_rates WHERE target_id NOT IN (SELECT id FROM targets);
+";
+
+/// A ledger opened for a run, ready for its writer thread.
+pub(super) struct Opened {
+    pub(super) conn: Connection,
+    /// Held for the whole run: dropping it lets another run take the ledger.
+    pub(super) lock: File,
+    pub(super) target_id: i64,
+    pub(super) settled_rate: Option<f64>,
+    pub(super) run_floor: i64,
+}
+
+/// Open the ledger at `path` for a run to the target (webhook URL, event type): take its lock,
+/// create or migrate the file, and register the target.
+pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Result<Opened, LedgerError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // It holds bookers' personal data: the owner's only (see `private`).
+        crate::private::create_dir_all(dir).map_err(|error| LedgerError::Io {
+            action: "create the ledger directory",
+            path: dir.to_owned(),
+            error,
+        })?;
+    }
+    let lock = take_lock(path)?;
+    crate::private::touch(path).map_err(|error| LedgerError::Io {
+        action: "create the ledger",
+        path: path.to_owned(),
+        error,
+    })?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = open_checked(path, flags)?;
+    let webhook_url = target::target_key(webhook_url);
+    let mut setup = || -> rusqlite::Result<(i64, Option<f64>, i64)> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == 0 {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+        } else if version == 1 {
+            target::migrate_v1(&mut conn)?;
+        }
+        conn.execute(
+            "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (webhook_url, event_type) DO NOTHING",
+            params![webhook_url, event_type, now_ms()],
+        )?;
+        let id = conn.query_row(
+            "SELECT id FROM targets WHERE webhook_url = ?1 AND event_type = ?2",
+            params![webhook_url, event_type],
+            |r| r.get(0),
+        )?;
+        conn.execute_batch(RATES)?;
+        let rate = conn
+            .query_row("SELECT per_sec FROM target_rates WHERE target_id = ?1", [id], |r| r.get::<_, f64>(0))
+            .optional()?;
+        // This run stamps its outcomes at or after this, and every earlier one is before it,
+        // whatever the clock did in between: that is how a lookup tells "this run" apart
+        // without a list of the ids it handled.
+        let run_floor: i64 = conn.query_row(
+            "SELECT coalesce(max(updated_at), 0) + 1 FROM outcomes WHERE target_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        Ok((id, rate.filter(|r| r.is_finite() && *r > 0.0), run_floor))
+    };
+    let (target_id, settled_rate, run_floor) = setup().map_err(|e| LedgerError::sqlite(path, e))?;
+    Ok(Opened { conn, lock, target_id, settled_rate, run_floor })
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// Open (creating if needed) and check the schema. Shared by the writer and the readers.
+pub(crate) fn open_checked(path: &Path, flags: OpenFlags) -> Result<Connection, LedgerError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| LedgerError::sqlite(path, e))?;
+    let version: i64 =
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| LedgerError::sqlite(path, e))?;
+    if version > SCHEMA_VERSION {
+        return Err(LedgerError::TooNew { path: path.to_owned(), found: version });
+    }
+    if version == 0 {
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| LedgerError::sqlite(path, e))?;
+        if tables > 0 {
+            return Err(LedgerError::NotALedger {
+                path: path.to_owned(),
+                reason: "it is an SQLite database with other tables".into(),
+            });
+        }
+    }
+    Ok(conn)
+}
+
+fn take_lock(path: &Path) -> Result<File, LedgerError> {
+    use std::io::{Read, Seek, Write};
+    let lpath = lock_path(path);
+    let mut f = crate::private::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lpath)
+        .map_err(|error| LedgerError::Io { action: "create the ledger lock", path: lpath.clone(), error })?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let pid = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
+            return Err(LedgerError::Locked { path: path.to_owned(), pid });
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(LedgerError::Io { action: "lock", path: lpath, error });
+        }
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = write!(f, "{}", std::process::id());
+    let _ = f.flush();
+    Ok(f)
+}

@@ -1,0 +1,332 @@
+//! The SavvyCal API over HTTP: one authenticated `GET` with retries, for the event pages
+//! ([`super::api`]), the token check (`/v1/me`) and the webhook lookup ([`super::webhooks`]).
+//!
+//! Apart from the pager because it is the part that talks to the network: the token (sent only in
+//! the Authorization header), the retry policy, cancellation, the whole-answer timeout and the cap
+//! on a body's size live here once for every endpoint. Transient failures (429, 5xx, timeouts,
+//! connection errors) are retried with the same policy as webhook deliveries; 401/403 end the run
+//! with a message about the token.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use url::Url;
+
+use super::SourceError;
+use crate::http::error_message;
+use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
+
+/// `GET /v1/me`, as far as we use it.
+#[derive(Debug, Deserialize)]
+pub struct Me {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// The SavvyCal API at `base`, asked with `token`.
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    token: SecretString,
+    retry: RetryPolicy,
+    cancel: CancellationToken,
+    /// Bounds each whole request, body included (the client's own timeout is the same).
+    timeout: Duration,
+}
+
+impl ApiClient {
+    /// `timeout` bounds each whole request; `cancel` (Ctrl-C) ends any wait for the API.
+    pub fn new(
+        base: Url,
+        token: SecretString,
+        retry: RetryPolicy,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Result<ApiClient, reqwest::Error> {
+        Ok(ApiClient { http: http_client(timeout)?, base, token, retry, cancel, timeout })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("the SavvyCal API at {}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    pub(crate) fn endpoint(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}/{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        url
+    }
+
+    /// Check the token: who it belongs to.
+    pub async fn whoami(&self) -> Result<Me, SourceError> {
+        let body = self.get(self.endpoint("v1/me"), "/v1/me").await?;
+        serde_json::from_slice(&body).map_err(|e| SourceError::Malformed(format!("/v1/me: {e}")))
+    }
+
+    /// `GET <base>/<path>?<query>` with the same token, retries and cancellation as the event
+    /// pages: for other parts of the API ([`super::webhooks`]).
+    pub(crate) async fn get_json(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Bytes, SourceError> {
+        let mut url = self.endpoint(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        self.get(url, what).await
+    }
+
+    /// GET with the retry policy. The token goes only in the Authorization header. The whole
+    /// answer, body included, must arrive within `--timeout`; a page body is capped at
+    /// [`MAX_PAGE_BYTES`] and an error body is read only as far as [`BODY_READ_MAX`].
+    pub(super) async fn get(&self, url: Url, what: &str) -> Result<Bytes, SourceError> {
+        let mut retries = 0u32;
+        loop {
+            debug!(%url, "GET");
+            let req = self
+                .http
+                .get(url.clone())
+                .bearer_auth(self.token.expose_secret())
+                .header(http::header::ACCEPT, "application/json");
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let sent = tokio::select! {
+                r = req.send() => r,
+                () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
+            };
+            let (after, last) = match sent {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    let retry_after =
+                        headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    let success = resp.status().is_success();
+                    let cap = if success { MAX_PAGE_BYTES } else { BODY_READ_MAX };
+                    let body = tokio::select! {
+                        b = read_body(resp, cap, deadline) => b,
+                        () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
+                    };
+                    let verdict = classify(
+                        AttemptResult::Status { code: status, retry_after: retry_after.as_deref() },
+                        SystemTime::now(),
+                        self.retry.backoff.max,
+                    );
+                    match (verdict, body) {
+                        (Verdict::Delivered, Ok(body)) => return Ok(body),
+                        (Verdict::Delivered, Err((BodyError::TooLarge, _))) => {
+                            return Err(SourceError::Malformed(format!(
+                                "{what}: the response body is larger than {} MiB",
+                                MAX_PAGE_BYTES >> 20
+                            )));
+                        }
+                        (Verdict::Delivered, Err((e, _))) => (None, Failure::Transport(e.describe(self.timeout))),
+                        (verdict, body) => {
+                            let body = body.unwrap_or_else(|(_, partial)| partial);
+                            let message = if (300..400).contains(&status) {
+                                crate::http::redirect_message(&headers)
+                            } else {
+                                self.redact(&error_message(&body))
+                            };
+                            match verdict {
+                                _ if matches!(status, 401 | 403) => {
+                                    let detail =
+                                        if message.is_empty() { String::new() } else { format!(": {message}") };
+                                    return Err(SourceError::Unauthorized { status, detail });
+                                }
+                                Verdict::Retry { after } => (after, Failure::Status { status, message }),
+                                _ => {
+                                    return Err(SourceError::Http { status, what: what.to_owned(), message });
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let kind = transport_error(&e);
+                    match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max) {
+                        Verdict::Retry { after } => (after, Failure::Transport(describe_error(&e))),
+                        _ => {
+                            return Err(SourceError::Unreachable {
+                                base: self.base.to_string(),
+                                attempts: retries + 1,
+                                last_error: describe_error(&e),
+                            });
+                        }
+                    }
+                }
+            };
+            let Some(delay) = self.retry.wait_before_retry(retries, after) else {
+                return Err(last.into_error(self.base.to_string(), retries + 1));
+            };
+            retries += 1;
+            log_retry(what, &last.to_string(), retries, self.retry.max_retries, delay);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
+            }
+        }
+    }
+
+    fn redact(&self, s: &str) -> String {
+        let token = self.token.expose_secret();
+        if token.is_empty() { s.to_owned() } else { s.replace(token, "<redacted>") }
+    }
+}
+
+/// Most of a page body we hold: SavvyCal pages of 100 events are a few hundred KiB, so this only
+/// stops an answer that never ends from taking all memory.
+pub const MAX_PAGE_BYTES: usize = 64 << 20;
+/// Most of an error body we read: the status decides, the body is only for the message.
+const BODY_READ_MAX: usize = 64 << 10;
+
+/// Why a response body was not read to its end.
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    Broken(String),
+}
+
+impl BodyError {
+    fn describe(&self, timeout: Duration) -> String {
+        match self {
+            BodyError::TooLarge => "the response body is too large".to_owned(),
+            BodyError::TimedOut => format!(
+                "timed out after {} reading the response body (--timeout bounds the whole answer)",
+                humantime::format_duration(timeout)
+            ),
+            BodyError::Broken(e) => format!("connection broken while reading the response body: {e}"),
+        }
+    }
+}
+
+/// Read a body up to `cap` bytes and until `deadline`. On failure, what was read so far comes
+/// with the reason (enough for an error message).
+async fn read_body(
+    mut resp: reqwest::Response,
+    cap: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, (BodyError, Bytes)> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) && cap == MAX_PAGE_BYTES {
+        return Err((BodyError::TooLarge, Bytes::new()));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest = bytes::BytesMut::new();
+    let mut len = 0usize;
+    let result = loop {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                len += chunk.len();
+                if len > cap {
+                    break Err(BodyError::TooLarge);
+                }
+                // One chunk is the common case for a small page: keep it without a copy.
+                match &first {
+                    None => first = Some(chunk),
+                    Some(f) => {
+                        if rest.is_empty() {
+                            rest.extend_from_slice(f);
+                        }
+                        rest.extend_from_slice(&chunk);
+                    }
+                }
+            }
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Err(e)) if e.is_timeout() => break Err(BodyError::TimedOut),
+            Ok(Err(e)) => break Err(BodyError::Broken(root_cause(&e))),
+            Err(_) => break Err(BodyError::TimedOut),
+        }
+    };
+    let body = if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() };
+    match result {
+        Ok(()) => Ok(body),
+        Err(e) => Err((e, body)),
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root.to_string()
+}
+
+/// The last failure of a request that is retried, for the message when retries run out.
+enum Failure {
+    /// No answer: connection trouble or a timeout.
+    Transport(String),
+    /// The API answered, with a status that is worth retrying.
+    Status { status: u16, message: String },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Transport(e) => f.write_str(e),
+            Failure::Status { status, message } if message.is_empty() => write!(f, "HTTP {status}"),
+            Failure::Status { status, message } => write!(f, "HTTP {status}: {message}"),
+        }
+    }
+}
+
+impl Failure {
+    fn into_error(self, base: String, attempts: u32) -> SourceError {
+        match self {
+            Failure::Transport(last_error) => SourceError::Unreachable { base, attempts, last_error },
+            Failure::Status { status, message } => SourceError::Answered { base, attempts, status, message },
+        }
+    }
+}
+
+/// The HTTP client for the API; `timeout` bounds each whole request.
+fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    crate::http::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(crate::http::USER_AGENT)
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// Sort a transport failure into what [`crate::retry::classify`] needs.
+fn transport_error(e: &reqwest::Error) -> TransportError {
+    if crate::tls::explain(e, "").is_some() {
+        // A certificate or TLS protocol problem will not fix itself on retry.
+        TransportError::Other
+    } else if e.is_timeout() {
+        TransportError::Timeout
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        TransportError::Connection
+    } else {
+        TransportError::Other
+    }
+}
+
+/// A short, complete description of a transport failure: the root cause, without the URL.
+fn describe_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_request() || e.is_body() {
+        "connection broken"
+    } else {
+        "request failed"
+    };
+    if let Some(words) = crate::tls::explain(e, "the SavvyCal API") {
+        return format!("TLS handshake failed: {words}");
+    }
+    let mut root: Option<&dyn std::error::Error> = None;
+    let mut next = std::error::Error::source(e);
+    while let Some(err) = next {
+        root = Some(err);
+        next = err.source();
+    }
+    match root {
+        Some(root) => format!("{kind}: {root}"),
+        None => kind.to_owned(),
+    }
+}
