@@ -26,15 +26,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N="${1:-100000}"
 REPEAT="${REPEAT:-3}"
-CONCURRENCY="${CONCURRENCY:-32}"
 
-bench_init
-need_python
-need_curl
-need_time
-need_pgrep
-need_oha
-build_release
+bench_start python curl time pgrep oha
 
 log "generating $N events"
 gen_events "$N" full "$BENCH_TMP/events.ndjson"

@@ -21,14 +21,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N="${1:-1000000}"
 LIMIT_MIB="${LIMIT_MIB:-64}"
-CONCURRENCY="${CONCURRENCY:-32}"
 
-bench_init
-need_python
-need_curl
-need_time
-need_pgrep
-build_release
+bench_start python curl time pgrep
 
 port="$(free_port)"
 url="http://127.0.0.1:$port/webhook"

@@ -17,8 +17,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-bench_init
-build_release
+bench_start
 log "cargo run --release --example rate_probe (all traffic on 127.0.0.1)"
 (cd "$ROOT" && cargo run --release --quiet --example rate_probe -- "$@") | tee "$BENCH_TMP/rate.md"
 echo

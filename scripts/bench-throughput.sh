@@ -23,14 +23,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N="${1:-100000}"
 REPEAT="${REPEAT:-3}"
-CONCURRENCY="${CONCURRENCY:-32}"
 
-bench_init
-need_python
-need_curl
-need_time
-need_oha
-build_release
+bench_start python curl time oha
 use_nginx=1
 if [[ "${NGINX:-1}" == 0 ]] || ! need_nginx; then
     use_nginx=0

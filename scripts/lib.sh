@@ -11,6 +11,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 BENCH_PIDS=()
 BENCH_TMP=""
+# Requests in flight for savvy-replay and oha alike; every benchmark's env can override it.
+CONCURRENCY="${CONCURRENCY:-32}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() {
@@ -86,6 +88,17 @@ need_nginx() {
 build_release() {
     log "cargo build --release"
     (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+}
+
+# The start of a benchmark that runs the release binary: `bench_init`, the tools it names
+# (`bench_start python curl time` runs need_python, need_curl, need_time), then the build.
+bench_start() {
+    bench_init
+    local tool
+    for tool in "$@"; do
+        "need_$tool"
+    done
+    build_release
 }
 
 # A free TCP port on 127.0.0.1.
