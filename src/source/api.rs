@@ -11,6 +11,7 @@ use tracing::info;
 use url::Url;
 
 use super::client::ApiClient;
+use super::paging::PagingGuard;
 use super::{Batch, SourceError};
 use crate::event::Event;
 
@@ -110,7 +111,15 @@ struct Metadata {
 
 impl ApiPager {
     pub fn new(api: ApiClient, query: ApiQuery) -> ApiPager {
-        ApiPager { api, query, after: None, pages: 0, done: false, paging: PagingGuard::default(), stopped: None }
+        ApiPager {
+            api,
+            query,
+            after: None,
+            pages: 0,
+            done: false,
+            paging: PagingGuard::new("/v1/events"),
+            stopped: None,
+        }
     }
 
     /// The client, for the other endpoints: the token check and the webhook lookup.
@@ -166,7 +175,7 @@ impl ApiPager {
                 Ok(()) => self.after = Some(next),
                 // This page's events are as good as any: process them, then stop.
                 Err(e) => {
-                    self.stopped = Some(e);
+                    self.stopped = Some(SourceError::Paging(e));
                     self.done = true;
                 }
             },
@@ -174,48 +183,6 @@ impl ApiPager {
         }
         Ok(Some(batch))
     }
-}
-
-/// The guards that keep paging finite: a cursor is never followed twice, and a run of empty pages
-/// that each point to yet another page ends.
-#[derive(Default)]
-struct PagingGuard {
-    /// Every `after` cursor followed in this run, with the page that returned it. A cursor is a
-    /// few dozen bytes per page of up to 100 events, so this stays small.
-    seen: std::collections::HashMap<String, u64>,
-    empty_in_a_row: u64,
-}
-
-/// More empty pages in a row than this, each with a next cursor, and the API is not paging.
-const MAX_EMPTY_PAGES: u64 = 3;
-
-impl PagingGuard {
-    /// Check page `page`'s next cursor before following it.
-    fn check(&mut self, page: u64, next: &str, empty: bool) -> Result<(), SourceError> {
-        if let Some(first) = self.seen.get(next) {
-            return Err(SourceError::Paging(format!(
-                "page {page} of /v1/events pointed to the `after` cursor {} again, which page {first} \
-                 already returned: following it would fetch the same pages forever",
-                short_cursor(next)
-            )));
-        }
-        self.seen.insert(next.to_owned(), page);
-        self.empty_in_a_row = if empty { self.empty_in_a_row + 1 } else { 0 };
-        if self.empty_in_a_row > MAX_EMPTY_PAGES {
-            return Err(SourceError::Paging(format!(
-                "returned {} empty pages in a row (pages {} to {page} of /v1/events), each pointing to another page",
-                self.empty_in_a_row,
-                page + 1 - self.empty_in_a_row
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// A cursor for a message: quoted, and cut short if long.
-fn short_cursor(c: &str) -> String {
-    let shown: String = c.chars().filter(|c| !c.is_control()).take(40).collect();
-    if shown.len() < c.len() { format!("{shown:?}…") } else { format!("{shown:?}") }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod client;
 pub mod ndjson;
+mod paging;
 pub mod webhooks;
 
 use crate::event::Event;

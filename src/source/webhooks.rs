@@ -12,13 +12,12 @@
 //! shown by `Debug`, or stored in the ledger. Parse errors are reported by position only, because
 //! serde's messages can quote the offending value.
 
-use std::collections::HashSet;
-
 use jiff::Timestamp;
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use super::paging::PagingGuard;
 use super::{ApiClient, SourceError};
 use crate::deliver::display_url;
 
@@ -93,12 +92,9 @@ pub enum WebhookError {
     Source(#[from] SourceError),
     #[error("the SavvyCal API sent {what} that cannot be read as webhooks ({detail})")]
     Malformed { what: String, detail: String },
-    #[error("paging /v1/webhooks: {0}; stopping instead of looping")]
+    #[error("the SavvyCal API {0}; stopping instead of paging forever")]
     Loop(String),
 }
-
-/// Empty pages in a row with a cursor to follow, before paging is called a loop.
-const MAX_EMPTY_PAGES: u32 = 3;
 
 /// Find the webhook: page through `/v1/webhooks` for the URL, or fetch `/v1/webhooks/:id`.
 pub async fn find(api: &ApiClient, lookup: Lookup<'_>) -> Result<Found, WebhookError> {
@@ -118,8 +114,7 @@ pub async fn find(api: &ApiClient, lookup: Lookup<'_>) -> Result<Found, WebhookE
             let mut matches: Vec<Webhook> = Vec::new();
             let mut checked = 0usize;
             let mut after: Option<String> = None;
-            let mut seen = HashSet::new();
-            let mut empty_in_a_row = 0u32;
+            let mut paging = PagingGuard::new("/v1/webhooks");
             for page_no in 1u64.. {
                 let what = format!("page {page_no} of /v1/webhooks");
                 let query: Vec<(&str, &str)> = after.iter().map(|a| ("after", a.as_str())).collect();
@@ -128,18 +123,15 @@ pub async fn find(api: &ApiClient, lookup: Lookup<'_>) -> Result<Found, WebhookE
                     other => other?,
                 };
                 let page = parse::<Page>(&body, &what)?;
-                empty_in_a_row = if page.entries.is_empty() { empty_in_a_row + 1 } else { 0 };
+                let empty = page.entries.is_empty();
                 checked += page.entries.len();
                 matches.extend(page.entries.into_iter().filter(|w| same_url(url, &w.url)));
                 match page.metadata.after {
                     None => break,
-                    Some(_) if empty_in_a_row > MAX_EMPTY_PAGES => {
-                        return Err(WebhookError::Loop(format!("{empty_in_a_row} empty pages in a row")));
+                    Some(next) => {
+                        paging.check(page_no, &next, empty).map_err(WebhookError::Loop)?;
+                        after = Some(next);
                     }
-                    Some(next) if !seen.insert(next.clone()) => {
-                        return Err(WebhookError::Loop(format!("{what} repeats an `after` cursor")));
-                    }
-                    Some(next) => after = Some(next),
                 }
             }
             let others = matches.len().saturating_sub(1);
