@@ -21,7 +21,4 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_init
-log "cargo run --release --example bench_adaptive (all traffic on 127.0.0.1)"
-(cd "$ROOT" && cargo run --release --quiet --example bench_adaptive -- "$@") | tee "$BENCH_TMP/adaptive.md"
-echo
-echo "machine: $(nproc) vCPU, $(uname -sr)"
+run_example bench_adaptive "$@"

@@ -18,7 +18,4 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bench_start
-log "cargo run --release --example rate_probe (all traffic on 127.0.0.1)"
-(cd "$ROOT" && cargo run --release --quiet --example rate_probe -- "$@") | tee "$BENCH_TMP/rate.md"
-echo
-echo "machine: $(nproc) vCPU, $(uname -sr)"
+run_example rate_probe "$@"

@@ -90,6 +90,17 @@ build_release() {
     (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
 }
 
+# Runs examples/NAME.rs (release) with the script's arguments, keeps its table in $BENCH_TMP, and
+# says what machine it ran on: for the benchmarks that run the pipeline in-process.
+run_example() {
+    local name="$1"
+    shift
+    log "cargo run --release --example $name (all traffic on 127.0.0.1)"
+    (cd "$ROOT" && cargo run --release --quiet --example "$name" -- "$@") | tee "$BENCH_TMP/$name.md"
+    echo
+    echo "machine: $(nproc) vCPU, $(uname -sr)"
+}
+
 # The start of a benchmark that runs the release binary: `bench_init`, the tools it names
 # (`bench_start python curl time` runs need_python, need_curl, need_time), then the build.
 bench_start() {
