@@ -38,6 +38,17 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A copy of `tests/fixtures/ledger-v1.db` (see the README there) in `dir`.
+fn v1_ledger(dir: &Path) -> std::path::PathBuf {
+    let ledger = dir.join("ledger.db");
+    std::fs::copy(fixtures().join("ledger-v1.db"), &ledger).unwrap();
+    ledger
+}
+
 fn file_run(input: &Path, webhook_url: &str, ledger: &Path) -> Vec<String> {
     [
         "run",
@@ -134,11 +145,9 @@ async fn webhook_basic_auth_arrives_decoded_and_the_ledger_keeps_no_password() {
 #[tokio::test]
 async fn a_ledger_from_the_previous_release_is_migrated_and_still_skips_what_was_delivered() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger.db");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    std::fs::copy(fixture.join("ledger-v1.db"), &ledger).unwrap();
+    let ledger = v1_ledger(dir.path());
     assert!(contains(&ledger_bytes(&ledger), "s3cr%2Bet%26pw"), "the fixture holds the password");
-    let events = std::fs::read_to_string(fixture.join("ledger-v1-events.ndjson")).unwrap();
+    let events = std::fs::read_to_string(fixtures().join("ledger-v1-events.ndjson")).unwrap();
     let delivered: String = events.lines().take(3).map(|l| format!("{l}\n")).collect();
     let input = dir.path().join("delivered.ndjson");
     std::fs::write(&input, delivered).unwrap();
@@ -174,9 +183,7 @@ async fn a_ledger_from_the_previous_release_is_migrated_and_still_skips_what_was
 #[tokio::test]
 async fn status_of_a_ledger_not_yet_migrated_never_shows_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger.db");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    std::fs::copy(fixture.join("ledger-v1.db"), &ledger).unwrap();
+    let ledger = v1_ledger(dir.path());
     let ledger_arg = ledger.display().to_string();
     for json in [false, true] {
         let mut args = vec!["status".to_owned(), "--ledger".to_owned(), ledger_arg.clone()];

@@ -81,6 +81,13 @@ fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
+/// A redirect to `location`, with no body.
+fn redirect(status: u16, location: &'static str) -> Response<Body> {
+    let mut r = full(status, "");
+    r.headers_mut().insert(http::header::LOCATION, http::HeaderValue::from_static(location));
+    r
+}
+
 /// A body that sends `chunk` every `every` and never ends.
 fn endless(status: u16, chunk: &'static [u8], every: Duration) -> Response<Body> {
     let stream = futures_util::stream::unfold(0u64, move |n| async move {
@@ -236,12 +243,7 @@ async fn status_says_how_many_attempts_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_names_where_it_pointed() {
-    let (base, seen) = serve(|_| {
-        let mut r = full(301, "");
-        r.headers_mut().insert(http::header::LOCATION, "https://elsewhere.example/new-hook".parse().unwrap());
-        r
-    })
-    .await;
+    let (base, seen) = serve(|_| redirect(301, "https://elsewhere.example/new-hook")).await;
     let dir = tempfile::tempdir().unwrap();
     let (file, _) = events_file(dir.path(), 1);
     let ledger = dir.path().join("l.db");
@@ -422,12 +424,7 @@ async fn an_api_that_answers_500_is_said_to_answer_not_to_be_unreachable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_redirect_names_where_it_pointed() {
-    let (base, _seen) = serve_api(|_| {
-        let mut r = full(302, "");
-        r.headers_mut().insert(http::header::LOCATION, "https://api.elsewhere.example/v1/events".parse().unwrap());
-        r
-    })
-    .await;
+    let (base, _seen) = serve_api(|_| redirect(302, "https://api.elsewhere.example/v1/events")).await;
     let dir = tempfile::tempdir().unwrap();
 
     let out = export(&base, &dir.path().join("out.ndjson")).await;

@@ -130,42 +130,14 @@ async fn ctrl_c_and_sigterm_work_after_stderr_is_closed() {
     assert_eq!(rcv.stats().duplicates, 0, "graceful stops re-send nothing");
 }
 
-/// A webhook that accepts connections and never answers, so requests stay in flight.
-async fn silent_webhook() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let seen = requests.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let seen = seen.clone();
-            held.push(tokio::spawn(async move {
-                use tokio::io::AsyncReadExt;
-                let mut buf = [0u8; 4096];
-                let mut counted = false;
-                while let Ok(n) = sock.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if !counted {
-                        counted = true;
-                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                }
-            }));
-        }
-    });
-    (url, requests)
-}
-
 /// The first Ctrl-C waits for the requests in flight (here: up to a 60 s `--timeout`); the second
 /// quits at once with 130, and the ledger is left consistent: `status` reads it and a rerun
 /// delivers everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_quits_at_once_and_the_ledger_stays_consistent() {
     const N: usize = 10;
-    let (url, requests) = silent_webhook().await;
+    let (base, requests) = silent_server().await;
+    let url = format!("{base}/hook");
     let dir = tempfile::tempdir().unwrap();
     let rcv = receiver(ReceiverConfig::default()).await;
     let mut args = input_run(dir.path(), N, &rcv);

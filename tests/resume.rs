@@ -238,17 +238,7 @@ async fn fresh_ignores_earlier_outcomes_and_sends_everything_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_before_the_api_answers_exits_130() {
     // An "API" that accepts connections and never answers.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", silent.local_addr().unwrap());
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = silent.accept().await {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            held.push(conn);
-        }
-    });
+    let (base, accepted) = silent_server().await;
     let rcv = receiver(signed_receiver()).await;
     let dir = tempfile::tempdir().unwrap();
     for extra in [None, Some("--dry-run")] {

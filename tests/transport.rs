@@ -7,13 +7,14 @@ mod common;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use savvy_replay::fake::{FakeApi, generate_bookings};
 use savvy_replay::signature;
-use savvy_replay::{Rate, RateSetting};
+use savvy_replay::{Rate, RateSetting, Report, RunConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -208,6 +209,34 @@ async fn fake_api(n: usize, seed: u64) -> FakeApi {
     api(generate_bookings(n, seed), vec![]).await
 }
 
+/// Replay `n` generated bookings (`seed`) into `webhook_url` with a new ledger in `dir`, the
+/// config adjusted by `tweak`; the report and the ledger's path.
+async fn replay(
+    n: usize,
+    seed: u64,
+    webhook_url: &str,
+    dir: &Path,
+    tweak: impl FnOnce(&mut RunConfig),
+) -> (Report, PathBuf) {
+    let api = fake_api(n, seed).await;
+    let ledger = dir.join("l.db");
+    let mut cfg = config_to(&api, webhook_url, &ledger);
+    tweak(&mut cfg);
+    (savvy_replay::run(cfg, CancellationToken::new()).await.unwrap(), ledger)
+}
+
+/// Every event was delivered, each at its second attempt (the first went wrong), as the ledger says.
+fn assert_each_delivered_at_the_second_try(report: &Report, log: &Log, ledger: &Path, n: usize) {
+    assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
+    assert_eq!((report.summary.delivered, report.summary.failed), (n as u64, 0));
+    assert_eq!((report.summary.attempts, report.summary.retries), (2 * n as u64, n as u64));
+    let per_event = log.per_event();
+    assert_eq!(per_event.len(), n);
+    assert!(per_event.values().all(|c| *c == 2), "{per_event:?}");
+    let status = savvy_replay::read_status(ledger, 10).unwrap().unwrap();
+    assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (n as u64, 0, 0));
+}
+
 fn assert_each_once(log: &Log, n: usize) {
     let per_event = log.per_event();
     assert_eq!(per_event.len(), n, "every event arrived");
@@ -236,13 +265,9 @@ async fn an_untrusted_certificate_fails_each_event_once_without_retrying() {
     const N: usize = 5;
     let (_, acceptor) = self_signed();
     let (port, log) = serve_tls(acceptor).await;
-    let api = fake_api(N, 21).await;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db");
-    let mut cfg = config_to(&api, &format!("https://localhost:{port}/hook"), &ledger);
-    cfg.concurrency = 2;
-
-    let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
+    let url = format!("https://localhost:{port}/hook");
+    let (report, ledger) = replay(N, 21, &url, dir.path(), |cfg| cfg.concurrency = 2).await;
 
     assert_eq!(report.exit_code(), 1, "{:?}", report.summary);
     assert_eq!((report.summary.delivered, report.summary.failed), (0, N as u64));
@@ -327,12 +352,9 @@ async fn connection_close_on_every_answer_costs_no_retries() {
         }
     })
     .await;
-    let api = fake_api(N, 23).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config_to(&api, &format!("http://127.0.0.1:{port}/hook"), &dir.path().join("l.db"));
-    cfg.concurrency = 4;
-
-    let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (report, _) = replay(N, 23, &url, dir.path(), |cfg| cfg.concurrency = 4).await;
 
     assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
     assert_eq!((report.summary.delivered, report.summary.failed, report.summary.retries), (N as u64, 0, 0));
@@ -379,15 +401,15 @@ async fn idle_connections_closed_by_the_server_are_replaced_without_retries() {
         }
     })
     .await;
-    let api = fake_api(N, 24).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config_to(&api, &format!("http://127.0.0.1:{port}/hook"), &dir.path().join("l.db"));
-    // Each worker sends at most every 40 ms (usually 80): the connection it used last has been
-    // closed by then, and so has a fresh one that waited long for its turn at the rate gate.
-    cfg.concurrency = 2;
-    cfg.rate = RateSetting::Fixed(Rate::per_second(25.0));
-
-    let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (report, _) = replay(N, 24, &url, dir.path(), |cfg| {
+        // Each worker sends at most every 40 ms (usually 80): the connection it used last has been
+        // closed by then, and so has a fresh one that waited long for its turn at the rate gate.
+        cfg.concurrency = 2;
+        cfg.rate = RateSetting::Fixed(Rate::per_second(25.0));
+    })
+    .await;
 
     assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
     assert_eq!((report.summary.delivered, report.summary.failed), (N as u64, 0));
@@ -422,22 +444,11 @@ async fn a_connection_closed_without_an_answer_is_retried() {
         }
     })
     .await;
-    let api = fake_api(N, 25).await;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db");
-    let report =
-        savvy_replay::run(config_to(&api, &format!("http://127.0.0.1:{port}/hook"), &ledger), CancellationToken::new())
-            .await
-            .unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (report, ledger) = replay(N, 25, &url, dir.path(), |_| {}).await;
 
-    assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
-    assert_eq!((report.summary.delivered, report.summary.failed), (N as u64, 0));
-    assert_eq!((report.summary.attempts, report.summary.retries), (2 * N as u64, N as u64));
-    let per_event = log.per_event();
-    assert_eq!(per_event.len(), N);
-    assert!(per_event.values().all(|c| *c == 2), "{per_event:?}");
-    let status = savvy_replay::read_status(&ledger, 10).unwrap().unwrap();
-    assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (N as u64, 0, 0));
+    assert_each_delivered_at_the_second_try(&report, &log, &ledger, N);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,23 +476,11 @@ async fn an_answer_slower_than_the_timeout_is_retried_and_the_connection_dropped
         }
     })
     .await;
-    let api = fake_api(N, 26).await;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db");
-    let mut cfg = config_to(&api, &format!("http://127.0.0.1:{port}/hook"), &ledger);
-    cfg.timeout = Duration::from_millis(200);
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (report, ledger) = replay(N, 26, &url, dir.path(), |cfg| cfg.timeout = Duration::from_millis(200)).await;
 
-    let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
-
-    assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
-    assert_eq!((report.summary.delivered, report.summary.failed), (N as u64, 0));
-    assert!(report.summary.retries > 0);
-    assert_eq!((report.summary.attempts, report.summary.retries), (2 * N as u64, N as u64));
-    let per_event = log.per_event();
-    assert_eq!(per_event.len(), N);
-    assert!(per_event.values().all(|c| *c == 2), "{per_event:?}");
-    let status = savvy_replay::read_status(&ledger, 10).unwrap().unwrap();
-    assert_eq!((status[0].delivered, status[0].failed, status[0].pending), (N as u64, 0, 0));
+    assert_each_delivered_at_the_second_try(&report, &log, &ledger, N);
     // A timed-out request's connection is abandoned: the client closes it rather than leave it
     // open waiting for an answer nobody reads.
     wait_for(2, || log.get("closed by the client while waiting") == N).await;

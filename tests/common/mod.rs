@@ -229,3 +229,33 @@ pub fn input_run_args(dir: &Path, lines: &[String], rcv: &Receiver) -> Vec<Strin
     .map(String::from)
     .to_vec()
 }
+
+/// A server that accepts connections and never answers, so requests stay in flight: its base URL
+/// (`http://127.0.0.1:PORT`) and how many connections have sent a request so far.
+pub async fn silent_server() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let seen = seen.clone();
+            held.push(tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut counted = false;
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !counted {
+                        counted = true;
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+    });
+    (base, requests)
+}
