@@ -8,6 +8,7 @@ use crate::config::ConfigError;
 use crate::deliver::TargetError;
 use crate::ledger::LedgerError;
 use crate::source::SourceError;
+use crate::source::client::ClientError;
 use crate::source::webhooks::WebhookError;
 
 /// Exit statuses (SPEC §3).
@@ -29,8 +30,8 @@ pub enum RunError {
     Ledger(#[from] LedgerError),
     #[error("cannot read --input {path}: {error}")]
     Input { path: String, error: std::io::Error },
-    #[error("cannot set up the HTTP client: {0}")]
-    ApiClient(reqwest::Error),
+    #[error(transparent)]
+    ApiClient(#[from] ClientError),
     #[error("cannot set up the HTTP client: {url}: {error}")]
     Endpoint { url: String, error: TargetError },
     #[error(transparent)]

@@ -35,8 +35,7 @@ pub async fn open_source(
                 .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
         ),
         SourceConfig::Api { base, token, query } => {
-            let api = ApiClient::new(base.clone(), token.clone(), retry, timeout, cancel.clone())
-                .map_err(RunError::ApiClient)?;
+            let api = ApiClient::new(base.clone(), token.clone(), retry, timeout, cancel.clone())?;
             Source::Api(Box::new(ApiPager::new(api, *query)))
         }
     })

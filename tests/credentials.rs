@@ -200,3 +200,29 @@ async fn status_of_a_ledger_not_yet_migrated_never_shows_the_password() {
     }
     assert!(contains(&ledger_bytes(&ledger), "s3cr%2Bet%26pw"), "status left the ledger as it was");
 }
+
+/// A caller that builds the config itself skips the `--api-base` check: the run still refuses a
+/// base with a user name or password before sending anything, so the token can only ever go in
+/// the Authorization header (reqwest would send the URL's credentials as Basic auth).
+#[tokio::test]
+async fn a_base_with_credentials_built_by_hand_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let api = api(vec![], vec![]).await;
+    for userinfo in [format!("me:{TOKEN}@"), format!("{TOKEN}@")] {
+        let mut cfg = config_to(&api, &rcv.url(), &dir.path().join("l.db"));
+        let with_token = api.base_url().replacen("http://", &format!("http://{userinfo}"), 1);
+        if let savvy_replay::SourceConfig::Api { base, .. } = &mut cfg.source {
+            *base = with_token.parse().unwrap();
+        }
+        let error = match savvy_replay::run(cfg, tokio_util::sync::CancellationToken::new()).await {
+            Ok(report) => panic!("the run went ahead: {:?}", report.summary),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("user name or password"), "{error}");
+        assert!(!error.contains(TOKEN), "{error}");
+    }
+    assert_eq!(api.events_requests(), 0);
+    assert!(api.webhook_requests().is_empty(), "{:?}", api.webhook_requests());
+    assert_eq!(rcv.stats().requests, 0);
+}

@@ -29,6 +29,22 @@ pub struct Me {
     pub display_name: Option<String>,
 }
 
+/// Why there is no [`ApiClient`].
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// reqwest would send a user name or password in the base URL as Basic auth: to wherever the
+    /// base points, next to (or instead of) the token. The config check refuses such a base for
+    /// `--api-base`; this refuses it for every other way of building a client. The URL is not
+    /// repeated: its user name may be the token itself.
+    #[error(
+        "the SavvyCal API base URL carries a user name or password; the token goes only in the \
+         Authorization header: give the base without them (--api-base https://api.savvycal.com)"
+    )]
+    CredentialsInBase,
+    #[error("cannot set up the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
 /// The SavvyCal API at `base`, asked with `token`.
 pub struct ApiClient {
     http: reqwest::Client,
@@ -41,14 +57,18 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// `timeout` bounds each whole request; `cancel` (Ctrl-C) ends any wait for the API.
+    /// `timeout` bounds each whole request; `cancel` (Ctrl-C) ends any wait for the API. A
+    /// `base` with a user name or password is refused, so the token is the only credential sent.
     pub fn new(
         base: Url,
         token: SecretString,
         retry: RetryPolicy,
         timeout: Duration,
         cancel: CancellationToken,
-    ) -> Result<ApiClient, reqwest::Error> {
+    ) -> Result<ApiClient, ClientError> {
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(ClientError::CredentialsInBase);
+        }
         Ok(ApiClient { http: http_client(timeout)?, base, token, retry, cancel, timeout })
     }
 
@@ -328,5 +348,29 @@ fn describe_error(e: &reqwest::Error) -> String {
     match root {
         Some(root) => format!("{kind}: {root}"),
         None => kind.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_for(base: &str) -> Result<ApiClient, ClientError> {
+        let base = Url::parse(base).unwrap();
+        let (retry, cancel) = (RetryPolicy::default(), CancellationToken::new());
+        ApiClient::new(base, SecretString::from("pt_secret_x"), retry, Duration::from_secs(5), cancel)
+    }
+
+    #[test]
+    fn a_base_with_credentials_is_refused_without_repeating_them() {
+        for base in
+            ["https://me:pw_x@api.example.com", "https://pt_secret_y@api.example.com/", "https://:pw_x@a.example"]
+        {
+            let e = client_for(base).err().expect(base);
+            assert!(matches!(e, ClientError::CredentialsInBase), "{base}: {e:?}");
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("pw_x") && !shown.contains("pt_secret"), "{shown}");
+        }
+        assert!(client_for("https://api.example.com/base/").is_ok());
     }
 }
