@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use url::Url;
 
+use crate::cause::Cause;
 use crate::proxy::{ProxyError, Route};
 
 /// Where the webhook lives, resolved once per run.
@@ -115,6 +116,27 @@ pub enum EndpointError {
 }
 
 impl SendError {
+    /// Why no answer came, as the summary counts it ([`Cause`]).
+    pub fn cause(&self) -> Cause {
+        match self {
+            SendError::Connect(e) => Cause::of_io(e).unwrap_or(Cause::Other),
+            // A reset mid-handshake is a reset; anything else is the TLS layer's refusal.
+            SendError::Tls(e) => match Cause::of_io(e) {
+                Some(c @ (Cause::Reset | Cause::Closed | Cause::Refused)) => c,
+                _ => Cause::Tls,
+            },
+            SendError::Proxy(_) => Cause::Proxy,
+            SendError::Http(e) if e.is_parse() => Cause::InvalidResponse,
+            SendError::Http(e) if e.is_timeout() => Cause::Timeout,
+            SendError::Http(e) => Cause::in_chain(e).unwrap_or(if e.is_incomplete_message() || e.is_canceled() {
+                Cause::Closed
+            } else {
+                Cause::Other
+            }),
+            SendError::Timeout => Cause::Timeout,
+        }
+    }
+
     /// Whether asking again could help: network trouble yes, a garbled response no.
     pub fn is_transient(&self) -> bool {
         match self {

@@ -12,6 +12,7 @@ use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::cause::Cause;
 use crate::connection::{Connection, Endpoint, EndpointError, SendError};
 use crate::event::{Envelope, Event, now_rfc3339};
 pub use crate::http::display_url;
@@ -101,7 +102,7 @@ pub enum Attempt {
         latency: Duration,
     },
     /// No complete answer: the connection, TLS or the timeout failed.
-    NoAnswer { kind: TransportError, message: String, latency: Duration },
+    NoAnswer { kind: TransportError, cause: Cause, message: String, latency: Duration },
 }
 
 impl Attempt {
@@ -177,6 +178,7 @@ impl Deliverer {
         let start = Instant::now();
         conn.connect(&self.endpoint).await.map_err(|e| Attempt::NoAnswer {
             kind: if e.is_transient() { TransportError::Connection } else { TransportError::Other },
+            cause: e.cause(),
             message: e.to_string(),
             latency: start.elapsed(),
         })
@@ -200,7 +202,7 @@ impl Deliverer {
         let deadline = tokio::time::Instant::now() + self.target.timeout;
         let result = conn.send(&self.endpoint, make, BODY_KEEP, deadline).await;
         let latency = start.elapsed();
-        let failed = |kind, message| Attempt::NoAnswer { kind, message, latency };
+        let failed = |kind, cause, message| Attempt::NoAnswer { kind, cause, message, latency };
         match result {
             Ok((resp, kept)) => {
                 let status = resp.status();
@@ -226,12 +228,13 @@ impl Deliverer {
                 conn.reset();
                 failed(
                     TransportError::Timeout,
+                    Cause::Timeout,
                     format!("timed out after {}", humantime::format_duration(self.target.timeout)),
                 )
             }
             Err(e) => {
                 let kind = if e.is_transient() { TransportError::Connection } else { TransportError::Other };
-                failed(kind, e.to_string())
+                failed(kind, e.cause(), e.to_string())
             }
         }
     }

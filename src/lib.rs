@@ -16,6 +16,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub(crate) mod app;
+pub(crate) mod cause;
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod connection;
@@ -24,6 +25,7 @@ pub(crate) mod dedupe;
 pub(crate) mod deliver;
 pub(crate) mod demo;
 pub(crate) mod error;
+pub(crate) mod estimate;
 pub(crate) mod event;
 pub mod fake;
 pub(crate) mod http;

@@ -65,6 +65,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     info!("replaying from {source_name} to {target_name}");
 
     let counters = Arc::new(Counters::default());
+    let limit = cfg.select.limit;
     // Room for a couple of pages, so the next page is fetched while this one is delivered.
     let capacity = (2 * 100).max(2 * cfg.concurrency);
     // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4).
@@ -114,7 +115,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     };
     let pacer = Pacer::new(mode, cfg.burst, outage, stop.clone(), counters.pace.clone());
     pacer.log_start(ledger.settled_rate().is_some());
-    let progress = Progress::start(counters.clone(), !cfg.quiet);
+    let progress = Progress::start(counters.clone(), !cfg.quiet, limit);
     let shared =
         Arc::new(Shared { deliverer, pacer, retry: cfg.retry, counters: counters.clone(), cancel: stop, in_flight });
     let workers: Vec<_> =

@@ -15,6 +15,7 @@ use tracing::warn;
 use crate::config::{Resume, Selection, SourceConfig};
 use crate::dedupe::InFlight;
 use crate::error::RunError;
+use crate::estimate::{TimeProgress, to_ppm};
 use crate::event::{Event, created_at_problem};
 use crate::ledger::{LedgerError, LedgerHandle, Status};
 use crate::progress::Counters;
@@ -123,6 +124,11 @@ async fn produce(
 ) -> Produced {
     let mut p = Produced::default();
     let limit = sel.limit.unwrap_or(u64::MAX);
+    // How far through the source we are, for the bar's total and ETA ([`crate::estimate`]): a
+    // file by its bytes, the API by `created_at` towards the end of the selection.
+    let mut clock = matches!(source, Source::Api(_))
+        .then(|| TimeProgress::new(sel.created_before.unwrap_or_else(jiff::Timestamp::now)));
+    let mut read_before = 0.0;
     'pages: while !cancel.is_cancelled() && counters.selected.load(Relaxed) < limit {
         let batch = tokio::select! {
             b = source.next_batch() => b,
@@ -159,6 +165,12 @@ async fn produce(
                 }
             }
         }
+        // A file's fraction is known per batch: spread it over the batch's events, so the total
+        // estimated from (selected so far / fraction) does not jump ahead of the count.
+        let read_after = source.read_fraction();
+        let per_event = read_after.map(|after| (after - read_before) / events.len().max(1) as f64);
+        let mut read_at = read_before;
+        read_before = read_after.unwrap_or(read_before);
         // In flight first, then the ledger: see `crate::dedupe` for why this order.
         let (in_flight_before, recorded) = match &ledger {
             Some((l, in_flight)) if !events.is_empty() => {
@@ -188,6 +200,16 @@ async fn produce(
             }
             if counters.selected.load(Relaxed) >= limit {
                 break 'pages;
+            }
+            if let Some(step) = per_event {
+                read_at += step;
+                counters.source_read_ppm.store(to_ppm(read_at), Relaxed);
+            }
+            if let Some(clock) = &mut clock
+                && let Some(t) = ev.created_at()
+            {
+                clock.see(t);
+                counters.source_read_ppm.store(clock.fraction().map_or(0, to_ppm), Relaxed);
             }
             counters.selected.fetch_add(1, Relaxed);
             if resume == Resume::Skip && earlier == Some(Status::Delivered) {

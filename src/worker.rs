@@ -73,6 +73,9 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         };
         attempts += 1;
         s.counters.record_attempt(a.status(), a.latency());
+        if let Attempt::NoAnswer { cause, .. } = &a {
+            s.counters.record_error(*cause);
+        }
         let result = match &a {
             Attempt::Answered { status, retry_after, .. } => {
                 AttemptResult::Status { code: *status, retry_after: retry_after.as_deref() }

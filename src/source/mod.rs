@@ -70,6 +70,15 @@ impl Source {
         }
     }
 
+    /// How much of a file has been read, when its size is known. The API says nothing of the
+    /// sort: the producer tells its progress from `created_at` ([`crate::estimate`]).
+    pub fn read_fraction(&self) -> Option<f64> {
+        match self {
+            Source::Api(_) => None,
+            Source::Ndjson(r) => r.read_fraction(),
+        }
+    }
+
     /// A human name for messages ("the SavvyCal API", "events.ndjson").
     pub fn describe(&self) -> String {
         match self {

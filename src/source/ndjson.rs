@@ -120,6 +120,10 @@ pub struct NdjsonReader {
     /// The input failed while a batch was being filled: that batch goes out first (its events
     /// were read and are processed), the failure with the next call.
     failed: Option<SourceError>,
+    /// The file's size, when it is a regular file (not stdin or a pipe): for the progress estimate.
+    size: Option<u64>,
+    /// Bytes of the lines read so far.
+    consumed: u64,
 }
 
 impl NdjsonReader {
@@ -131,15 +135,22 @@ impl NdjsonReader {
             let file = tokio::fs::File::open(path).await?;
             // Opening a directory succeeds on Unix; reading it is what fails, too late to be
             // seen as the usage error it is.
-            if file.metadata().await?.is_dir() {
+            let meta = file.metadata().await?;
+            if meta.is_dir() {
                 return Err(io::Error::new(
                     io::ErrorKind::IsADirectory,
                     "it is a directory; --input takes an NDJSON file, or - for stdin",
                 ));
             }
-            (Box::new(file), path.display().to_string())
+            let size = meta.is_file().then_some(meta.len());
+            return Ok(NdjsonReader { size, ..NdjsonReader::from_reader(Box::new(file), path.display().to_string()) });
         };
         Ok(NdjsonReader::from_reader(reader, name))
+    }
+
+    /// How much of the file has been read (`None` for stdin or a pipe, whose size is unknown).
+    pub fn read_fraction(&self) -> Option<f64> {
+        crate::estimate::byte_fraction(self.consumed, self.size)
     }
 
     pub fn from_reader(reader: Box<dyn AsyncRead + Send + Unpin>, name: String) -> NdjsonReader {
@@ -151,6 +162,8 @@ impl NdjsonReader {
             first_malformed: None,
             done: false,
             failed: None,
+            size: None,
+            consumed: 0,
         }
     }
 
@@ -162,7 +175,13 @@ impl NdjsonReader {
     async fn next_line(&mut self) -> Result<Option<Line>, SourceError> {
         match self.lines.next().await {
             None => Ok(None),
-            Some(Ok(line)) => Ok(Some(line)),
+            Some(Ok(line)) => {
+                // An over-long line's length is not kept; it is rare enough to leave out.
+                if let Line::Text(text) = &line {
+                    self.consumed += text.len() as u64 + 1;
+                }
+                Ok(Some(line))
+            }
             Some(Err(error)) => Err(SourceError::Read { path: self.name.clone(), error }),
         }
     }
