@@ -123,7 +123,7 @@ impl Summary {
         }
         if self.attempts > 0 {
             s.push_str(&format!(
-                "  {} requests ({} retries), {:.1}/s delivered; latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
+                "  {} requests ({} retries), {:.1}/s delivered\n  latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
                 HumanCount(self.attempts),
                 HumanCount(self.retries),
                 self.throughput_per_sec,
