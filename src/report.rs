@@ -36,6 +36,8 @@ pub struct Summary {
     pub dry_run: bool,
     pub interrupted: bool,
     pub rate: RateSummary,
+    /// Attempts that got no HTTP answer, by cause ([`crate::cause::Cause`] keys).
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// The summary's `rate` (SPEC §5): the configured rate, or where `--rate auto` settled.
@@ -88,6 +90,7 @@ impl Summary {
             dry_run,
             interrupted,
             rate: RateSummary::new(c.pace.is_auto(), c.pace.rate()),
+            errors: c.errors(),
         }
     }
 
@@ -142,6 +145,11 @@ impl Summary {
                     "  --rate auto settled on {r:.1}/s (the next auto run to this webhook starts there)\n"
                 ));
             }
+            // oha's "error distribution": the attempts the statuses above do not account for.
+            let errors: Vec<String> = self.errors.iter().map(|(c, n)| format!("{c} ×{}", HumanCount(*n))).collect();
+            if !errors.is_empty() {
+                s.push_str(&format!("  no answer: {}\n", errors.join(", ")));
+            }
         }
         s
     }
@@ -175,6 +183,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// The source failed before anything was sent or skipped: the error says it all, and a
+    /// "Done … delivered 0" summary ahead of it would only bury it.
+    pub fn failed_before_sending(&self) -> bool {
+        self.source_error.is_some() && self.summary.attempts == 0 && self.summary.skipped == 0
+    }
+
     /// SPEC §3: 2 the ledger failed (like a ledger that cannot be opened), 130 interrupted,
     /// 4 the webhook was unreachable, 3 source failed, 1 some failed, 0 all delivered.
     pub fn exit_code(&self) -> u8 {
@@ -203,7 +217,7 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
         } else {
             crate::console::stdout(text);
         }
-    } else if !quiet {
+    } else if !quiet && !report.failed_before_sending() {
         let stopped = report.ledger_error.as_ref().map(|_| "the ledger could not be written");
         crate::console::stderr(&s.human(&report.target, report.pending, stopped));
         if let Some(line) = &report.webhook {
@@ -393,6 +407,7 @@ mod tests {
         c.record_attempt(Some(200), Duration::from_millis(5));
         c.record_attempt(Some(422), Duration::from_millis(7));
         c.record_attempt(None, Duration::from_millis(9));
+        c.record_error(crate::cause::Cause::Refused);
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         let v = serde_json::to_value(&s).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -411,6 +426,7 @@ mod tests {
             "interrupted",
             "rate",
             "duplicates",
+            "errors",
         ];
         want.sort_unstable();
         let mut keys_sorted = keys.clone();
@@ -426,5 +442,7 @@ mod tests {
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         assert_eq!(serde_json::to_value(s.rate).unwrap(), serde_json::json!({"mode": "auto", "final_per_sec": 187.5}));
         assert!(s.human("t", 0, None).contains("settled on 187.5/s"), "{}", s.human("t", 0, None));
+        assert_eq!(v["errors"], serde_json::json!({"connection refused": 1}));
+        assert!(s.human("t", 0, None).contains("no answer: connection refused ×1"));
     }
 }

@@ -1,0 +1,119 @@
+//! Errors as the user reads them at the end of a run: attempts without an HTTP answer counted by
+//! cause (oha's "error distribution", SPEC §5 `errors`), and a source that fails before anything
+//! was sent reported by its error alone.
+
+mod common;
+
+use common::*;
+use savvy_replay::fake::{ApiFault, generate_bookings};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+/// A webhook that reads each request's head and then resets the connection (`SO_LINGER` 0, so
+/// closing sends RST): no attempt ever gets an HTTP answer.
+async fn resetting_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                stream.set_zero_linger().unwrap();
+                drop(stream);
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_resets_connections_shows_up_in_errors_by_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, generate_bookings(4, 3).join("\n") + "\n").unwrap();
+    let (url, accepted) = resetting_receiver().await;
+    let args: Vec<String> = [
+        "run",
+        "--input",
+        &input.display().to_string(),
+        "--webhook-url",
+        &url,
+        "--ledger",
+        &dir.path().join("ledger.db").display().to_string(),
+        "--rate",
+        "0",
+        "--max-retries",
+        "2",
+        "--retry-initial",
+        "10ms",
+        "--retry-max",
+        "20ms",
+        "--json",
+    ]
+    .map(String::from)
+    .into();
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let s = summary(&out);
+    // 4 events × 3 attempts, none answered: every one counted under its cause.
+    assert_eq!(s["attempts"], 12);
+    assert_eq!(s["failed"], 4);
+    assert_eq!(s["status_codes"], serde_json::json!({}));
+    assert_eq!(s["errors"], serde_json::json!({"connection reset": 12}), "{}", text(&out.stderr));
+    assert!(accepted.load(std::sync::atomic::Ordering::Relaxed) >= 12);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no answer: connection reset ×12"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_counted_as_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, generate_bookings(1, 4).join("\n") + "\n").unwrap();
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let args: Vec<String> = [
+        "run",
+        "--input",
+        &input.display().to_string(),
+        "--webhook-url",
+        &format!("http://127.0.0.1:{port}/"),
+        "--ledger",
+        &dir.path().join("ledger.db").display().to_string(),
+        "--max-retries",
+        "1",
+        "--retry-initial",
+        "10ms",
+        "--retry-max",
+        "20ms",
+        "--json",
+    ]
+    .map(String::from)
+    .into();
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["errors"], serde_json::json!({"connection refused": 2}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_fails_before_anything_is_sent_prints_the_error_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(generate_bookings(5, 5), vec![(0, ApiFault::Malformed)]).await;
+    let rcv = receiver(signed_receiver()).await;
+    let out = run_bin(&run_args(&api, &rcv, &dir.path().join("ledger.db"))).await;
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(stderr.trim_start().starts_with("Error: "), "{stderr}");
+    assert!(!stderr.contains("Done in") && !stderr.contains("delivered 0"), "{stderr}");
+    assert!(rcv.deliveries().is_empty());
+}
