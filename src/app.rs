@@ -5,7 +5,7 @@
 //! source failed, 130 interrupted.
 
 use crate::console::{errln, outln};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
@@ -52,7 +52,7 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
     init_logging(global.verbose, global.quiet);
     match cli.command {
         Command::Run(args) => run(config::run_config(&args, &global)?).await,
-        Command::Export(args) => export(&args).await,
+        Command::Export(args) => export(&args, global.quiet).await,
         // Both read SQLite and write files: blocking work, off the async threads.
         Command::Status(args) => blocking(move || status(&args)).await?,
         Command::Failed(args) => blocking(move || failed(&args)).await?,
@@ -94,10 +94,11 @@ fn init_logging(verbosity: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(verbosity >= 3)
+        // Colour codes only on a terminal that wants them: a log file (`2>run.log`) stays plain.
+        .with_ansi(console::colors_enabled_stderr())
         .with_writer(|| BarAwareStderr)
         // Its internal errors go to `eprintln!`, which panics once stderr is closed.
         .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -128,11 +129,11 @@ async fn run(cfg: config::RunConfig) -> Result<u8, AppError> {
     let quiet = cfg.quiet;
     let ledger_path = cfg.ledger.clone();
     let report = pipeline::run(cfg, cancel).await?;
-    print_report(&report, json, quiet, &ledger_path);
+    print_report(&report, json, quiet, Some(&ledger_path));
     Ok(report.exit_code())
 }
 
-async fn export(args: &ExportArgs) -> Result<u8, AppError> {
+async fn export(args: &ExportArgs, quiet: bool) -> Result<u8, AppError> {
     let source_cfg = config::source_config(&args.source)?;
     let sel = config::selection(&args.select)?;
     let cancel = CancellationToken::new();
@@ -163,7 +164,9 @@ async fn export(args: &ExportArgs) -> Result<u8, AppError> {
     let Some(written) = written else { return Ok(exit::OK) };
     let ended = producer::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
-    errln!("Exported {} to {dest}.", words::count(written, "event", "events"));
+    if !quiet {
+        errln!("Exported {} to {dest}.", words::count(written, "event", "events"));
+    }
     if let Some(e) = ended.source_error {
         return Err(e.into());
     }

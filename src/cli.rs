@@ -202,12 +202,13 @@ pub struct RunArgs {
     /// Requests in flight at most.
     #[arg(long, value_name = "N", value_parser = parse_concurrency, help_heading = "Throughput", default_value = "8")]
     pub concurrency: usize,
-    /// Requests per second, retries included: 50, 50/s, 3000/m, 0.5, 0/unlimited, or auto to find
+    /// Requests per second, retries included: 50, 50/s, 3000/m, 50/h, 0.5, 0/unlimited, or auto to find
     /// the receiver's capacity (remembered for the next run).
-    #[arg(long, value_name = "RATE|auto", value_parser = parse_rate_setting, help_heading = "Throughput", default_value = "20")]
+    // allow_negative_numbers: `--rate -3` reaches the parser, which says a rate cannot be negative.
+    #[arg(long, value_name = "RATE|auto", value_parser = parse_rate_setting, help_heading = "Throughput", default_value = "20", allow_negative_numbers = true)]
     pub rate: RateSetting,
     /// With --rate auto: a ceiling the rate never exceeds.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Throughput", default_value = "unlimited")]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Throughput", default_value = "unlimited", allow_negative_numbers = true)]
     pub max_rate: Rate,
     /// Requests that may go at once after an idle spell.
     #[arg(long, value_name = "N", value_parser = parse_burst, help_heading = "Throughput", default_value = "1")]
@@ -291,7 +292,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
     pub fail_rate: f64,
     /// Requests per second (same forms as `run --rate`, auto included).
-    #[arg(long, default_value = "500", value_name = "RATE|auto", value_parser = parse_rate_setting)]
+    #[arg(long, default_value = "500", value_name = "RATE|auto", value_parser = parse_rate_setting, allow_negative_numbers = true)]
     pub rate: RateSetting,
     /// Requests in flight at most.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse_concurrency)]

@@ -100,9 +100,9 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     };
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let ledger = cfg.ledger.clone();
     let report = crate::pipeline::run(cfg, cancel).await?;
-    print_report(&report, args.json, global.quiet, &ledger);
+    // The demo's ledger is deleted on exit: no advice to rerun or to look at it.
+    print_report(&report, args.json, global.quiet, None);
     let got = receiver.stats();
     if !global.quiet {
         errln!(

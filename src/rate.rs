@@ -28,20 +28,52 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota as GovernorQuota, RateLimiter};
 use tokio::time::Instant;
 
-/// Requests per second; `None` is unlimited.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rate(Option<f64>);
+/// Requests per second; `None` is unlimited. It remembers how it was written (`50/h`), so
+/// messages show it that way rather than as `0.013888888888888888/s`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate(Option<Written>);
+
+/// A rate as the user wrote it: `n` per `unit`.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    n: f64,
+    unit: Unit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl Unit {
+    fn seconds(self) -> f64 {
+        match self {
+            Unit::Second => 1.0,
+            Unit::Minute => 60.0,
+            Unit::Hour => 3600.0,
+        }
+    }
+}
 
 impl Rate {
     pub const UNLIMITED: Rate = Rate(None);
 
     pub fn per_second(r: f64) -> Rate {
-        if r > 0.0 { Rate(Some(r)) } else { Rate(None) }
+        if r > 0.0 { Rate(Some(Written { n: r, unit: Unit::Second })) } else { Rate(None) }
     }
 
     /// Requests per second, or `None` for unlimited.
     pub fn get(self) -> Option<f64> {
-        self.0
+        self.0.map(|w| w.n / w.unit.seconds())
+    }
+}
+
+/// Equal when they allow the same number of requests per second, however written.
+impl PartialEq for Rate {
+    fn eq(&self, other: &Rate) -> bool {
+        self.get() == other.get()
     }
 }
 
@@ -49,7 +81,9 @@ impl std::fmt::Display for Rate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             None => f.write_str("unlimited"),
-            Some(r) => write!(f, "{r}/s"),
+            Some(Written { n, unit: Unit::Second }) => write!(f, "{n}/s"),
+            Some(Written { n, unit: Unit::Minute }) => write!(f, "{n}/m"),
+            Some(Written { n, unit: Unit::Hour }) => write!(f, "{n}/h"),
         }
     }
 }
@@ -68,30 +102,35 @@ impl FromStr for Rate {
         if t == "unlimited" || t == "none" {
             return Ok(Rate::UNLIMITED);
         }
-        let (num, per) = match t.split_once('/') {
-            None => (t.as_str(), 1.0),
+        let (num, unit) = match t.split_once('/') {
+            None => (t.as_str(), Unit::Second),
             Some((n, unit)) => {
-                let per = match unit.trim() {
-                    "s" | "sec" | "second" => 1.0,
-                    "m" | "min" | "minute" => 60.0,
-                    "h" | "hour" => 3600.0,
+                let unit = match unit.trim() {
+                    "s" | "sec" | "second" => Unit::Second,
+                    "m" | "min" | "minute" => Unit::Minute,
+                    "h" | "hour" => Unit::Hour,
                     _ => return Err(bad()),
                 };
-                (n, per)
+                (n, unit)
             }
         };
         let n: f64 = num.trim().parse().map_err(|_| bad())?;
-        if !n.is_finite() || n < 0.0 {
+        if n < 0.0 {
+            return Err(format!(
+                "`{s}`: a rate cannot be negative; give requests per second like 50, or 0 for no limit"
+            ));
+        }
+        if !n.is_finite() {
             return Err(bad());
         }
-        let per_sec = n / per;
+        let per_sec = n / unit.seconds();
         if per_sec > 1_000_000.0 {
             return Err(format!("`{s}` is more than 1,000,000 requests/s; use 0 or unlimited for no limit"));
         }
         if n > 0.0 && per_sec < 1.0 / 86_400.0 {
             return Err(format!("`{s}` is less than one request a day; give a faster rate"));
         }
-        Ok(Rate::per_second(per_sec))
+        Ok(if n > 0.0 { Rate(Some(Written { n, unit })) } else { Rate::UNLIMITED })
     }
 }
 
@@ -320,6 +359,21 @@ mod tests {
             assert!(err.contains(bad.trim()), "{err}");
         }
         assert!("fast".parse::<Rate>().unwrap_err().contains("3000/m"));
+        assert!("-3".parse::<Rate>().unwrap_err().contains("cannot be negative"));
+        assert!("-50/h".parse::<Rate>().unwrap_err().contains("cannot be negative"));
+    }
+
+    #[test]
+    fn a_rate_is_shown_as_written() {
+        let shown = |s: &str| s.parse::<Rate>().unwrap().to_string();
+        assert_eq!(shown("50/h"), "50/h");
+        assert_eq!(shown("3000/m"), "3000/m");
+        assert_eq!(shown("50"), "50/s");
+        assert_eq!(shown("0.5/s"), "0.5/s");
+        assert_eq!(shown("0"), "unlimited");
+        // However written, the same rate is the same rate.
+        assert_eq!("3000/m".parse::<Rate>().unwrap(), Rate::per_second(50.0));
+        assert_eq!(Rate::per_second(20.0).to_string(), "20/s");
     }
 
     #[test]

@@ -209,7 +209,11 @@ impl Report {
 }
 
 /// The end of a run as the user sees it: dry-run report, human summary, hints, JSON.
-pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path) {
+///
+/// `ledger_path` is where the run's state is kept; `None` when it is not kept (the demo's ledger
+/// lives in a temporary directory deleted on exit): then no hint says to rerun or to look at the
+/// ledger, because that advice would not work.
+pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: Option<&Path>) {
     let s = &report.summary;
     if let Some(text) = &report.dry_run_text {
         if json {
@@ -239,18 +243,20 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: &Path
     print_undated(&report.undated);
     if let Some(e) = &report.source_error {
         errln!("Error: {e}");
-        if s.delivered > 0 {
+        if s.delivered > 0 && ledger_path.is_some() {
             errln!("The events fetched before the failure were processed; run the same command again to continue.");
         }
     }
     if let Some(cause) = &report.gave_up {
         errln!("Error: {cause}.");
-        errln!(
-            "Outcomes so far are saved in {}; the rest stay pending: run the same command again once the webhook is back.",
-            ledger_path.display()
-        );
+        if let Some(ledger_path) = ledger_path {
+            errln!(
+                "Outcomes so far are saved in {}; the rest stay pending: run the same command again once the webhook is back.",
+                ledger_path.display()
+            );
+        }
     }
-    if !quiet && !s.dry_run && report.gave_up.is_none() {
+    if let Some(ledger_path) = ledger_path.filter(|_| !quiet && !s.dry_run && report.gave_up.is_none()) {
         if s.interrupted {
             errln!(
                 "Progress is saved in {}; run the same command again to continue where this run stopped.",

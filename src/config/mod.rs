@@ -129,13 +129,15 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 fn parse_http_url(flag: &str, s: &str) -> Result<Url, ConfigError> {
+    // The example fits the flag: the API's base is not a webhook.
+    let example = if flag == "--api-base" { "https://api.savvycal.com" } else { "https://hooks.example.com/savvycal" };
     let url = Url::parse(s.trim()).map_err(|e| {
         let s = without_userinfo(s);
-        ConfigError(format!("{flag}: `{s}` is not a URL ({e}); write it like https://hooks.example.com/savvycal"))
+        ConfigError(format!("{flag}: `{s}` is not a URL ({e}); write it like {example}"))
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         let s = without_userinfo(s);
-        return err(format!("{flag}: `{s}` is not an http(s) URL; write it like https://hooks.example.com/savvycal"));
+        return err(format!("{flag}: `{s}` is not an http(s) URL; write it like {example}"));
     }
     Ok(url)
 }
