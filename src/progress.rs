@@ -281,6 +281,8 @@ pub fn line(s: &Snapshot, est: Option<Estimate>, measured: f64, width: usize, co
     }
     match s.pause {
         Some(Pause::RetryAfter(left)) => {
+            // Rounded up: a pause still on never reads "0s".
+            let left = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
             add(format!("paused: Retry-After {}", short_duration(left)), 1, Some(console::Style::new().yellow()))
         }
         Some(Pause::Outage(d)) => {
@@ -488,6 +490,8 @@ mod tests {
         assert!(line(&s, est(10, false, None), 0.0, 79, false).contains("paused: outage 1m15s"));
         let s = Snapshot { rate: Some(187.4), auto: true, ..Snapshot::default() };
         assert!(line(&s, None, 0.0, 79, false).contains("auto 187 req/s"));
+        let s = Snapshot { pause: Some(Pause::RetryAfter(Duration::from_millis(200))), ..Snapshot::default() };
+        assert!(line(&s, None, 0.0, 79, false).contains("paused: Retry-After 1s"));
     }
 
     /// Every frame fits, whatever the counts, and on narrow terminals too; colours do not count.
