@@ -258,8 +258,8 @@ pub fn line(s: &Snapshot, est: Option<Estimate>, measured: f64, width: usize, co
     match est {
         Some(e) => {
             add(format!("{}/{}{}", HumanCount(done), tilde(e.exact), HumanCount(e.total)), 0, None);
-            if e.total > 0 {
-                add(format!("{}%", (done.min(e.total) * 100) / e.total), 9, None);
+            if let Some(pct) = done.min(e.total).saturating_mul(100).checked_div(e.total) {
+                add(format!("{pct}%"), 9, None);
             }
             if let Some(eta) = e.eta {
                 add(format!("ETA {}{}", tilde(e.exact), short_duration(eta)), 2, None);

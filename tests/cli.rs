@@ -71,8 +71,9 @@ async fn json_summary_is_the_last_line_and_complete() {
         assert!(s["latency_ms"][p].as_f64().unwrap() > 0.0, "{p}");
     }
     assert_eq!(s["duplicates"], 0);
-    assert_eq!(s.as_object().unwrap().len(), 14);
+    assert_eq!(s.as_object().unwrap().len(), 15);
     assert_eq!(s["rate"], serde_json::json!({"mode": "fixed", "final_per_sec": null}));
+    assert_eq!(s["errors"], serde_json::json!({}));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("delivered 120"), "human summary on stderr: {stderr}");
     assert_eq!(accepted_per_event(&rcv.deliveries()).len(), 120);
