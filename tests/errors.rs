@@ -36,24 +36,23 @@ async fn resetting_receiver() -> (String, std::sync::Arc<std::sync::atomic::Atom
     (url, accepted)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_that_resets_connections_shows_up_in_errors_by_cause() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("events.ndjson");
-    std::fs::write(&input, generate_bookings(4, 3).join("\n") + "\n").unwrap();
-    let (url, accepted) = resetting_receiver().await;
+/// Replay `n` generated events from a file to `url` with `retries` quick retries each; the JSON
+/// summary is on stdout.
+async fn replay_file(dir: &std::path::Path, n: usize, url: &str, retries: u32) -> std::process::Output {
+    let input = dir.join("events.ndjson");
+    std::fs::write(&input, generate_bookings(n, 3).join("\n") + "\n").unwrap();
     let args: Vec<String> = [
         "run",
         "--input",
         &input.display().to_string(),
         "--webhook-url",
-        &url,
+        url,
         "--ledger",
-        &dir.path().join("ledger.db").display().to_string(),
+        &dir.join("ledger.db").display().to_string(),
         "--rate",
         "0",
         "--max-retries",
-        "2",
+        &retries.to_string(),
         "--retry-initial",
         "10ms",
         "--retry-max",
@@ -62,7 +61,14 @@ async fn a_receiver_that_resets_connections_shows_up_in_errors_by_cause() {
     ]
     .map(String::from)
     .into();
-    let out = run_bin(&args).await;
+    run_bin(&args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_resets_connections_shows_up_in_errors_by_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, accepted) = resetting_receiver().await;
+    let out = replay_file(dir.path(), 4, &url, 2).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let s = summary(&out);
     // 4 events × 3 attempts, none answered: every one counted under its cause.
@@ -78,29 +84,9 @@ async fn a_receiver_that_resets_connections_shows_up_in_errors_by_cause() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_is_counted_as_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("events.ndjson");
-    std::fs::write(&input, generate_bookings(1, 4).join("\n") + "\n").unwrap();
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let args: Vec<String> = [
-        "run",
-        "--input",
-        &input.display().to_string(),
-        "--webhook-url",
-        &format!("http://127.0.0.1:{port}/"),
-        "--ledger",
-        &dir.path().join("ledger.db").display().to_string(),
-        "--max-retries",
-        "1",
-        "--retry-initial",
-        "10ms",
-        "--retry-max",
-        "20ms",
-        "--json",
-    ]
-    .map(String::from)
-    .into();
-    let out = run_bin(&args).await;
+    let out = replay_file(dir.path(), 1, &format!("http://127.0.0.1:{port}/"), 1).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(summary(&out)["errors"], serde_json::json!({"connection refused": 2}));
 }
