@@ -364,4 +364,22 @@ mod tests {
         };
         assert_eq!(sizes, [100, 100, 50]);
     }
+
+    /// The progress estimate's input for a file: the bytes of the lines read against its size.
+    #[tokio::test]
+    async fn a_file_says_how_much_of_it_has_been_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.ndjson");
+        let text: String = (0..250).map(|i| format!("{{\"id\":\"e{i:03}\"}}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let mut r = NdjsonReader::open(&path).await.unwrap();
+        assert_eq!(r.read_fraction(), Some(0.0));
+        r.next_batch().await.unwrap();
+        assert!((r.read_fraction().unwrap() - 0.4).abs() < 1e-9, "{:?}", r.read_fraction());
+        while r.next_batch().await.unwrap().is_some() {}
+        assert_eq!(r.read_fraction(), Some(1.0));
+        // A stream's size is unknown: no fraction.
+        let r = NdjsonReader::from_reader(Box::new(std::io::Cursor::new(text.into_bytes())), "x".into());
+        assert_eq!(r.read_fraction(), None);
+    }
 }
