@@ -57,6 +57,9 @@ async fn replay_file(dir: &std::path::Path, n: usize, url: &str, retries: u32) -
         "10ms",
         "--retry-max",
         "20ms",
+        // A webhook that never answers is an outage: give up on it soon (exit 4).
+        "--give-up-after",
+        "1s",
         "--json",
     ]
     .map(String::from)
@@ -69,16 +72,19 @@ async fn a_receiver_that_resets_connections_shows_up_in_errors_by_cause() {
     let dir = tempfile::tempdir().unwrap();
     let (url, accepted) = resetting_receiver().await;
     let out = replay_file(dir.path(), 4, &url, 2).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Failed for good (1), or held as an outage until --give-up-after (4): either way no attempt
+    // got an answer, and every one is counted under its cause.
+    assert!(matches!(out.status.code(), Some(1 | 4)), "{}", text(&out.stderr));
     let s = summary(&out);
-    // 4 events × 3 attempts, none answered: every one counted under its cause.
-    assert_eq!(s["attempts"], 12);
-    assert_eq!(s["failed"], 4);
+    let attempts = s["attempts"].as_u64().unwrap();
+    assert!(attempts >= 4, "{s}");
+    assert_eq!(s["delivered"], 0);
     assert_eq!(s["status_codes"], serde_json::json!({}));
-    assert_eq!(s["errors"], serde_json::json!({"connection reset": 12}), "{}", text(&out.stderr));
-    assert!(accepted.load(std::sync::atomic::Ordering::Relaxed) >= 12);
+    assert_eq!(s["errors"], serde_json::json!({"connection reset": attempts}), "{}", text(&out.stderr));
+    assert!(accepted.load(std::sync::atomic::Ordering::Relaxed) >= attempts);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("no answer: connection reset ×12"), "{stderr}");
+    let line = format!("no answer: connection reset ×{}", indicatif::HumanCount(attempts));
+    assert!(stderr.contains(&line), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,8 +93,9 @@ async fn a_refused_connection_is_counted_as_refused() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let out = replay_file(dir.path(), 1, &format!("http://127.0.0.1:{port}/"), 1).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert_eq!(summary(&out)["errors"], serde_json::json!({"connection refused": 2}));
+    assert!(matches!(out.status.code(), Some(1 | 4)), "{}", text(&out.stderr));
+    let s = summary(&out);
+    assert_eq!(s["errors"], serde_json::json!({"connection refused": s["attempts"]}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

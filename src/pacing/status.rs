@@ -1,5 +1,6 @@
 //! What pacing shows while a run goes: the current rate and why the pool is held. Atomics the
-//! [`super::Pacer`] writes when something changes and the progress bar reads ten times a second.
+//! [`super::Pacer`] writes when something changes and the progress bar reads ten times a second
+//! (its words are [`crate::progress::line`]'s).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -65,20 +66,6 @@ impl PaceStatus {
         let since = self.outage_since_ms.load(Relaxed);
         (since > 0).then(|| Duration::from_millis(unix_ms().saturating_sub(since)))
     }
-
-    /// The bar's words: `auto 187/s`, and a pause or outage when there is one.
-    pub fn describe(&self) -> String {
-        let mut s = match (self.rate(), self.is_auto()) {
-            (Some(r), true) => format!(" · auto {r:.0}/s"),
-            _ => String::new(),
-        };
-        if let Some(d) = self.outage_for() {
-            s.push_str(&format!(" · webhook unreachable {}s, probing", d.as_secs()));
-        } else if let Some(d) = self.paused_for() {
-            s.push_str(&format!(" · paused {:.1}s (Retry-After)", d.as_secs_f64()));
-        }
-        s
-    }
 }
 
 #[cfg(test)]
@@ -86,18 +73,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bar_says_the_rate_and_why_the_pool_is_held() {
+    fn the_bar_reads_the_rate_and_why_the_pool_is_held() {
         let s = PaceStatus::default();
         s.set_rate(Some(20.0), false);
-        assert_eq!((s.rate(), s.describe()), (Some(20.0), String::new()), "a fixed rate is in the req/s already");
+        assert_eq!((s.rate(), s.is_auto()), (Some(20.0), false));
         s.set_rate(Some(187.4), true);
-        assert_eq!(s.describe(), " · auto 187/s");
+        assert_eq!((s.rate(), s.is_auto()), (Some(187.4), true));
         s.pause_for(Duration::from_secs(3));
-        assert!(s.describe().contains("paused") && s.describe().contains("Retry-After"), "{}", s.describe());
+        assert!(s.paused_for().is_some_and(|d| d > Duration::from_secs(2)));
         s.outage(Some(Duration::from_secs(12)));
-        assert!(s.describe().ends_with("webhook unreachable 12s, probing"), "{}", s.describe());
+        assert!(s.outage_for().is_some_and(|d| d >= Duration::from_secs(12)));
         s.outage(None);
-        assert!(s.outage_for().is_none() && s.describe().contains("paused"));
+        assert!(s.outage_for().is_none() && s.paused_for().is_some());
         s.set_rate(None, false);
         assert_eq!(s.rate(), None);
     }
