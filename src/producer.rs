@@ -30,11 +30,11 @@ pub async fn open_source(
     cancel: &CancellationToken,
 ) -> Result<Source, RunError> {
     Ok(match source {
-        SourceConfig::File(path) => Source::Ndjson(
+        SourceConfig::File(path) => Source::Ndjson(Box::new(
             NdjsonReader::open(path)
                 .await
                 .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
-        ),
+        )),
         SourceConfig::Api { base, token, query } => {
             let api = ApiClient::new(base.clone(), token.clone(), retry, timeout, cancel.clone())?;
             Source::Api(Box::new(ApiPager::new(api, *query)))

@@ -58,7 +58,8 @@ pub enum SourceError {
 
 pub enum Source {
     Api(Box<ApiPager>),
-    Ndjson(NdjsonReader),
+    // Boxed like the pager: the reader's buffers and progress make it the larger variant.
+    Ndjson(Box<NdjsonReader>),
 }
 
 impl Source {
