@@ -222,7 +222,13 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: Optio
             crate::console::stdout(text);
         }
     } else if !quiet && !report.failed_before_sending() {
-        let stopped = report.ledger_error.as_ref().map(|_| "the ledger could not be written");
+        let stopped = if report.ledger_error.is_some() {
+            Some("the ledger could not be written")
+        } else if report.gave_up.is_some() {
+            Some("the webhook was unreachable")
+        } else {
+            None
+        };
         crate::console::stderr(&s.human(&report.target, report.pending, stopped));
         if let Some(line) = &report.webhook {
             errln!("{line}");

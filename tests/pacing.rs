@@ -119,6 +119,10 @@ async fn a_dead_webhook_gives_up_with_exit_4_and_a_rerun_delivers_the_rest() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("the webhook has been unreachable for 3s: connection refused"), "{stderr}");
+    assert!(
+        stderr.contains("Stopped after") && !stderr.contains("Done in"),
+        "the summary says the run stopped: {stderr}"
+    );
     let s = summary(&out);
     assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64()), (Some(0), Some(0)), "no event failed: {stderr}");
     assert_eq!(s["interrupted"], false);
