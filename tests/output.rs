@@ -36,6 +36,16 @@ fn input_run(dir: &std::path::Path, n: usize, rcv: &savvy_replay::fake::Receiver
     args
 }
 
+/// A receiver, a ledger directory and the `run` arguments for `n` events from a file into it,
+/// with `extra` flags after them.
+async fn scene(n: usize, extra: &[&str]) -> (savvy_replay::fake::Receiver, tempfile::TempDir, Vec<String>) {
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = input_run(dir.path(), n, &rcv);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    (rcv, dir, args)
+}
+
 /// Wait for the child, but not forever: a run that ignores its signal would hang the suite.
 async fn wait_at_most(secs: u64, child: tokio::process::Child) -> std::process::Output {
     tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output())
@@ -49,10 +59,7 @@ async fn wait_at_most(secs: u64, child: tokio::process::Child) -> std::process::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verbose_logs_into_a_closed_pipe_do_not_stop_the_run() {
     const N: usize = 50;
-    let rcv = receiver(ReceiverConfig::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = input_run(dir.path(), N, &rcv);
-    args.push("-vv".into());
+    let (rcv, _dir, args) = scene(N, &["-vv"]).await;
     let mut child = command(&args).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut first = String::new();
@@ -70,10 +77,7 @@ async fn verbose_logs_into_a_closed_pipe_do_not_stop_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_behind_stderr_or_stdout_still_ends_cleanly() {
     const N: usize = 5;
-    let rcv = receiver(ReceiverConfig::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = input_run(dir.path(), N, &rcv);
-    args.push("--json".into());
+    let (rcv, dir, mut args) = scene(N, &["--json"]).await;
 
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
     // spawn, not `output()`: tokio's `output()` replaces stdout and stderr with pipes.
@@ -104,11 +108,8 @@ async fn a_full_disk_behind_stderr_or_stdout_still_ends_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_and_sigterm_work_after_stderr_is_closed() {
     const N: usize = 400;
-    let rcv = receiver(ReceiverConfig::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = input_run(dir.path(), N, &rcv);
     // Slow enough that the run is still going when the signal comes (it would take 40 s).
-    args.extend(["--rate", "10", "--json"].map(String::from));
+    let (rcv, _dir, mut args) = scene(N, &["--rate", "10", "--json"]).await;
 
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let mut child = command(&args).spawn().unwrap();
