@@ -6,21 +6,30 @@
 //! file for a fixed time, and stops the run (as Ctrl-C would). It does so with `--rate auto` and,
 //! beside it, with a fixed rate of 1.25·C and 0.8·C. From the receiver's record it reports:
 //!
-//! * goodput/C: requests accepted from `--steady` seconds on, over what the receiver could take
-//!   in that time (C × the time; for the capacity step, its mean capacity);
+//! * goodput/C: requests accepted from `--steady` seconds on until the run was stopped, over what
+//!   the receiver could take in that time (C × the time; for the capacity step, the capacity
+//!   integrated over it). A quota is measured over the whole run instead: a fixed window lets its N
+//!   through at any moment of the window, so a span that cuts windows could count more than N per
+//!   window; from the first request on, the windows fall where the receiver counts them (it counts
+//!   from the first request too) and the last, cut by the stop, is credited pro rata;
 //! * rejected: the share of all requests the receiver refused (429/503);
 //! * settled in (auto only): when the sending rate first stays within [0.8·C, 1.05·C] for a whole
-//!   second (for the capacity step: after the step down, counted from the step).
+//!   second, counted from the first request (for the capacity step: from each step, the slower of
+//!   the two; not for a quota, which is best used in bursts).
+//!
+//! Times are seconds since the receiver's first request, which is when its capacity steps and
+//! quota windows start; a run ends when it is stopped, not at its last request (a pool held by a
+//! quota's `Retry-After` sends nothing for a while, and that time counts).
 //!
 //! It also draws the capacity step (requests sent and accepted per second against the capacity)
 //! as an SVG with `plotters`, a dev-dependency only: the product binary does not carry it.
 //!
 //! Usage: `cargo run --release --example bench_adaptive -- [--secs S] [--steady S] [--svg PATH]
-//! [--only NAME]` (defaults: 20 s per run, steady from 5 s, docs/adaptive-step.svg).
+//! [--only NAME] [--trace]` (defaults: 20 s per run, steady from 5 s, docs/adaptive-step.svg).
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
 use savvy_replay::fake::{Delivery, Quota, Receiver, ReceiverConfig, generate_bookings};
@@ -32,10 +41,13 @@ struct Args {
     steady: f64,
     svg: PathBuf,
     only: Option<String>,
+    /// Print each run's requests sent and accepted per second (stderr), to see what the rate did.
+    trace: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { secs: 20.0, steady: 5.0, svg: PathBuf::from("docs/adaptive-step.svg"), only: None };
+    let mut args =
+        Args { secs: 20.0, steady: 5.0, svg: PathBuf::from("docs/adaptive-step.svg"), only: None, trace: false };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
@@ -44,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
             "--steady" => args.steady = value()?.parse().map_err(|_| "--steady: not a number")?,
             "--svg" => args.svg = PathBuf::from(value()?),
             "--only" => args.only = Some(value()?),
+            "--trace" => args.trace = true,
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -60,6 +73,8 @@ struct Scenario {
     receiver: ReceiverConfig,
     /// For the capacity step: `(from, capacity)` over the run.
     steps: Vec<(f64, f64)>,
+    /// For a quota: the window, seconds.
+    window: Option<f64>,
 }
 
 fn scenarios(secs: f64) -> Vec<Scenario> {
@@ -68,6 +83,7 @@ fn scenarios(secs: f64) -> Vec<Scenario> {
         capacity: c,
         receiver: ReceiverConfig { capacity: Some(c), ..ReceiverConfig::default() },
         steps: Vec::new(),
+        window: None,
     };
     let third = secs / 3.0;
     vec![
@@ -82,6 +98,7 @@ fn scenarios(secs: f64) -> Vec<Scenario> {
                 ..ReceiverConfig::default()
             },
             steps: Vec::new(),
+            window: Some(10.0),
         },
         Scenario {
             name: "10 in flight × 20 ms",
@@ -92,12 +109,14 @@ fn scenarios(secs: f64) -> Vec<Scenario> {
                 ..ReceiverConfig::default()
             },
             steps: Vec::new(),
+            window: None,
         },
         Scenario {
             name: "latency knee",
             capacity: 300.0,
             receiver: ReceiverConfig { latency_knee: Some(300.0), ..ReceiverConfig::default() },
             steps: Vec::new(),
+            window: None,
         },
         Scenario {
             name: "capacity step 300→75→300",
@@ -111,17 +130,19 @@ fn scenarios(secs: f64) -> Vec<Scenario> {
                 ..ReceiverConfig::default()
             },
             steps: vec![(0.0, 300.0), (third, 75.0), (2.0 * third, 300.0)],
+            window: None,
         },
     ]
 }
 
-/// What a run looked like from the receiver: (seconds since the first request, accepted).
-fn timeline(deliveries: &[Delivery]) -> Vec<(f64, bool)> {
-    let Some(first) = deliveries.iter().map(|d| d.at).min() else { return Vec::new() };
+/// What a run looked like from the receiver: (seconds since the first request, accepted), and
+/// that first request.
+fn timeline(deliveries: &[Delivery]) -> (Vec<(f64, bool)>, Option<Instant>) {
+    let Some(first) = deliveries.iter().map(|d| d.at).min() else { return (Vec::new(), None) };
     let mut t: Vec<(f64, bool)> =
         deliveries.iter().map(|d| (d.at.duration_since(first).as_secs_f64(), (200..300).contains(&d.status))).collect();
     t.sort_by(|a, b| a.0.total_cmp(&b.0));
-    t
+    (t, Some(first))
 }
 
 struct Measured {
@@ -168,27 +189,51 @@ async fn run_one(
     };
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
-    let secs = args.secs;
+    let stopped = Instant::now() + Duration::from_secs_f64(args.secs);
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        tokio::time::sleep_until(stopped.into()).await;
         stop.cancel();
     });
     savvy_replay::run(cfg, cancel).await?;
-    let t = timeline(&receiver.deliveries());
+    let (t, first) = timeline(&receiver.deliveries());
     receiver.shutdown().await;
-    let end = t.last().map_or(0.0, |(at, _)| *at).min(secs);
-    let steady: Vec<_> = t.iter().filter(|(at, _)| *at >= args.steady && *at < end).collect();
-    let accepted = steady.iter().filter(|(_, ok)| *ok).count() as f64;
-    let goodput = if end > args.steady { accepted / capacity_between(s, args.steady, end) } else { f64::NAN };
+    // The run's end in the timeline's time: when it was stopped (there are events enough that no
+    // run runs dry).
+    let end = first.map_or(0.0, |first| stopped.saturating_duration_since(first).as_secs_f64());
+    let from = if s.window.is_some() { 0.0 } else { args.steady };
+    let accepted = t.iter().filter(|(at, ok)| *ok && *at >= from && *at < end).count() as f64;
+    let goodput = if end > from { accepted / capacity_between(s, from, end) } else { f64::NAN };
     let rejected = t.iter().filter(|(_, ok)| !*ok).count() as f64 / (t.len().max(1) as f64);
-    let settled = match s.steps.get(1) {
-        Some(&(step, low)) => settle_time(&t, step, end, low),
-        None => settle_time(&t, 0.0, end, s.capacity),
+    let settled = if s.window.is_some() {
+        None
+    } else if s.steps.len() > 1 {
+        // After each step, until the next: the slower of the two (a step that never settles wins).
+        s.steps[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, &(step, c))| {
+                let until = s.steps.get(i + 2).map_or(end, |(t, _)| *t);
+                settle_time(&t, step, until, c).unwrap_or(f64::INFINITY)
+            })
+            .reduce(f64::max)
+    } else {
+        Some(settle_time(&t, 0.0, end, s.capacity).unwrap_or(f64::INFINITY))
     };
+    if args.trace {
+        let per_second: Vec<String> = (0..end.ceil() as usize)
+            .map(|i| {
+                let second = t.iter().filter(|(at, _)| *at >= i as f64 && *at < i as f64 + 1.0);
+                let (sent, ok) = second.fold((0, 0), |(n, ok), (_, accepted)| (n + 1, ok + usize::from(*accepted)));
+                format!("{sent}/{ok}")
+            })
+            .collect();
+        eprintln!("{} at {rate:?}, sent/accepted per second: {}", s.name, per_second.join(" "));
+    }
     Ok(Measured { goodput, rejected, settled, timeline: t })
 }
 
 /// Requests the receiver could take in `[from, to)`: C × the time, or the integral of its steps.
+/// For a quota from 0 on that is N per whole window and pro rata for the window cut by `to`.
 fn capacity_between(s: &Scenario, from: f64, to: f64) -> f64 {
     if s.steps.is_empty() {
         return s.capacity * (to - from);
@@ -266,8 +311,9 @@ fn draw_step(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()
-        .map_err(|e| format!("{e}\nusage: bench_adaptive [--secs S] [--steady S] [--svg PATH] [--only NAME]"))?;
+    let args = parse_args().map_err(|e| {
+        format!("{e}\nusage: bench_adaptive [--secs S] [--steady S] [--svg PATH] [--only NAME] [--trace]")
+    })?;
     let dir = tempfile::tempdir()?;
     // Enough events that no run ends before its time: 1.5 × the fastest rate tried (2,000/s).
     let input = dir.path().join("events.ndjson");
@@ -290,7 +336,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let auto = run_one(&s, RateSetting::Auto, &args, &input).await?;
         let over = run_one(&s, RateSetting::Fixed(Rate::per_second(1.25 * s.capacity)), &args, &input).await?;
         let under = run_one(&s, RateSetting::Fixed(Rate::per_second(0.8 * s.capacity)), &args, &input).await?;
-        let settled = auto.settled.map_or("not within the run".to_owned(), |t| format!("{t:.1} s"));
+        let settled = match auto.settled {
+            None => "—".to_owned(),
+            Some(t) if t.is_finite() => format!("{t:.1} s"),
+            Some(_) => "not within the run".to_owned(),
+        };
         println!(
             "| {} | {} | {:.2} | {} | {settled} | {:.2} | {} | {:.2} | {} |",
             s.name,

@@ -98,9 +98,12 @@ impl Bucket {
     }
 }
 
+/// A quota's fixed windows, counted from the first request (like capacity steps): a receiver
+/// started long before the traffic then behaves the same, and a bench knows where windows fall.
 #[derive(Debug)]
 struct Window {
     quota: Quota,
+    first: Option<Instant>,
     index: u128,
     used: u32,
 }
@@ -138,7 +141,7 @@ impl Limits {
             origin,
             bucket,
             knee: None,
-            window: quota.map(|quota| Mutex::new(Window { quota, index: 0, used: 0 })),
+            window: quota.map(|quota| Mutex::new(Window { quota, first: None, index: 0, used: 0 })),
             max_in_flight: max_in_flight.map(|k| (k, AtomicU32::new(0))),
             latency: latency.filter(|d| !d.is_zero()),
         }
@@ -210,7 +213,8 @@ impl Limits {
         if let Some(window) = &self.window {
             let mut w = window.lock().unwrap_or_else(PoisonError::into_inner);
             let per = w.quota.per.as_nanos().max(1);
-            let elapsed = now.saturating_duration_since(self.origin).as_nanos();
+            let first = *w.first.get_or_insert(now);
+            let elapsed = now.saturating_duration_since(first).as_nanos();
             let index = elapsed / per;
             if index != w.index {
                 (w.index, w.used) = (index, 0);
