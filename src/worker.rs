@@ -60,15 +60,15 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
             c = s.deliverer.connect(conn) => c,
         };
-        let a = match connected {
-            Err(failed) => failed,
+        let (a, sending) = match connected {
+            Err(failed) => (failed, None),
             Ok(()) => {
-                tokio::select! {
+                let sending = tokio::select! {
                     biased;
                     () = s.cancel.cancelled() => return outcome(Status::Pending, attempts, last_status, last_error),
-                    () = s.pacer.acquire() => {}
-                }
-                s.deliverer.attempt(conn, &prepared).await
+                    sending = s.pacer.acquire() => sending,
+                };
+                (s.deliverer.attempt(conn, &prepared).await, Some(sending))
             }
         };
         attempts += 1;
@@ -93,7 +93,9 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             Attempt::Answered { status, body_start, .. } => Some(format!("HTTP {status}: {body_start}")),
             Attempt::NoAnswer { message, .. } => Some(message),
         };
-        let spends = s.pacer.record(pace, latency, probe, last_error.as_deref());
+        let spends = s.pacer.record(pace, latency, probe, last_error.as_deref(), sending.as_ref());
+        // No longer in flight: a backoff is not a request.
+        drop(sending);
         debug!(event = %ev.id, status = ?last_status, latency_ms = latency.as_secs_f64() * 1e3, probe, "attempt");
         match verdict {
             Verdict::Delivered => return outcome(Status::Delivered, attempts, last_status, None),

@@ -10,7 +10,8 @@
 //! # Why CUBIC
 //! It follows the AWS SDK's adaptive retry mode, which runs CUBIC on a token bucket's fill rate:
 //! * **Slow start.** From a gentle start (10/s, or the rate the last run for this target settled
-//!   on) the rate doubles every measurement window until the first throttle signal.
+//!   on) the rate doubles every quarter of a second (and at least ten attempts) until the first
+//!   throttle signal.
 //! * **Multiplicative decrease from what was measured.** On a throttle the rate drops to 0.7× the
 //!   rate the receiver was *measured* to accept (successes per second over the last window, with
 //!   time the pool was held left out), not 0.7× the target: after a capacity step from 300 to 75
@@ -26,6 +27,12 @@
 //!   where the queue began. Only calm windows move the baseline; when ten congested windows in a
 //!   row show that slowing down does not help, the receiver is simply slower and that is the new
 //!   baseline.
+//! * **A cap on requests in flight, when that is the receiver's limit.** A receiver that answers
+//!   503 only when more requests than usual are in flight limits requests at once, and no rate
+//!   meets it well (see [`InFlightCap`]); the controller then caps requests in flight and leaves
+//!   the rate alone. The simulation showed why: 0.84 of such a receiver's capacity with the rate
+//!   alone once sends leave up to a millisecond late, as real timers make them, and 0.96 with the
+//!   cap (real runs: 0.72 before).
 //! * **Never more than twice what was sent.** A run held back by `--concurrency` or a slow source
 //!   does not wind its rate up to a number it never tried (the AWS SDK caps its fill rate the same
 //!   way).
@@ -79,6 +86,10 @@ const CUBIC_K: f64 = 1.5;
 const UPDATE: f64 = 0.1;
 /// Shortest measurement window, seconds.
 const MIN_WINDOW: f64 = 1.0;
+/// Shortest window of slow start, seconds. Doubling once a second took eight seconds to find a
+/// receiver of 2,000/s from 10/s; a quarter of a second (with at least `MIN_ATTEMPTS` in it, so
+/// the first doublings from 10/s still take their second or half) takes three.
+const SLOW_START_WINDOW: f64 = 0.25;
 /// Fewest attempts a window needs before it says anything.
 const MIN_ATTEMPTS: u32 = 10;
 /// Refusals in a row, with no success between, that say a quota is used up.
@@ -126,6 +137,93 @@ impl Window {
     }
 }
 
+/// A receiver's limit on requests in flight, learned from where its refusals fall.
+///
+/// A rate cannot meet such a receiver: it refuses whenever sends bunch up, which timers and the
+/// scheduler make them do now and then, long before the mean rate reaches its capacity (10 in
+/// flight of 20 ms each is 500/s only if requests come exactly 2 ms apart). Answering each such
+/// refusal with a 0.7× drop held real runs to 0.72 of capacity. Refusals that came only when more
+/// were in flight than usual — at least `MIN_CAP` others, and more than the recent successes
+/// had on average — say "too many at once": the cap becomes that many, the rate is
+/// left alone, and a request waits for one in flight to finish instead. A token bucket's
+/// refusals come at any number in flight, so the first one under a third of the cap removes it.
+/// Like Vector's adaptive concurrency, the cap then probes upwards by one each window in which it
+/// held the run back without a refusal, and goes one back on a refusal (once a window).
+#[derive(Debug, Clone, Default)]
+struct InFlightCap {
+    cap: Option<u32>,
+    /// Since when the statistics below run (they cover about a second).
+    since: f64,
+    /// Successes seen, and the moving mean of the in-flight counts they were sent with.
+    ok: u32,
+    mean_in_flight: f64,
+    /// Whether a request was sent with the cap full but for itself (the cap held the run back).
+    binding: bool,
+    /// A refusal at the cap in the current second.
+    refused_at_cap: bool,
+}
+
+/// The lowest cap on requests in flight ever learned: below it refusals say nothing certain.
+const MIN_CAP: u32 = 4;
+
+impl InFlightCap {
+    /// Counts one attempt sent with `in_flight` others in flight; returns whether its refusal (if
+    /// `counted`) is explained by the cap on requests in flight, so the rate should not drop.
+    fn record(&mut self, now: f64, outcome: Outcome, in_flight: u32, counted: bool) -> bool {
+        if now - self.since >= MIN_WINDOW {
+            if let Some(cap) = self.cap
+                && self.binding
+                && !self.refused_at_cap
+            {
+                self.cap = Some(cap.saturating_add(1));
+            }
+            (self.since, self.binding, self.refused_at_cap) = (now, false, false);
+        }
+        if self.cap.is_some_and(|cap| in_flight.saturating_add(1) >= cap) {
+            self.binding = true;
+        }
+        if outcome == Outcome::Delivered {
+            self.ok = self.ok.saturating_add(1);
+            self.mean_in_flight += (f64::from(in_flight) - self.mean_in_flight) / f64::from(self.ok.min(100));
+            return false;
+        }
+        // Only a 503 (or a gateway's 502 or 504) speaks of load: a 429 is a rate limit by name,
+        // and a token bucket whose overshoot came with more in flight than usual must not be
+        // taken for a cap (it was, in simulation, at 2,000/s of 5 ms each).
+        if !counted || !matches!(outcome, Outcome::Unavailable { .. }) {
+            return false;
+        }
+        match self.cap {
+            // Under a third of the cap: the receiver is refusing a rate, not a number in flight.
+            Some(cap) if in_flight.saturating_mul(3) < cap => {
+                self.cap = None;
+                false
+            }
+            // Otherwise the cap was a little high (it was just raised, or the receiver got
+            // smaller): one lower, once a window. Not down to the number this one was sent with:
+            // requests sent after it can reach the receiver before it, so that number is often a
+            // few short of what the receiver counted (real runs fell to a cap of 4 for a limit
+            // of 10 that way).
+            Some(cap) => {
+                if !self.refused_at_cap {
+                    self.cap = Some(cap.saturating_sub(1).max(MIN_CAP));
+                    self.refused_at_cap = true;
+                }
+                true
+            }
+            None => {
+                let learned =
+                    self.ok >= MIN_ATTEMPTS && in_flight >= MIN_CAP && f64::from(in_flight) > self.mean_in_flight;
+                if learned {
+                    self.cap = Some(in_flight);
+                    self.refused_at_cap = true;
+                }
+                learned
+            }
+        }
+    }
+}
+
 /// The adaptive rate. Feed it every finished attempt with [`Controller::record`].
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -154,6 +252,7 @@ pub struct Controller {
     /// The latest pool hold, (from, until), seconds.
     hold: Option<(f64, f64)>,
     settled: Option<f64>,
+    in_flight: InFlightCap,
 }
 
 impl Controller {
@@ -184,6 +283,7 @@ impl Controller {
             first_sent: None,
             hold: None,
             settled: None,
+            in_flight: InFlightCap::default(),
         }
     }
 
@@ -208,9 +308,14 @@ impl Controller {
         self.hold.map(|(_, until)| Duration::try_from_secs_f64(until).unwrap_or(Duration::MAX))
     }
 
-    /// One attempt finished at `now` with `outcome`, `latency` after it was sent. Returns the new
-    /// rate when it changed.
-    pub fn record(&mut self, now: Duration, outcome: Outcome, latency: Duration) -> Option<f64> {
+    /// The most requests to have in flight at once, when the receiver showed it has such a limit.
+    pub fn concurrency(&self) -> Option<u32> {
+        self.in_flight.cap
+    }
+
+    /// One attempt finished at `now` with `outcome`, `latency` after it was sent, when `in_flight`
+    /// other requests of the run were in flight. Returns the new rate when it changed.
+    pub fn record(&mut self, now: Duration, outcome: Outcome, latency: Duration, in_flight: u32) -> Option<f64> {
         let now = now.as_secs_f64();
         let latency = latency.as_secs_f64();
         let sent = now - latency;
@@ -243,7 +348,11 @@ impl Controller {
         // refused connections with no success at all in the last window are not a capacity but an
         // outage — the outage detector's business; the rate is kept for when it ends.
         let down = outcome.is_outage_failure() && self.delivered_rate(now).is_some_and(|r| r == 0.0);
-        if outcome.is_throttle() && sent >= self.last_decrease && !down {
+        let counted = outcome.is_throttle() && sent >= self.last_decrease && !down;
+        // A refusal that says "too many at once", not "too fast", moves the cap on requests in
+        // flight and leaves the rate alone.
+        let concurrency = self.in_flight.record(now, outcome, in_flight, counted);
+        if counted && !concurrency {
             if self.may_decrease(now) {
                 self.decrease(now, BETA, 1.0);
             } else {
@@ -251,7 +360,7 @@ impl Controller {
             }
         }
 
-        if now - self.window.start >= self.window_len() && self.window.attempts >= MIN_ATTEMPTS {
+        if now - self.window.start >= self.close_after() && self.window.attempts >= MIN_ATTEMPTS {
             self.close_window(now);
         }
         self.follow_cubic(now);
@@ -260,6 +369,14 @@ impl Controller {
 
     fn window_len(&self) -> f64 {
         MIN_WINDOW.max(2.0 * self.mean_latency.unwrap_or(0.0))
+    }
+
+    /// How long the current window lasts: shorter while slow start is finding the level.
+    fn close_after(&self) -> f64 {
+        match self.phase {
+            Phase::SlowStart => SLOW_START_WINDOW.max(2.0 * self.mean_latency.unwrap_or(0.0)),
+            Phase::Recover { .. } => self.window_len(),
+        }
     }
 
     fn may_decrease(&self, now: f64) -> bool {
@@ -298,7 +415,7 @@ impl Controller {
             });
             if congested && !self.pending_throttle {
                 self.decrease(now, LATENCY_BETA, LATENCY_AIM);
-                self.settle();
+                self.settle(now);
                 return;
             }
         }
@@ -311,7 +428,7 @@ impl Controller {
             }
             self.window = Window::open(now);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// Moves the rate up to `target`, but never past twice what was actually `sent` per second: a
@@ -338,8 +455,14 @@ impl Controller {
         self.raise(target, sent);
     }
 
-    fn settle(&mut self) {
-        self.settled = Some(self.settled.map_or(self.rate, |s| 0.8 * s + 0.2 * self.rate));
+    /// Under a cap on requests in flight the cap, not the rate, is what holds the run back (the
+    /// rate floats up to twice what is sent): what was delivered is then the level.
+    fn settle(&mut self, now: f64) {
+        let rate = match (self.in_flight.cap, self.delivered_rate(now)) {
+            (Some(_), Some(delivered)) if delivered > 0.0 => delivered.min(self.rate),
+            _ => self.rate,
+        };
+        self.settled = Some(self.settled.map_or(rate, |s| 0.8 * s + 0.2 * rate));
     }
 
     /// Drop to `factor` × the measured rate and recover on the cubic through `aim` × it.
@@ -372,16 +495,21 @@ impl Controller {
     }
 
     /// Successes per second over the last window of time the pool was not held (a hold says
-    /// nothing about capacity, so the window reaches back past it).
+    /// nothing about capacity, so the window reaches back past it). In slow start the window is
+    /// shorter — a quarter of a second, or ten attempts' time — because the rate doubles that often
+    /// and a whole second would average over rates long left behind.
     fn delivered_rate(&self, now: f64) -> Option<f64> {
-        let len = self.window_len();
+        let len = match self.phase {
+            Phase::SlowStart => self.close_after().max(f64::from(MIN_ATTEMPTS) / self.rate).min(self.window_len()),
+            Phase::Recover { .. } => self.window_len(),
+        };
         let from = now - len - (len - self.active(now - len, now));
-        let from = from.max(self.first_sent?);
-        let active = self.active(from, now);
+        // From the start of the bucket it falls in, so the count and the time cover the same span.
+        let first = (from.max(self.first_sent?) / BUCKET).floor() as i64;
+        let active = self.active(first as f64 * BUCKET, now);
         if active < 2.0 * BUCKET {
             return None;
         }
-        let first = (from / BUCKET).floor() as i64;
         let count: u32 = self.successes.iter().filter(|(b, _)| *b >= first).map(|(_, n)| n).sum();
         Some(f64::from(count) / active)
     }

@@ -7,7 +7,7 @@
 //! auto` only) takes a short lock per attempt; the outage detector is locked only while outage
 //! failures are coming back.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -59,6 +59,35 @@ pub struct Pacer {
     stop: CancellationToken,
     /// The progress bar's view, kept up to date here.
     status: Arc<PaceStatus>,
+    /// With `auto`: requests between [`Pacer::acquire`] and their answer, and the controller's cap
+    /// on them (0: none); `slot_freed` wakes senders waiting for the cap.
+    in_flight: AtomicU32,
+    cap: AtomicU32,
+    slot_freed: Notify,
+}
+
+/// One request on its way, from [`Pacer::acquire`] until dropped (after [`Pacer::record`]).
+pub struct Sending<'a> {
+    pacer: Option<&'a Pacer>,
+    others: u32,
+}
+
+impl Sending<'_> {
+    /// How many other requests were in flight when this one went (`auto` only; 0 otherwise).
+    pub fn others(&self) -> u32 {
+        self.others
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pacer {
+            p.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if p.cap.load(Ordering::Acquire) != 0 {
+                p.slot_freed.notify_waiters();
+            }
+        }
+    }
 }
 
 impl Pacer {
@@ -93,6 +122,9 @@ impl Pacer {
             gave_up: Mutex::new(None),
             stop,
             status,
+            in_flight: AtomicU32::new(0),
+            cap: AtomicU32::new(0),
+            slot_freed: Notify::new(),
         }
     }
 
@@ -133,20 +165,53 @@ impl Pacer {
         }
     }
 
-    /// Wait for the rate gate (and any pool-wide pause).
-    pub async fn acquire(&self) {
+    /// Wait for the rate gate (and any pool-wide pause), then, with `auto`, for a place under the
+    /// controller's cap on requests in flight when it has learned one. Keep the result until the
+    /// attempt's [`Pacer::record`].
+    pub async fn acquire(&self) -> Sending<'_> {
         self.gate.acquire().await;
+        if self.auto.is_none() {
+            return Sending { pacer: None, others: 0 };
+        }
+        loop {
+            // Registered before looking, so a place freed meanwhile is not missed.
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let n = self.in_flight.load(Ordering::Acquire);
+            let cap = self.cap.load(Ordering::Acquire);
+            if cap == 0 || n < cap {
+                if self.in_flight.compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return Sending { pacer: Some(self), others: n };
+                }
+                continue;
+            }
+            freed.await;
+        }
     }
 
     /// After an attempt: feed both machines. `error` is the attempt's failure in words. Returns
     /// whether the attempt spends one of its event's retries (outage failures do not).
-    pub fn record(&self, outcome: Outcome, latency: Duration, probe: bool, error: Option<&str>) -> bool {
+    /// `sending` is what [`Pacer::acquire`] gave (`None` when the attempt failed to connect).
+    pub fn record(
+        &self,
+        outcome: Outcome,
+        latency: Duration,
+        probe: bool,
+        error: Option<&str>,
+        sending: Option<&Sending<'_>>,
+    ) -> bool {
         let now = self.now();
         if let Some(auto) = &self.auto {
             let mut c = lock(auto);
-            if let Some(rate) = c.record(now, outcome, latency) {
+            let others = sending.map_or_else(|| self.in_flight.load(Ordering::Acquire), Sending::others);
+            if let Some(rate) = c.record(now, outcome, latency, others) {
                 self.gate.set_rate(rate);
                 self.status.set_rate(Some(rate), true);
+            }
+            let cap = c.concurrency().unwrap_or(0);
+            if self.cap.swap(cap, Ordering::AcqRel) != cap {
+                self.slot_freed.notify_waiters();
             }
             if let Some(hold) = c.hold_until().filter(|h| *h > now) {
                 let until = self.origin + hold;
@@ -305,7 +370,7 @@ mod tests {
         // Three refusals over more than two seconds are an outage; none after the second spends a retry.
         let mut spent = Vec::new();
         for _ in 0..3 {
-            spent.push(p.record(Outcome::Connection, Duration::ZERO, false, refused));
+            spent.push(p.record(Outcome::Connection, Duration::ZERO, false, refused, None));
             tokio::time::advance(Duration::from_millis(1100)).await;
         }
         assert_eq!(spent, [true, true, false]);
@@ -314,11 +379,11 @@ mod tests {
         assert_eq!(p.permit().await, Turn::Probe);
         let waiting = tokio::time::timeout(Duration::from_millis(100), p.permit()).await;
         assert!(waiting.is_err(), "a second sender waits while the probe is out");
-        assert!(!p.record(Outcome::Connection, Duration::ZERO, true, refused));
+        assert!(!p.record(Outcome::Connection, Duration::ZERO, true, refused, None));
         // Probes until the limit, then stop.
         let mut turns = 0;
         while p.permit().await == Turn::Probe {
-            p.record(Outcome::Connection, Duration::ZERO, true, refused);
+            p.record(Outcome::Connection, Duration::ZERO, true, refused, None);
             turns += 1;
         }
         assert!(turns >= 3, "{turns}");
@@ -336,11 +401,11 @@ mod tests {
         let status = Arc::new(PaceStatus::default());
         let p = Pacer::new(Mode::Fixed(Rate::per_second(100.0)), 1, settings, CancellationToken::new(), status.clone());
         for _ in 0..60 {
-            p.record(Outcome::Unavailable { status: 503, retry_after: None }, Duration::ZERO, false, None);
+            p.record(Outcome::Unavailable { status: 503, retry_after: None }, Duration::ZERO, false, None, None);
         }
         assert!(p.is_out());
         assert_eq!(p.permit().await, Turn::Probe);
-        assert!(p.record(Outcome::Delivered, Duration::ZERO, true, None));
+        assert!(p.record(Outcome::Delivered, Duration::ZERO, true, None, None));
         assert!(!p.is_out() && status.outage_for().is_none());
         assert_eq!(p.permit().await, Turn::Send);
         assert_eq!(p.final_rate(), (false, Some(100.0)));
