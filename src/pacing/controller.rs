@@ -41,7 +41,9 @@
 //! One overshoot produces a burst of 429s — every request already on its way gets one. Counting
 //! each as a signal would collapse the rate to its floor. A decrease therefore needs a full window
 //! since the previous one (`max(1 s, 2 × mean latency)`, and at least 10 attempts), and answers to
-//! requests *sent before* the last decrease are echoes of the same overshoot and never count.
+//! requests *sent before* the last decrease are echoes of the same overshoot and never count. The
+//! one exception: when most of at least ten requests sent *after* a decrease were refused, it
+//! missed by far (a capacity step), and the rate drops again at once from what those delivered.
 //!
 //! Refused connections and timeouts are throttle signals too, but not when nothing at all got
 //! through in the last window: that is an outage, the [`super::outage`] detector's business, and
@@ -237,6 +239,9 @@ pub struct Controller {
     /// When the rate last followed the cubic.
     last_update: f64,
     attempts_since_decrease: u32,
+    /// Attempts sent since the last decrease that came back, and how many were refused or
+    /// delivered: the answers to the decreased rate itself, no echoes.
+    fresh: (u32, u32, u32),
     /// Throttles since the last success.
     refused_in_a_row: u32,
     /// A throttle that was not an echo arrived while a decrease was not yet allowed.
@@ -274,6 +279,7 @@ impl Controller {
             last_decrease: f64::NEG_INFINITY,
             last_update: f64::NEG_INFINITY,
             attempts_since_decrease: 0,
+            fresh: (0, 0, 0),
             pending_throttle: false,
             refused_in_a_row: 0,
             mean_latency: None,
@@ -352,9 +358,16 @@ impl Controller {
         // A refusal that says "too many at once", not "too fast", moves the cap on requests in
         // flight and leaves the rate alone.
         let concurrency = self.in_flight.record(now, outcome, in_flight, counted);
+        if sent >= self.last_decrease {
+            let (n, refused, delivered) = self.fresh;
+            let (r, d) = (u32::from(counted && !concurrency), u32::from(outcome == Outcome::Delivered));
+            self.fresh = (n.saturating_add(1), refused.saturating_add(r), delivered.saturating_add(d));
+        }
         if counted && !concurrency {
             if self.may_decrease(now) {
                 self.decrease(now, BETA, 1.0);
+            } else if let Some(delivered) = self.missed_by_far(now) {
+                self.decrease_from(now, delivered, BETA, 1.0);
             } else {
                 self.pending_throttle = true;
             }
@@ -465,12 +478,30 @@ impl Controller {
         self.settled = Some(self.settled.map_or(rate, |s| 0.8 * s + 0.2 * rate));
     }
 
+    /// Whether the last decrease missed by far — most of the requests sent at the decreased rate
+    /// were refused — and if so, the rate delivered since. The measured rate a decrease starts
+    /// from looks back a window, so after a capacity step (300 → 75) it still says 250; waiting a
+    /// whole window to correct that had every worker sitting out a `Retry-After` and the pool
+    /// all but stopped for a second. Not when nothing was delivered: a used-up quota or an outage
+    /// is for the hold and the outage detector, and the rate is kept for when it is over.
+    fn missed_by_far(&self, now: f64) -> Option<f64> {
+        let (n, refused, delivered) = self.fresh;
+        let elapsed = now - self.last_decrease;
+        (n >= MIN_ATTEMPTS && 2 * refused >= n && delivered > 0 && elapsed >= 2.0 * BUCKET)
+            .then(|| f64::from(delivered) / elapsed)
+    }
+
     /// Drop to `factor` × the measured rate and recover on the cubic through `aim` × it.
     fn decrease(&mut self, now: f64, factor: f64, aim: f64) {
         let base = match self.delivered_rate(now) {
-            Some(r) if r > 0.0 => r.min(self.rate),
+            Some(r) if r > 0.0 => r,
             _ => self.rate,
         };
+        self.decrease_from(now, base, factor, aim);
+    }
+
+    fn decrease_from(&mut self, now: f64, base: f64, factor: f64, aim: f64) {
+        let base = base.min(self.rate);
         let c = (1.0 - BETA) / CUBIC_K.powi(3);
         let k = ((1.0 - factor / aim) / c).cbrt();
         self.rate = self.clamp(base * factor);
@@ -478,6 +509,7 @@ impl Controller {
         self.last_decrease = now;
         self.last_update = now;
         self.attempts_since_decrease = 0;
+        self.fresh = (0, 0, 0);
         self.pending_throttle = false;
         self.window = Window::open(now);
     }

@@ -153,3 +153,19 @@ fn a_long_retry_after_or_a_shut_door_holds_the_pool_and_one_overshoot_does_not()
     c.record(at(1.2), Outcome::TooManyRequests { retry_after: Some(at(7.0)) }, at(0.01), 0);
     assert_eq!(c.hold_until(), Some(at(8.2)), "a quota used up for seconds: hold");
 }
+
+#[test]
+fn a_decrease_that_missed_by_far_is_corrected_at_once() {
+    let mut c = Controller::new(ControllerSettings { start: Some(300.0), max_rate: None });
+    feed(&mut c, 0.0, 2.0, 600, OK, 0.005);
+    // Capacity falls to 75/s: the first refusal drops the rate from the last second's 300.
+    c.record(at(2.01), SLOW_DOWN, at(0.005), 0);
+    let first = c.rate();
+    assert!((200.0..=215.0).contains(&first), "{first}");
+    // Of what was sent at that rate in the next 0.2 s, three in four are refused.
+    for i in 0..40 {
+        let outcome = if i % 4 == 0 { OK } else { SLOW_DOWN };
+        c.record(at(2.015 + f64::from(i) * 0.005), outcome, at(0.005), 0);
+    }
+    assert!(c.rate() < 0.5 * first, "{first} -> {}", c.rate());
+}
