@@ -7,14 +7,15 @@
 # (--concurrency 32, ledger on, in-process) into the embedded receiver for S seconds (default 20),
 # with --rate auto and, beside it, a fixed --rate of 1.25·C and 0.8·C.
 #
-# Reading the table: "goodput/C" = requests accepted from 5 s on, over what the receiver could take
-# in that time (target ≥ 0.90 for auto against the token buckets, the quota and max-in-flight);
-# "rejected" = share of all requests answered 429/503 (target ≤ 3% for auto); "settled in" = when
-# the rate sent first stays within [0.8·C, 1.05·C] for a whole second (for the step: counted from
-# the step down to 75/s; target ≤ 5 s). It also draws docs/adaptive-step.svg (the capacity step).
+# Reading the table: "goodput/C" = requests accepted from 5 s on until the run is stopped, over
+# what the receiver could take in that time (the quota: over the whole run; target ≥ 0.90 for auto
+# against the token buckets, the quota and max-in-flight); "rejected" = share of all requests
+# answered 429/503 (target ≤ 3% for auto); "settled in" = when the rate sent first stays within
+# [0.8·C, 1.05·C] for a whole second (for the step: from each step, the slower; target ≤ 5 s).
+# It also draws docs/adaptive-step.svg (the capacity step). --trace prints each run per second.
 # Run it on an otherwise idle machine: other load shows up as lower goodput for every column.
 #
-# Usage: scripts/bench-adaptive.sh [--secs S] [--steady S] [--svg PATH] [--only NAME]
+# Usage: scripts/bench-adaptive.sh [--secs S] [--steady S] [--svg PATH] [--only NAME] [--trace]
 #        (~7 minutes with the defaults: 7 receivers × 3 runs × 20 s)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
