@@ -280,11 +280,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Forget the connection (after a timeout its state is unknown).
-    pub fn reset(&mut self) {
-        self.sender = None;
-    }
-
     /// Send `make()`'s request and read the answer: status, headers, and the first `keep` bytes of
     /// the body. The status line must arrive by `deadline`. The body is read until it ends, until
     /// [`BODY_READ_MAX`] bytes, until `deadline` or until the connection breaks, whichever is first:

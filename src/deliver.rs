@@ -224,14 +224,12 @@ impl Deliverer {
                     latency,
                 }
             }
-            Err(SendError::Timeout) => {
-                conn.reset();
-                failed(
-                    TransportError::Timeout,
-                    Cause::Timeout,
-                    format!("timed out after {}", humantime::format_duration(self.target.timeout)),
-                )
-            }
+            // `send` has already dropped the connection: its state is unknown after a timeout.
+            Err(SendError::Timeout) => failed(
+                TransportError::Timeout,
+                Cause::Timeout,
+                format!("timed out after {}", humantime::format_duration(self.target.timeout)),
+            ),
             Err(e) => {
                 let kind = if e.is_transient() { TransportError::Connection } else { TransportError::Other };
                 failed(kind, e.cause(), e.to_string())
