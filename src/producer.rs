@@ -5,6 +5,7 @@
 //! Cancellation stops fetching at once; whatever is still in the channel was never attempted and
 //! is fetched again by the next run.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -185,10 +186,12 @@ async fn produce(
             }
             _ => (vec![false; events.len()], vec![None; events.len()]),
         };
+        // Ids this batch queued: both checks above ran before the batch, so a repeat within it is
+        // found here, even when a worker has already committed the first copy and taken it out
+        // of the in-flight set. At most one batch of ids.
+        let mut queued_here: HashSet<Box<str>> = HashSet::new();
         for ((ev, was_in_flight), recorded) in events.drain(..).zip(in_flight_before).zip(recorded) {
-            let repeat = was_in_flight
-                || recorded.is_some_and(|r| r.this_run)
-                || ledger.as_ref().is_some_and(|(_, in_flight)| in_flight.snapshot([&*ev.id].into_iter())[0]);
+            let repeat = was_in_flight || recorded.is_some_and(|r| r.this_run) || queued_here.contains(&ev.id);
             if repeat {
                 counters.duplicates.fetch_add(1, Relaxed);
                 continue;
@@ -218,6 +221,7 @@ async fn produce(
             }
             if let Some((_, in_flight)) = &ledger {
                 in_flight.insert(&ev.id);
+                queued_here.insert(ev.id.clone());
             }
             tokio::select! {
                 r = out.send(ev) => if r.is_err() { break 'pages },
