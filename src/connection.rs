@@ -27,6 +27,7 @@ use tokio_rustls::TlsConnector;
 use url::Url;
 
 use crate::cause::Cause;
+use crate::http::BODY_READ_MAX;
 use crate::proxy::{ProxyError, Route};
 
 /// Where the webhook lives, resolved once per run.
@@ -148,10 +149,6 @@ impl SendError {
         }
     }
 }
-
-/// Most of a response body we read (for messages). The status line decides the outcome, so a
-/// larger body is not an error: we stop reading and drop the connection instead.
-pub const BODY_READ_MAX: usize = 64 << 10;
 
 impl Endpoint {
     pub fn new(url: &Url, connect_timeout: Duration) -> Result<Endpoint, EndpointError> {

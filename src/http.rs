@@ -6,6 +6,10 @@
 use serde::Deserialize;
 use url::Url;
 
+/// Most of a response body we read for a message, on both HTTP paths (SPEC §3: the status line
+/// decides). A larger body is not an error: reading stops there and the connection is dropped.
+pub const BODY_READ_MAX: usize = 64 << 10;
+
 /// `User-Agent: savvy-replay/<version>`.
 pub const USER_AGENT: &str = concat!("savvy-replay/", env!("CARGO_PKG_VERSION"));
 

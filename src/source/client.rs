@@ -17,7 +17,7 @@ use tracing::debug;
 use url::Url;
 
 use super::SourceError;
-use crate::http::error_message;
+use crate::http::{BODY_READ_MAX, error_message};
 use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
 
 /// `GET /v1/me`, as far as we use it.
@@ -198,8 +198,6 @@ impl ApiClient {
 /// Most of a page body we hold: SavvyCal pages of 100 events are a few hundred KiB, so this only
 /// stops an answer that never ends from taking all memory.
 pub const MAX_PAGE_BYTES: usize = 64 << 20;
-/// Most of an error body we read: the status decides, the body is only for the message.
-const BODY_READ_MAX: usize = 64 << 10;
 
 /// Why a response body was not read to its end.
 enum BodyError {
