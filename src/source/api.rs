@@ -175,7 +175,7 @@ impl ApiPager {
                 Ok(()) => self.after = Some(next),
                 // This page's events are as good as any: process them, then stop.
                 Err(e) => {
-                    self.stopped = Some(SourceError::Paging(e));
+                    self.stopped = Some(e);
                     self.done = true;
                 }
             },

@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use super::SourceError;
+
 /// More empty pages in a row than this, each with a next cursor, and the API is not paging.
 const MAX_EMPTY_PAGES: u64 = 3;
 
@@ -26,24 +28,24 @@ impl PagingGuard {
     }
 
     /// Check page `page`'s next cursor `next` (`empty`: the page had no entries). `Err`: why
-    /// following it would not end, in words that fit after "the SavvyCal API".
-    pub(crate) fn check(&mut self, page: u64, next: &str, empty: bool) -> Result<(), String> {
+    /// following it would not end ([`SourceError::Paging`]).
+    pub(crate) fn check(&mut self, page: u64, next: &str, empty: bool) -> Result<(), SourceError> {
         let endpoint = self.endpoint;
         if let Some(first) = self.seen.get(next) {
-            return Err(format!(
+            return Err(SourceError::Paging(format!(
                 "page {page} of {endpoint} pointed to the `after` cursor {} again, which page {first} \
                  already returned: following it would fetch the same pages forever",
                 short_cursor(next)
-            ));
+            )));
         }
         self.seen.insert(next.to_owned(), page);
         self.empty_in_a_row = if empty { self.empty_in_a_row + 1 } else { 0 };
         if self.empty_in_a_row > MAX_EMPTY_PAGES {
-            return Err(format!(
+            return Err(SourceError::Paging(format!(
                 "returned {} empty pages in a row (pages {} to {page} of {endpoint}), each pointing to another page",
                 self.empty_in_a_row,
                 page + 1 - self.empty_in_a_row
-            ));
+            )));
         }
         Ok(())
     }
@@ -63,7 +65,7 @@ mod tests {
     fn a_repeated_cursor_or_a_run_of_empty_pages_ends_paging() {
         let mut g = PagingGuard::new("/v1/things");
         assert!(g.check(1, "a", false).is_ok());
-        let e = g.check(2, "a", false).unwrap_err();
+        let e = g.check(2, "a", false).unwrap_err().to_string();
         assert!(e.contains("page 2 of /v1/things") && e.contains("page 1 already returned"), "{e}");
 
         let mut g = PagingGuard::new("/v1/things");
@@ -75,7 +77,7 @@ mod tests {
         for page in 5..=7 {
             assert!(g.check(page, &format!("c{page}"), true).is_ok());
         }
-        let e = g.check(8, "c8", true).unwrap_err();
+        let e = g.check(8, "c8", true).unwrap_err().to_string();
         assert!(e.contains("4 empty pages in a row (pages 5 to 8 of /v1/things)"), "{e}");
     }
 }

@@ -92,8 +92,6 @@ pub enum WebhookError {
     Source(#[from] SourceError),
     #[error("the SavvyCal API sent {what} that cannot be read as webhooks ({detail})")]
     Malformed { what: String, detail: String },
-    #[error("the SavvyCal API {0}; stopping instead of paging forever")]
-    Loop(String),
 }
 
 /// Find the webhook: page through `/v1/webhooks` for the URL, or fetch `/v1/webhooks/:id`.
@@ -129,7 +127,7 @@ pub async fn find(api: &ApiClient, lookup: Lookup<'_>) -> Result<Found, WebhookE
                 match page.metadata.after {
                     None => break,
                     Some(next) => {
-                        paging.check(page_no, &next, empty).map_err(WebhookError::Loop)?;
+                        paging.check(page_no, &next, empty)?;
                         after = Some(next);
                     }
                 }
