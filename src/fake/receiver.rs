@@ -521,6 +521,13 @@ mod tests {
     use super::*;
     use crate::signature::{HEADER, sign};
 
+    /// The check is pinned to a published vector (RFC 4231, test case 2), not to the sender.
+    #[test]
+    fn the_expected_signature_is_the_published_hmac_in_uppercase() {
+        let sig = expected_signature(b"Jefe", b"what do ya want for nothing?", HexCase::Upper);
+        assert_eq!(sig, "sha256=5BDCC146BF60754E6A042426089575C75A003F089D2739839DEC58B964EC3843");
+    }
+
     fn client() -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder().build().unwrap()

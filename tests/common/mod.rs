@@ -37,13 +37,11 @@ pub async fn api_with_webhooks(events: Vec<String>, webhooks: Vec<FakeWebhook>) 
 }
 
 /// The signature header as SavvyCal's docs verify it: `"sha256=" + HMAC-SHA256(secret, raw
-/// body).hex().toUpperCase()`, compared whole. Written here from the docs, not with the crate's
-/// own signing code, so the two cannot share a mistake.
+/// body).hex().toUpperCase()`, compared whole. The embedded receiver's own check, written from the
+/// docs and pinned to RFC 4231's vector, not the crate's signing code, so the two cannot share a
+/// mistake.
 pub fn documented_signature(secret: &str, body: &[u8]) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()).to_uppercase())
+    savvy_replay::fake::receiver::expected_signature(secret.as_bytes(), body, savvy_replay::signature::HexCase::Upper)
 }
 
 /// The usual scene: a fake account with these events (and faults), a receiver that checks
