@@ -317,7 +317,7 @@ impl Gate {
     }
 
     /// When the current pool-wide pause ends, if one is on.
-    pub fn pause_deadline(&self) -> Option<Instant> {
+    fn pause_deadline(&self) -> Option<Instant> {
         let nanos = self.paused_until.load(Ordering::Acquire);
         let until = self.origin + Duration::from_nanos(nanos);
         (until > Instant::now()).then_some(until)

@@ -87,6 +87,8 @@ const LATENCY_AIM: f64 = 0.9;
 const RELEARN_AFTER: u32 = 10;
 /// Seconds the cubic takes to climb from `BETA·W` back to `W`.
 const CUBIC_K: f64 = 1.5;
+/// The cubic's scale, so that from `BETA·W` it is back at `W` after `CUBIC_K` seconds.
+const CUBIC_C: f64 = (1.0 - BETA) / (CUBIC_K * CUBIC_K * CUBIC_K);
 /// How often the rate follows the cubic, seconds (each change rebuilds the caller's limiter).
 const UPDATE: f64 = 0.1;
 /// Shortest measurement window, seconds.
@@ -377,8 +379,7 @@ impl Controller {
         }
         self.last_update = now;
         let t = now - since;
-        let c = (1.0 - BETA) / CUBIC_K.powi(3);
-        let target = last_max * (1.0 + c * (t - k).powi(3));
+        let target = last_max * (1.0 + CUBIC_C * (t - k).powi(3));
         let w = self.window;
         let sent = f64::from(w.attempts) / self.active(w.start, now).max(UPDATE);
         self.raise(target, sent);
@@ -418,8 +419,7 @@ impl Controller {
 
     fn decrease_from(&mut self, now: f64, base: f64, factor: f64, aim: f64) {
         let base = base.min(self.rate);
-        let c = (1.0 - BETA) / CUBIC_K.powi(3);
-        let k = ((1.0 - factor / aim) / c).cbrt();
+        let k = ((1.0 - factor / aim) / CUBIC_C).cbrt();
         self.rate = self.clamp(base * factor);
         self.phase = Phase::Recover { since: now, last_max: base * aim, k };
         self.last_decrease = now;

@@ -133,7 +133,7 @@ impl Counters {
         }
     }
 
-    fn get(c: &AtomicU64) -> u64 {
+    pub(crate) fn get(c: &AtomicU64) -> u64 {
         c.load(Relaxed)
     }
 

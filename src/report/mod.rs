@@ -5,7 +5,6 @@ use crate::console::errln;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -67,24 +66,20 @@ impl RateSummary {
     }
 }
 
-fn load(c: &std::sync::atomic::AtomicU64) -> u64 {
-    c.load(Relaxed)
-}
-
 impl Summary {
     pub fn from_counters(c: &Counters, elapsed: Duration, dry_run: bool, interrupted: bool) -> Summary {
         let secs = elapsed.as_secs_f64();
-        let delivered = load(&c.delivered);
+        let delivered = Counters::get(&c.delivered);
         let latency_ms = c.latency();
         let status_codes = c.status_codes();
         Summary {
-            events: load(&c.selected),
+            events: Counters::get(&c.selected),
             delivered,
-            failed: load(&c.failed),
-            skipped: load(&c.skipped),
-            duplicates: load(&c.duplicates),
-            attempts: load(&c.attempts),
-            retries: load(&c.retries),
+            failed: Counters::get(&c.failed),
+            skipped: Counters::get(&c.skipped),
+            duplicates: Counters::get(&c.duplicates),
+            attempts: Counters::get(&c.attempts),
+            retries: Counters::get(&c.retries),
             elapsed_secs: round(secs, 2),
             throughput_per_sec: if secs > 0.0 { round(delivered as f64 / secs, 1) } else { 0.0 },
             latency_ms,
@@ -292,11 +287,8 @@ pub fn print_undated(undated: &Undated) {
     if undated.count == 0 {
         return;
     }
-    let (n, were) = if undated.count == 1 {
-        ("1 event".to_owned(), "was")
-    } else {
-        (format!("{} events", HumanCount(undated.count)), "were")
-    };
+    let n = crate::words::count(undated.count, "event", "events");
+    let were = if undated.count == 1 { "was" } else { "were" };
     errln!(
         "Error: {n} without a readable `created_at` cannot be placed in time for --created-before/--created-after and {were} not sent:"
     );
@@ -330,6 +322,7 @@ pub fn is_broken_pipe(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
 
     #[test]
     fn summary_has_exactly_the_spec_fields() {
