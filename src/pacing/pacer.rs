@@ -173,6 +173,12 @@ impl Pacer {
         if self.auto.is_none() {
             return Sending { pacer: None, others: 0 };
         }
+        // No cap learned (the usual case): count the request without registering for `slot_freed`,
+        // which takes the notifier's lock twice per request.
+        if self.cap.load(Ordering::Acquire) == 0 {
+            let n = self.in_flight.fetch_add(1, Ordering::AcqRel);
+            return Sending { pacer: Some(self), others: n };
+        }
         loop {
             // Registered before looking, so a place freed meanwhile is not missed.
             let freed = self.slot_freed.notified();
