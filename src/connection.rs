@@ -47,8 +47,6 @@ pub struct Endpoint {
     pub path: http::Uri,
     /// `Authorization: Basic …` from credentials in the URL, if any.
     pub basic_auth: Option<HeaderValue>,
-    /// `Proxy-Authorization` for every request, when requests go to a proxy with credentials.
-    pub proxy_auth: Option<HeaderValue>,
 }
 
 /// A worker's connection; empty until first used, and again after a failure.
@@ -151,6 +149,15 @@ impl SendError {
 }
 
 impl Endpoint {
+    /// `Proxy-Authorization` for every request, when requests go to a proxy with credentials
+    /// (a CONNECT tunnel sends it once, on the CONNECT).
+    pub fn proxy_auth(&self) -> Option<&HeaderValue> {
+        match &self.route {
+            Route::Forward(proxy) => proxy.auth.as_ref(),
+            Route::Direct | Route::Tunnel(_) => None,
+        }
+    }
+
     pub fn new(url: &Url, connect_timeout: Duration) -> Result<Endpoint, EndpointError> {
         let https = match url.scheme() {
             "https" => true,
@@ -185,13 +192,11 @@ impl Endpoint {
         let route = Route::from_env(url).map_err(EndpointError::Proxy)?;
         let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let path = if path.is_empty() { "/" } else { path };
-        let (path, proxy_auth) = match &route {
+        let path = match &route {
             // A proxy forwarding plain HTTP needs to be told where to: the whole URL, less its
             // credentials (they travel in `Authorization`, not in the proxy's logs).
-            Route::Forward(proxy) => {
-                (format!("{}://{}{path}", url.scheme(), authority.to_str().unwrap_or_default()), proxy.auth.clone())
-            }
-            Route::Direct | Route::Tunnel(_) => (path.to_owned(), None),
+            Route::Forward(_) => format!("{}://{}{path}", url.scheme(), authority.to_str().unwrap_or_default()),
+            Route::Direct | Route::Tunnel(_) => path.to_owned(),
         };
         let path: http::Uri = path.parse().map_err(EndpointError::Path)?;
         let basic_auth = if url.username().is_empty() && url.password().is_none() {
@@ -206,7 +211,7 @@ impl Endpoint {
             v.set_sensitive(true);
             Some(v)
         };
-        Ok(Endpoint { host, ip, port, tls, connect_timeout, route, authority, path, basic_auth, proxy_auth })
+        Ok(Endpoint { host, ip, port, tls, connect_timeout, route, authority, path, basic_auth })
     }
 
     /// `host:port` of the proxy the webhook is reached through, if any (no credentials).

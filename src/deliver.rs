@@ -147,7 +147,7 @@ impl Deliverer {
         if let Some(auth) = &endpoint.basic_auth {
             fixed.insert(http::header::AUTHORIZATION, auth.clone());
         }
-        if let Some(auth) = &endpoint.proxy_auth {
+        if let Some(auth) = endpoint.proxy_auth() {
             fixed.insert(http::header::PROXY_AUTHORIZATION, auth.clone());
         }
         // A -H replaces a default of the same name; repeating a -H name sends it several times.
