@@ -67,6 +67,16 @@ pub fn error_message(body: &[u8]) -> String {
     out
 }
 
+/// The innermost error of a chain, in words: what actually went wrong, without the layers that
+/// wrap it (for both HTTP paths and the proxy).
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

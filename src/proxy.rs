@@ -23,6 +23,8 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 use url::Url;
 
+use crate::http::root_cause;
+
 /// How the webhook's connections are made.
 pub enum Route {
     /// Straight to the webhook: no proxy variable set, or `NO_PROXY` names its host.
@@ -185,15 +187,6 @@ fn connector(timeout: Duration) -> HttpConnector {
     c.set_connect_timeout(Some(timeout));
     c.set_nodelay(true);
     c
-}
-
-/// The innermost message of an error chain, where the real reason usually is.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use tracing::debug;
 use url::Url;
 
 use super::SourceError;
-use crate::http::{BODY_READ_MAX, error_message};
+use crate::http::{BODY_READ_MAX, error_message, root_cause};
 use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
 
 /// `GET /v1/me`, as far as we use it.
@@ -263,14 +263,6 @@ async fn read_body(
     }
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut root = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
-    root.to_string()
-}
-
 /// The last failure of a request that is retried, for the message when retries run out.
 enum Failure {
     /// No answer: connection trouble or a timeout.
@@ -337,14 +329,8 @@ fn describe_error(e: &reqwest::Error) -> String {
     if let Some(words) = crate::tls::explain(e, "the SavvyCal API") {
         return format!("TLS handshake failed: {words}");
     }
-    let mut root: Option<&dyn std::error::Error> = None;
-    let mut next = std::error::Error::source(e);
-    while let Some(err) = next {
-        root = Some(err);
-        next = err.source();
-    }
-    match root {
-        Some(root) => format!("{kind}: {root}"),
+    match std::error::Error::source(e) {
+        Some(source) => format!("{kind}: {}", root_cause(source)),
         None => kind.to_owned(),
     }
 }
