@@ -251,8 +251,12 @@ impl ApiState {
                     Ok(body) => json_response(StatusCode::OK, body),
                     Err(message) => error_response(StatusCode::UNPROCESSABLE_ENTITY, &message),
                 },
-                (&Method::GET, id) => match webhooks.one(id.trim_start_matches('/')) {
-                    Some(json) => json_response(StatusCode::OK, json.to_owned()),
+                // `/v1/webhooks/:id`, exactly one segment; `/v1/webhooksX` or `//id` is no route.
+                (&Method::GET, id) => match id.strip_prefix('/').filter(|id| !id.is_empty() && !id.contains('/')) {
+                    Some(id) => match webhooks.one(id) {
+                        Some(json) => json_response(StatusCode::OK, json.to_owned()),
+                        None => error_response(StatusCode::NOT_FOUND, "Not found"),
+                    },
                     None => error_response(StatusCode::NOT_FOUND, "Not found"),
                 },
                 _ => error_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),

@@ -42,7 +42,9 @@ impl FakeWebhook {
             id: id.to_owned(),
             state: "active".to_owned(),
             url: url.to_owned(),
-            version: crate::event::ENVELOPE_VERSION.to_owned(),
+            // SavvyCal's documented payload version, written out: taken from our own constant, the
+            // fake would follow it if it drifted.
+            version: "2020-11-18".to_owned(),
             created_at: created_at.to_owned(),
             secret: secret.map(str::to_owned),
         }
