@@ -87,8 +87,6 @@ const LATENCY_AIM: f64 = 0.9;
 const RELEARN_AFTER: u32 = 10;
 /// Seconds the cubic takes to climb from `BETA·W` back to `W`.
 const CUBIC_K: f64 = 1.5;
-/// The cubic's scale, so that from `BETA·W` it is back at `W` after `CUBIC_K` seconds.
-const CUBIC_C: f64 = (1.0 - BETA) / (CUBIC_K * CUBIC_K * CUBIC_K);
 /// How often the rate follows the cubic, seconds (each change rebuilds the caller's limiter).
 const UPDATE: f64 = 0.1;
 /// Shortest measurement window, seconds.
@@ -179,6 +177,9 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// The cubic's scale, so that from `BETA·W` it is back at `W` after `CUBIC_K` seconds.
+    const CUBIC_C: f64 = (1.0 - BETA) / (CUBIC_K * CUBIC_K * CUBIC_K);
+
     pub fn new(settings: ControllerSettings) -> Controller {
         let max_rate = settings.max_rate.filter(|r| *r > 0.0).unwrap_or(f64::INFINITY);
         let min_rate = MIN_RATE.min(max_rate);
@@ -379,7 +380,7 @@ impl Controller {
         }
         self.last_update = now;
         let t = now - since;
-        let target = last_max * (1.0 + CUBIC_C * (t - k).powi(3));
+        let target = last_max * (1.0 + Self::CUBIC_C * (t - k).powi(3));
         let w = self.window;
         let sent = f64::from(w.attempts) / self.active(w.start, now).max(UPDATE);
         self.raise(target, sent);
@@ -419,7 +420,7 @@ impl Controller {
 
     fn decrease_from(&mut self, now: f64, base: f64, factor: f64, aim: f64) {
         let base = base.min(self.rate);
-        let k = ((1.0 - factor / aim) / CUBIC_C).cbrt();
+        let k = ((1.0 - factor / aim) / Self::CUBIC_C).cbrt();
         self.rate = self.clamp(base * factor);
         self.phase = Phase::Recover { since: now, last_max: base * aim, k };
         self.last_decrease = now;
