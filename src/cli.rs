@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 mod values;
 pub use values::*;
 
-use crate::deliver::Header;
+use crate::deliver::{Header, WEBHOOK_USER_AGENT};
 use crate::pacing::RateSetting;
 use crate::rate::{Quota, Rate};
 use crate::signature::HexCase;
@@ -192,6 +192,17 @@ pub struct RunArgs {
     /// lowercase.
     #[arg(long, value_enum, value_name = "CASE", help_heading = "Delivery", default_value = "upper")]
     pub signature_hex: HexCase,
+    /// The `User-Agent` header. Default: exactly SavvyCal's, as receivers compare it with `==`; set
+    /// another only for a receiver that wants to tell replays apart.
+    #[arg(
+        long,
+        env = "SAVVY_REPLAY_USER_AGENT",
+        value_name = "STRING",
+        value_parser = parse_user_agent,
+        help_heading = "Delivery",
+        default_value = WEBHOOK_USER_AGENT
+    )]
+    pub user_agent: http::HeaderValue,
     /// Extra request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header, help_heading = "Delivery")]
     pub headers: Vec<Header>,
@@ -325,6 +336,13 @@ pub struct ReceiverArgs {
     /// Every answer takes this long, e.g. 20ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub latency: Option<Duration>,
+    /// The only `User-Agent` taken, compared exactly (404 for any other, as a Rails route
+    /// constraint answers). Default: SavvyCal's, `SavvyCal Webhooks (https://savvycal.com)`.
+    #[arg(long, value_name = "STRING", value_parser = parse_user_agent, conflicts_with = "any_user_agent")]
+    pub user_agent: Option<http::HeaderValue>,
+    /// Take any `User-Agent`.
+    #[arg(long)]
+    pub any_user_agent: bool,
 }
 
 #[derive(Debug, Args, Clone)]

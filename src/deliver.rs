@@ -50,10 +50,11 @@ impl std::str::FromStr for Header {
     }
 }
 
-/// The webhook POSTs' `User-Agent`: SavvyCal's own, so receivers that filter on it accept the
-/// replay, and ours after it, so nobody is misled about who sent it (SPEC §4).
-pub const WEBHOOK_USER_AGENT: &str =
-    concat!("SavvyCal Webhooks (https://savvycal.com) savvy-replay/", env!("CARGO_PKG_VERSION"));
+/// The webhook POSTs' default `User-Agent`: exactly SavvyCal's. Receivers compare it with `==`
+/// (a Rails route constraint on `request.user_agent`, say), so even a suffix naming us would make
+/// them reject every replay; `--user-agent` or a `-H` marker header is how a receiver that wants
+/// to tell replays apart gets to.
+pub const WEBHOOK_USER_AGENT: &str = "SavvyCal Webhooks (https://savvycal.com)";
 
 /// The header naming the SavvyCal webhook a delivery belongs to.
 pub const WEBHOOK_ID_HEADER: &str = "x-savvycal-webhook-id";
@@ -79,6 +80,8 @@ pub struct Target {
     pub webhook_id: Option<String>,
     /// The envelope `version`: the webhook's own, else [`crate::event::ENVELOPE_VERSION`].
     pub version: String,
+    /// `--user-agent`: [`WEBHOOK_USER_AGENT`] unless the user asked for another.
+    pub user_agent: HeaderValue,
     pub headers: Vec<Header>,
     pub timeout: Duration,
 }
@@ -139,7 +142,7 @@ impl Deliverer {
         let mut fixed = HeaderMap::new();
         fixed.insert(http::header::HOST, endpoint.authority.clone());
         fixed.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        fixed.insert(http::header::USER_AGENT, HeaderValue::from_static(WEBHOOK_USER_AGENT));
+        fixed.insert(http::header::USER_AGENT, target.user_agent.clone());
         if let Some(id) = &target.webhook_id {
             let value = HeaderValue::from_str(id).map_err(|_| TargetError::WebhookId(id.clone()))?;
             fixed.insert(HeaderName::from_static(WEBHOOK_ID_HEADER), value);
@@ -251,12 +254,17 @@ impl Deliverer {
             out.push('\n');
         };
         line("content-type", "application/json");
-        line("user-agent", WEBHOOK_USER_AGENT);
+        // The value(s) actually sent: `--user-agent`, or what a `-H User-Agent: …` replaced it with.
+        for value in self.fixed.get_all(http::header::USER_AGENT) {
+            line("user-agent", &String::from_utf8_lossy(value.as_bytes()));
+        }
         if let Some(id) = &self.target.webhook_id {
             line(WEBHOOK_ID_HEADER, id);
         }
         for Header { name, value } in &self.target.headers {
-            if looks_secret(name.as_str()) {
+            if name == http::header::USER_AGENT {
+                continue;
+            } else if looks_secret(name.as_str()) {
                 line(name.as_str(), "<masked>");
             } else {
                 line(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
@@ -310,6 +318,7 @@ mod tests {
             signature_hex: HexCase::Upper,
             webhook_id: Some("wh_01ED74HMFGVZ92YVCWTD8Y8H6X".into()),
             version: "2020-11-18".into(),
+            user_agent: HeaderValue::from_static(WEBHOOK_USER_AGENT),
             headers: vec!["Authorization: Bearer rcv_secret".parse().unwrap(), "X-Team: growth".parse().unwrap()],
             timeout: Duration::from_secs(30),
         })
@@ -324,8 +333,7 @@ mod tests {
         assert!(shown.contains("x-savvycal-signature: sha256="));
         assert!(!shown.contains("rcv_secret") && !shown.contains("whsec_topsecret"));
         assert!(shown.ends_with(std::str::from_utf8(&p.envelope.body).unwrap()));
-        assert!(shown.contains(&format!("user-agent: {WEBHOOK_USER_AGENT}")));
+        assert!(shown.contains("\nuser-agent: SavvyCal Webhooks (https://savvycal.com)\n"), "{shown}");
         assert!(shown.contains("x-savvycal-webhook-id: wh_01ED74HMFGVZ92YVCWTD8Y8H6X\n"));
-        assert!(WEBHOOK_USER_AGENT.starts_with("SavvyCal Webhooks (https://savvycal.com) savvy-replay/"));
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DemoArgs, GlobalArgs, ReceiverArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
+use crate::deliver::WEBHOOK_USER_AGENT;
 use crate::error::{AppError, exit};
 use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
 use crate::report::print_report;
@@ -106,21 +107,24 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     let got = receiver.stats();
     if !global.quiet {
         errln!(
-            "Receiver saw {} requests: {} unique events, {} duplicates, {} signature failures, {} answered 503/429.",
+            "Receiver saw {} requests: {} unique events, {} duplicates, {} signature failures, {} wrong User-Agent, \
+             {} answered 503/429.",
             HumanCount(got.requests),
             HumanCount(got.unique_accepted),
             HumanCount(got.duplicates),
             HumanCount(got.signature_failures),
+            HumanCount(got.user_agent_failures),
             HumanCount(got.transient),
         );
     }
     api.shutdown().await;
     receiver.shutdown().await;
     let code = report.exit_code();
-    if code == exit::OK && (got.unique_accepted != args.events as u64 || got.signature_failures > 0) {
+    let refused = got.signature_failures + got.user_agent_failures;
+    if code == exit::OK && (got.unique_accepted != args.events as u64 || refused > 0) {
         return Err(demo_failed(format!(
-            "the receiver got {} unique events of {} (signature failures: {})",
-            got.unique_accepted, args.events, got.signature_failures
+            "the receiver got {} unique events of {} (signature failures: {}, wrong User-Agent: {})",
+            got.unique_accepted, args.events, got.signature_failures, got.user_agent_failures
         )));
     }
     Ok(code)
@@ -175,19 +179,26 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         (Some(_), HexCase::Upper) => "verifying signatures as SavvyCal's docs do: sha256= and uppercase hex, exactly",
         (Some(_), HexCase::Lower) => "verifying signatures in lowercase hex (--signature-hex lower), exactly",
     };
-    errln!("Listening on {} ({checking}); press Ctrl-C to stop.", receiver.url());
+    let user_agent = match &args.receiver.user_agent {
+        _ if args.receiver.any_user_agent => "any User-Agent".to_owned(),
+        Some(ua) => format!("only the User-Agent `{}`", String::from_utf8_lossy(ua.as_bytes())),
+        None => format!("only SavvyCal's User-Agent `{WEBHOOK_USER_AGENT}`"),
+    };
+    errln!("Listening on {} ({checking}; taking {user_agent}); press Ctrl-C to stop.", receiver.url());
     if let Some(limits) = describe_limits(&args.receiver) {
         errln!("It {limits}.");
     }
     wait_for_signal().await;
     let s = receiver.stats();
     errln!(
-        "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {} rejected, {} answered 503/429.",
+        "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {} wrong \
+         User-Agent, {} rejected, {} answered 503/429.",
         HumanCount(s.requests),
         HumanCount(s.accepted),
         HumanCount(s.unique_accepted),
         HumanCount(s.duplicates),
         HumanCount(s.signature_failures),
+        HumanCount(s.user_agent_failures),
         HumanCount(s.rejected),
         HumanCount(s.transient)
     );
@@ -207,6 +218,12 @@ fn limited(args: &ReceiverArgs) -> ReceiverConfig {
         quota: args.quota,
         max_in_flight: args.max_in_flight,
         latency: args.latency,
+        user_agent: match &args.user_agent {
+            _ if args.any_user_agent => None,
+            // Checked by the flag's parser: printable ASCII.
+            Some(ua) => Some(String::from_utf8_lossy(ua.as_bytes()).into_owned()),
+            None => Some(WEBHOOK_USER_AGENT.to_owned()),
+        },
         ..ReceiverConfig::default()
     }
 }
@@ -244,8 +261,21 @@ fn delivery_line(d: &crate::fake::Delivery) -> String {
         Some(false) => "SIGNATURE INVALID",
         None => "unsigned",
     };
+    let user_agent = match d.user_agent_ok {
+        Some(false) => {
+            let got: Vec<_> = d.headers.get_all(http::header::USER_AGENT).iter().map(|v| v.as_bytes()).collect();
+            match got.as_slice() {
+                [] => ", NO USER-AGENT".to_owned(),
+                got => format!(
+                    ", WRONG USER-AGENT `{}`",
+                    got.iter().map(|v| String::from_utf8_lossy(v)).collect::<Vec<_>>().join("`, `")
+                ),
+            }
+        }
+        _ => String::new(),
+    };
     format!(
-        "{} {} {} ({} bytes, {sig})\n",
+        "{} {} {} ({} bytes, {sig}{user_agent})\n",
         d.status,
         d.event_id.as_deref().unwrap_or("-"),
         d.envelope_id.as_deref().unwrap_or("-"),

@@ -51,6 +51,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         signature_hex: cfg.signature_hex,
         webhook_id: cfg.webhook_id.clone(),
         version: cfg.version.clone().unwrap_or_else(|| crate::event::ENVELOPE_VERSION.to_owned()),
+        user_agent: cfg.user_agent.clone(),
         headers: cfg.headers.clone(),
         timeout: cfg.timeout,
     };

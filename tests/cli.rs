@@ -186,7 +186,7 @@ async fn demo_replays_everything_even_with_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sink_verifies_prints_and_counts() {
+async fn sink_verifies_signatures_and_the_user_agent_prints_and_counts() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -199,7 +199,7 @@ async fn sink_verifies_prints_and_counts() {
         .spawn()
         .unwrap();
     savvy_replay::install_crypto_provider();
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder().user_agent("SavvyCal Webhooks (https://savvycal.com)").build().unwrap();
     let body = r#"{"type":"event.created","id":"payload_1","version":"2020-11-18","occurred_at":"2020-01-01T00:00:00Z","payload":{"id":"event_SINK1"}}"#;
     let url = format!("http://127.0.0.1:{port}/webhook");
     let mut status = None;
@@ -219,6 +219,14 @@ async fn sink_verifies_prints_and_counts() {
     assert_eq!(status, Some(200));
     let bad = client.post(&url).header("x-savvycal-signature", "sha256=00").body(body).send().await.unwrap();
     assert_eq!(bad.status().as_u16(), 401);
+    // Like a receiver whose route is constrained on SavvyCal's User-Agent: anything else is a 404
+    // that says why, even when correctly signed.
+    let signature = savvy_replay::signature::sign(SECRET.as_bytes(), body.as_bytes());
+    let wrong_ua =
+        client.post(&url).header("user-agent", "curl/8.5").header("x-savvycal-signature", signature).body(body);
+    let wrong_ua = wrong_ua.send().await.unwrap();
+    assert_eq!(wrong_ua.status().as_u16(), 404);
+    assert!(wrong_ua.text().await.unwrap().contains("User-Agent is not the one expected"));
     // SIGTERM: it prints its counts and exits 0.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
     let out = tokio::time::timeout(Duration::from_secs(10), async {
@@ -235,7 +243,10 @@ async fn sink_verifies_prints_and_counts() {
     assert_eq!(out.0.code(), Some(0));
     assert!(out.1.contains("200 event_SINK1 payload_1") && out.1.contains("signature ok"), "{}", out.1);
     assert!(out.1.contains("SIGNATURE INVALID"), "{}", out.1);
-    assert!(out.2.contains("Received 2 requests") && out.2.contains("1 signature failures"), "{}", out.2);
+    assert!(out.1.contains("404 event_SINK1 payload_1") && out.1.contains("WRONG USER-AGENT `curl/8.5`"), "{}", out.1);
+    assert!(out.2.contains("only SavvyCal's User-Agent"), "{}", out.2);
+    assert!(out.2.contains("Received 3 requests") && out.2.contains("1 signature failures"), "{}", out.2);
+    assert!(out.2.contains("1 wrong User-Agent"), "{}", out.2);
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ async fn events_pending_after_an_interrupt_mid_retry_are_delivered_by_the_rerun(
 /// second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_from_stdin_is_delivered_and_h_replaces_a_default_header() {
-    let rcv = receiver(ReceiverConfig::default()).await;
+    let rcv = receiver(ReceiverConfig { user_agent: Some("acme-replay/2".into()), ..ReceiverConfig::default() }).await;
     let dir = tempfile::tempdir().unwrap();
     let events = generate_bookings(5, 34);
     let mut args = input_run_args(dir.path(), &[], &rcv);

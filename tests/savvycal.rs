@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Output;
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use savvy_replay::fake::{FakeWebhook, ReceiverConfig, generate_bookings};
@@ -131,7 +132,7 @@ async fn token_and_url_alone_find_the_webhook_on_page_two_and_replay_what_it_mis
         assert_eq!(d.status, 200);
         assert_eq!(d.headers["x-savvycal-signature"], documented_signature(ACCOUNT_SECRET, &d.body).as_str());
         assert_eq!(d.headers["x-savvycal-webhook-id"], "wh_01ED74HMFGVZ92YVCWTD8Y8H6X");
-        assert!(d.headers["user-agent"].to_str().unwrap().starts_with("SavvyCal Webhooks (https://savvycal.com) "));
+        assert_eq!(d.headers["user-agent"], "SavvyCal Webhooks (https://savvycal.com)");
     }
 
     let dry_vv = text(&dry_output_for_leaks(&dry).await);
@@ -257,4 +258,111 @@ async fn a_receiver_verifying_as_savvycal_documents_rejects_lowercase_signatures
     cfg.signature_hex = HexCase::Lower;
     let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
     assert_eq!(report.summary.delivered, 25);
+}
+
+/// What a receiver in the wild does with SavvyCal's User-Agent: a route constrained on
+/// `request.user_agent == "SavvyCal Webhooks (https://savvycal.com)"` (or another expected value),
+/// anything else unrouted (404). Written here from SavvyCal's documented header, not from our
+/// sender or our fake receiver. Its URL, and per request the User-Agent(s) got and the status.
+async fn user_agent_route(expected: &'static str) -> (String, Arc<Mutex<Vec<(Vec<String>, u16)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks/savvycal", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let got: Vec<String> = req
+                        .headers()
+                        .get_all("user-agent")
+                        .iter()
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .collect();
+                    let status = if got == [expected] { 200 } else { 404 };
+                    log.lock().unwrap().push((got, status));
+                    let answer =
+                        hyper::Response::builder().status(status).body(http_body_util::Full::new(bytes::Bytes::new()));
+                    async move { answer }
+                });
+                let io = hyper_util::rt::TokioIo::new(tcp);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn input_file_args(dir: &Path, n: usize, webhook_url: &str) -> Vec<String> {
+    let path = dir.join("events.ndjson");
+    std::fs::write(&path, generate_bookings(n, 91).join("\n") + "\n").unwrap();
+    let ledger = dir.join("l.db").display().to_string();
+    ["run", "--input", &path.display().to_string(), "--webhook-url", webhook_url, "--ledger", &ledger]
+        .into_iter()
+        .chain(["--rate", "0", "--json"])
+        .map(String::from)
+        .collect()
+}
+
+/// SavvyCal's User-Agent exactly, with nothing after it: a receiver that compares it with `==`
+/// takes every replay (it used to reject them all for a ` savvy-replay/…` suffix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_comparing_the_user_agent_exactly_takes_every_replay() {
+    const SAVVYCAL: &str = "SavvyCal Webhooks (https://savvycal.com)";
+    let (url, seen) = user_agent_route(SAVVYCAL).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_bin(&input_file_args(dir.path(), 20, &url)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], 20);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 20);
+    assert!(seen.iter().all(|(ua, status)| ua == &[SAVVYCAL] && *status == 200), "{seen:?}");
+}
+
+/// `--user-agent` (or its environment variable) replaces SavvyCal's, for a receiver that wants to
+/// tell replays apart; the dry run shows the one that will be sent; an empty or unsendable value is
+/// a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_agent_flag_replaces_savvycals_and_bad_values_are_refused() {
+    const MARKED: &str = "SavvyCal Webhooks (https://savvycal.com) replay";
+    let (url, seen) = user_agent_route(MARKED).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = input_file_args(dir.path(), 10, &url);
+    args.extend(["--user-agent".into(), MARKED.into()]);
+
+    let mut dry = args.clone();
+    dry.push("--dry-run".into());
+    let out = run_bin(&dry).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = [text(&out.stdout), text(&out.stderr)].concat();
+    assert!(shown.contains(&format!("\nuser-agent: {MARKED}\n")), "{shown}");
+    assert_eq!(shown.matches("user-agent:").count(), 1, "{shown}");
+
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], 10);
+
+    // The same from the environment, into a fresh ledger.
+    let env_dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(bin())
+        .args(input_file_args(env_dir.path(), 10, &url))
+        .env("SAVVY_REPLAY_USER_AGENT", MARKED)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 20);
+    assert!(seen.iter().all(|(ua, status)| ua == &[MARKED] && *status == 200), "{seen:?}");
+
+    for (bad, says) in [("", "empty"), ("  ", "empty"), ("replay\u{7}bell", "characters HTTP does not allow")] {
+        let mut args = input_file_args(dir.path(), 1, &url);
+        args.extend(["--user-agent".into(), bad.into()]);
+        let out = run_bin(&args).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("--user-agent") && stderr.contains(says), "{bad:?}: {stderr}");
+    }
 }

@@ -109,6 +109,23 @@ pub fn parse_header(s: &str) -> Result<Header, String> {
     s.parse()
 }
 
+/// `--user-agent`: a non-empty header value (surrounding spaces dropped, as HTTP would).
+pub fn parse_user_agent(s: &str) -> Result<http::HeaderValue, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(format!(
+            "the User-Agent is empty; leave --user-agent out to send SavvyCal's ({})",
+            crate::deliver::WEBHOOK_USER_AGENT
+        ));
+    }
+    // HTTP would take bytes above ASCII (obs-text), but receivers read them differently.
+    let printable = t.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    match http::HeaderValue::from_str(t) {
+        Ok(value) if printable => Ok(value),
+        _ => Err(format!("`{}` has characters HTTP does not allow in a header; use printable ASCII", t.escape_debug())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +138,14 @@ mod tests {
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("bad name: v").is_err());
         assert!(format!("{h:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn user_agents_must_be_non_empty_header_values() {
+        assert_eq!(parse_user_agent(" acme-replay/2 ").unwrap(), "acme-replay/2");
+        assert!(parse_user_agent("  ").unwrap_err().contains("empty"));
+        assert!(parse_user_agent("a\nb").unwrap_err().contains("characters HTTP does not allow"));
+        assert!(parse_user_agent("caf\u{e9}").is_err());
     }
 
     #[test]

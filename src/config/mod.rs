@@ -74,6 +74,8 @@ pub struct RunConfig {
     pub version: Option<String>,
     /// `--created-before none`: no upper bound, and the webhook's `created_at` does not become one.
     pub created_before_none: bool,
+    /// `--user-agent`: SavvyCal's unless set.
+    pub user_agent: http::HeaderValue,
     pub headers: Vec<Header>,
     pub timeout: Duration,
     pub concurrency: usize,
@@ -266,6 +268,7 @@ fn settings(args: &RunArgs, source: SourceConfig, webhook_url: Url, quiet: bool)
         webhook_id,
         version: None,
         created_before_none: matches!(args.select.created_before, Some(CreatedBefore::None)),
+        user_agent: args.user_agent.clone(),
         headers: args.headers.clone(),
         timeout: args.timeout,
         concurrency: args.concurrency,

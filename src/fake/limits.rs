@@ -293,7 +293,7 @@ mod tests {
 
     fn client() -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder().build().unwrap()
+        reqwest::Client::builder().user_agent(crate::deliver::WEBHOOK_USER_AGENT).build().unwrap()
     }
 
     /// POSTs `n` bodies at once; the answers' statuses and `Retry-After` values, in no order.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ALLOW, HeaderValue, RETRY_AFTER};
+use http::header::{ALLOW, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::limits::{Limits, Refusal};
 use super::{Body, DropConnection, Reply, Server, json_response};
+use crate::deliver::WEBHOOK_USER_AGENT;
 use crate::rate::Quota;
 use crate::signature::{self, HexCase};
 
@@ -40,6 +41,10 @@ pub struct ReceiverConfig {
     /// The hex case the signature must be in: uppercase, as SavvyCal sends it (the default), or
     /// lowercase for trying `run --signature-hex lower`. The comparison is exact either way.
     pub signature_hex: HexCase,
+    /// The `User-Agent` a request must carry, compared exactly (as receivers in the wild do with a
+    /// route constraint `request.user_agent == "SavvyCal Webhooks (https://savvycal.com)"`), else
+    /// 404; `None` takes any. Default: SavvyCal's.
+    pub user_agent: Option<String>,
     /// Fraction (0..=1) of requests answered with a transient failure: half 503, half 429 with
     /// `Retry-After: {retry_after_secs}`. Like a real rate limiter, it answers 429 at most once per
     /// two `Retry-After` periods (a client that honours the pause would not be told again at
@@ -76,6 +81,7 @@ impl Default for ReceiverConfig {
         ReceiverConfig {
             secret: None,
             signature_hex: HexCase::Upper,
+            user_agent: Some(WEBHOOK_USER_AGENT.to_owned()),
             fail_rate: 0.0,
             retry_after_secs: 1,
             drop_rate: 0.0,
@@ -105,6 +111,8 @@ pub struct Delivery {
     pub status: u16,
     /// Whether the signature was valid; `None` when no secret is configured.
     pub signature_ok: Option<bool>,
+    /// Whether the `User-Agent` was the one expected; `None` when any is taken.
+    pub user_agent_ok: Option<bool>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -122,6 +130,8 @@ pub struct ReceiverStats {
     pub duplicates: u64,
     /// Answered 401 for a missing or invalid signature.
     pub signature_failures: u64,
+    /// Answered 404 for a missing or unexpected `User-Agent`.
+    pub user_agent_failures: u64,
     /// Answered 422 (event id in `reject_ids`).
     pub rejected: u64,
     /// Answered 503 or 429.
@@ -192,6 +202,7 @@ impl Receiver {
             unique_accepted: load(&c.unique_accepted),
             duplicates: load(&c.duplicates),
             signature_failures: load(&c.signature_failures),
+            user_agent_failures: load(&c.user_agent_failures),
             rejected: load(&c.rejected),
             transient: load(&c.transient),
             dropped: load(&c.dropped),
@@ -245,6 +256,7 @@ struct Counters {
     unique_accepted: AtomicU64,
     duplicates: AtomicU64,
     signature_failures: AtomicU64,
+    user_agent_failures: AtomicU64,
     rejected: AtomicU64,
     transient: AtomicU64,
     dropped: AtomicU64,
@@ -253,6 +265,7 @@ struct Counters {
 struct ReceiverState {
     secret: Option<Vec<u8>>,
     signature_hex: HexCase,
+    user_agent: Option<String>,
     /// `f64` bits, so it can change while running.
     fail_rate: AtomicU64,
     drop_rate: f64,
@@ -301,6 +314,7 @@ enum Verdict {
     Unavailable,
     TooManyRequests,
     BadSignature,
+    WrongUserAgent,
     Rejected,
     Accepted,
     /// Refused by `--capacity`, `--quota` or `--max-in-flight`.
@@ -313,6 +327,7 @@ impl ReceiverState {
         ReceiverState {
             secret: config.secret.map(String::into_bytes),
             signature_hex: config.signature_hex,
+            user_agent: config.user_agent,
             fail_rate: AtomicU64::new(clamp_rate(config.fail_rate).to_bits()),
             drop_rate: clamp_rate(config.drop_rate),
             retry_after: HeaderValue::from(config.retry_after_secs),
@@ -370,6 +385,11 @@ impl ReceiverState {
                 .and_then(|value| value.to_str().ok())
                 .is_some_and(|header| signature_matches(secret, &body, header.as_bytes(), self.signature_hex))
         });
+        let user_agent_ok = self.user_agent.as_deref().map(|expected| {
+            // One header, equal byte for byte: a second one or a suffix is another User-Agent.
+            let mut values = parts.headers.get_all(USER_AGENT).iter();
+            values.next().is_some_and(|v| v.as_bytes() == expected.as_bytes()) && values.next().is_none()
+        });
 
         // The capacity limits come first, as a real receiver's rate limiter sits in front of it.
         // The in-flight place is held until the answer is made.
@@ -377,13 +397,14 @@ impl ReceiverState {
         let verdict = match &admission {
             _ if self.down.load(Ordering::Acquire) => Verdict::Unavailable,
             Err(refusal) => Verdict::Limited(*refusal),
-            Ok(_) => self.decide(event_id.as_deref(), signature_ok),
+            Ok(_) => self.decide(event_id.as_deref(), user_agent_ok, signature_ok),
         };
         let (status, counter) = match verdict {
             Verdict::Drop => (None, &counters.dropped),
             Verdict::Unavailable => (Some(StatusCode::SERVICE_UNAVAILABLE), &counters.transient),
             Verdict::TooManyRequests => (Some(StatusCode::TOO_MANY_REQUESTS), &counters.transient),
             Verdict::BadSignature => (Some(StatusCode::UNAUTHORIZED), &counters.signature_failures),
+            Verdict::WrongUserAgent => (Some(StatusCode::NOT_FOUND), &counters.user_agent_failures),
             Verdict::Rejected => (Some(StatusCode::UNPROCESSABLE_ENTITY), &counters.rejected),
             Verdict::Accepted => (Some(StatusCode::OK), &counters.accepted),
             Verdict::Limited(refusal) => (Some(refusal.status()), &counters.transient),
@@ -409,6 +430,7 @@ impl ReceiverState {
                 envelope_id: probe.id.map(Cow::into_owned),
                 status: status.map_or(0, |status| status.as_u16()),
                 signature_ok,
+                user_agent_ok,
                 headers: parts.headers,
                 body: body.clone(),
             };
@@ -440,6 +462,12 @@ impl ReceiverState {
             Verdict::BadSignature => {
                 Ok(answer(StatusCode::UNAUTHORIZED, br#"{"ok":false,"error":"invalid signature"}"#))
             }
+            // 404, what a Rails route constrained on the User-Agent answers (no route matches): the
+            // receivers that check it do so in routing, before any code that could say 403.
+            Verdict::WrongUserAgent => Ok(answer(
+                StatusCode::NOT_FOUND,
+                br#"{"ok":false,"error":"not found: the User-Agent is not the one expected (SavvyCal's: SavvyCal Webhooks (https://savvycal.com))"}"#,
+            )),
             Verdict::Rejected => Ok(answer(StatusCode::UNPROCESSABLE_ENTITY, br#"{"ok":false,"error":"rejected"}"#)),
             Verdict::Accepted => Ok(answer(StatusCode::OK, OK_BODY)),
         }
@@ -456,8 +484,9 @@ impl ReceiverState {
                 .is_ok()
     }
 
-    /// Dice first (drop, then fail), then the signature, then `reject_ids`.
-    fn decide(&self, event_id: Option<&str>, signature_ok: Option<bool>) -> Verdict {
+    /// Dice first (drop, then fail), then the `User-Agent` (routing), then the signature, then
+    /// `reject_ids`.
+    fn decide(&self, event_id: Option<&str>, user_agent_ok: Option<bool>, signature_ok: Option<bool>) -> Verdict {
         let n = self.dice.fetch_add(1, Ordering::Relaxed);
         let mut rng = fastrand::Rng::with_seed(dice_seed(self.seed, n));
         let (drop_roll, fail_roll, as_429) = (rng.f64(), rng.f64(), rng.bool());
@@ -466,6 +495,9 @@ impl ReceiverState {
         }
         if fail_roll < f64::from_bits(self.fail_rate.load(Ordering::Relaxed)) {
             return if as_429 && self.may_answer_429() { Verdict::TooManyRequests } else { Verdict::Unavailable };
+        }
+        if user_agent_ok == Some(false) {
+            return Verdict::WrongUserAgent;
         }
         if signature_ok == Some(false) {
             return Verdict::BadSignature;
@@ -530,7 +562,7 @@ mod tests {
 
     fn client() -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder().build().unwrap()
+        reqwest::Client::builder().user_agent(WEBHOOK_USER_AGENT).build().unwrap()
     }
 
     fn body(event_id: &str) -> String {
@@ -592,6 +624,7 @@ mod tests {
                 unique_accepted: 2,
                 duplicates: 1,
                 signature_failures: 5,
+                user_agent_failures: 0,
                 rejected: 1,
                 transient: 0,
                 dropped: 0,
@@ -611,6 +644,42 @@ mod tests {
         assert_eq!(deliveries[2].status, 401);
         assert_eq!(deliveries[5].signature_ok, Some(false), "signed with another secret");
         receiver.shutdown().await;
+    }
+
+    /// Receivers in the wild compare the User-Agent with `==`: anything but exactly the expected
+    /// one (missing, a suffix, a second header) is a 404 with the reason, counted apart.
+    #[tokio::test]
+    async fn only_the_exact_user_agent_is_taken_unless_any_is() {
+        let receiver = Receiver::start(ReceiverConfig { record: true, ..ReceiverConfig::default() }).await.unwrap();
+        let bare = reqwest::Client::new();
+        let post = |ua: &[&str]| {
+            let mut request = bare.post(receiver.url()).body(body("event_1"));
+            for value in ua {
+                request = request.header(reqwest::header::USER_AGENT, *value);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
+        };
+        assert_eq!(post(&[WEBHOOK_USER_AGENT]).await.0, 200);
+        let suffixed = format!("{WEBHOOK_USER_AGENT} savvy-replay/0.1.0");
+        for wrong in [&[][..], &["curl/8.5"], &[suffixed.as_str()], &[WEBHOOK_USER_AGENT, WEBHOOK_USER_AGENT]] {
+            let (status, text) = post(wrong).await;
+            assert_eq!(status, 404, "{wrong:?}");
+            assert!(text.contains("User-Agent is not the one expected"), "{text}");
+        }
+        let stats = receiver.stats();
+        assert_eq!((stats.accepted, stats.user_agent_failures), (1, 4));
+        let deliveries = receiver.deliveries();
+        assert_eq!(deliveries[0].user_agent_ok, Some(true));
+        assert_eq!(deliveries[1].user_agent_ok, Some(false));
+        receiver.shutdown().await;
+
+        let any = Receiver::start(ReceiverConfig { user_agent: None, ..ReceiverConfig::default() }).await.unwrap();
+        let response = bare.post(any.url()).header("user-agent", "curl/8.5").body(body("event_1")).send().await;
+        assert_eq!(response.unwrap().status(), 200);
+        any.shutdown().await;
     }
 
     #[tokio::test]
@@ -655,7 +724,7 @@ mod tests {
     #[test]
     fn dice_are_fair_and_seeded() {
         let state = ReceiverState::new(ReceiverConfig { fail_rate: 0.25, seed: 5, ..ReceiverConfig::default() });
-        let failed = (0..10_000).filter(|_| !matches!(state.decide(None, None), Verdict::Accepted)).count();
+        let failed = (0..10_000).filter(|_| !matches!(state.decide(None, None, None), Verdict::Accepted)).count();
         assert!((2_200..2_800).contains(&failed), "{failed}");
         assert_ne!(dice_seed(5, 0), dice_seed(6, 0));
     }
