@@ -189,8 +189,8 @@ impl Indexed {
 }
 
 struct ApiState {
-    /// The exact `Authorization` value accepted (`Bearer <token>`).
-    authorization: String,
+    /// The personal token accepted as `Authorization: Bearer <token>`; when empty, none is.
+    token: String,
     events: Vec<Indexed>,
     /// Indexes into `events`, ascending by (start_at, id); unreadable start times last.
     order: Vec<usize>,
@@ -214,7 +214,7 @@ impl ApiState {
             faults.entry(index).or_insert(fault);
         }
         ApiState {
-            authorization: format!("Bearer {}", config.token),
+            token: config.token,
             events,
             order,
             faults,
@@ -277,8 +277,11 @@ impl ApiState {
         Ok(reply)
     }
 
+    /// `Authorization: Bearer <the token>`, exactly. No header, no token after `Bearer` or an
+    /// empty configured token is unauthenticated, as for the real API: an empty token is no token.
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        headers.get(http::header::AUTHORIZATION).is_some_and(|value| value.as_bytes() == self.authorization.as_bytes())
+        let presented = headers.get(http::header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        presented.is_some_and(|token| !token.trim_ascii().is_empty() && token == self.token.as_bytes())
     }
 
     /// The page `query` asks for, as JSON, or the message of a 422.
@@ -726,6 +729,52 @@ mod tests {
             assert!(body.starts_with(r#"{"errors":[{"message":"#), "{body}");
         }
         api.shutdown().await;
+    }
+
+    /// A missing or empty bearer token is unauthenticated, with SavvyCal's documented body, whatever
+    /// the configured token (an empty one used to let `Bearer ` through).
+    #[tokio::test]
+    async fn a_missing_or_empty_bearer_token_is_401_unauthenticated() {
+        let client = client();
+        for token in ["", TOKEN] {
+            let api = FakeApi::start(FakeApiConfig {
+                token: token.to_owned(),
+                webhooks: Some(Vec::new()),
+                ..FakeApiConfig::default()
+            })
+            .await
+            .unwrap();
+            for path in ["/v1/me", "/v1/events", "/v1/webhooks"] {
+                let url = format!("{}{path}", api.base_url());
+                for authorization in [None, Some("Bearer "), Some("Bearer"), Some(""), Some("Bearer  ")] {
+                    let mut request = client.get(&url);
+                    if let Some(value) = authorization {
+                        request = request.header(http::header::AUTHORIZATION, value);
+                    }
+                    let response = request.send().await.unwrap();
+                    assert_eq!(response.status(), 401, "{token:?} {path} {authorization:?}");
+                    assert_eq!(response.text().await.unwrap(), r#"{"errors":[{"message":"Unauthenticated"}]}"#);
+                }
+            }
+            // Byte for byte, as a client that does not trim would send it.
+            let raw = raw_status(
+                &api,
+                "GET /v1/me HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \r\nConnection: close\r\n\r\n",
+            );
+            assert_eq!(raw.await, "HTTP/1.1 401 Unauthorized", "{token:?}");
+            api.shutdown().await;
+        }
+    }
+
+    /// The status line answered to `request`, sent as is.
+    async fn raw_status(api: &FakeApi, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = api.base_url().trim_start_matches("http://").to_owned();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
     }
 
     #[tokio::test]

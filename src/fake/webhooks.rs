@@ -75,7 +75,7 @@ impl Webhooks {
     pub(crate) fn page(&self, query: &str) -> Result<String, String> {
         let n = self.entries.len();
         let mut limit = DEFAULT_LIMIT;
-        let mut first = 0;
+        let (mut after, mut before) = (None, None);
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match &*key {
                 "limit" => {
@@ -85,11 +85,20 @@ impl Webhooks {
                         .filter(|l| (1..=MAX_LIMIT).contains(l))
                         .ok_or_else(|| format!("limit must be between 1 and {MAX_LIMIT}"))?;
                 }
-                "after" => first = decode_cursor(&value, n).ok_or("invalid cursor")? + 1,
+                // A cursor names an entry: `after` pages on past it, `before` back to just before it.
+                "after" => after = Some(decode_cursor(&value, n).ok_or("invalid cursor")?),
+                "before" => before = Some(decode_cursor(&value, n).ok_or("invalid cursor")?),
                 _ => {}
             }
         }
-        let last = (first + limit).min(n);
+        let (first, last) = match (after, before) {
+            (Some(_), Some(_)) => return Err("after and before cannot be combined".to_owned()),
+            (_, Some(before)) => (before.saturating_sub(limit), before),
+            (after, None) => {
+                let first = after.map_or(0, |a| a + 1);
+                (first, (first + limit).min(n))
+            }
+        };
         let mut body = String::from(r#"{"entries":["#);
         for (k, (_, json)) in self.entries[first.min(n)..last].iter().enumerate() {
             if k > 0 {
@@ -110,6 +119,33 @@ impl Webhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `before=` pages back like `/v1/events` does (it used to be ignored: the first page again).
+    #[test]
+    fn the_before_cursor_pages_back() {
+        let hooks: Vec<FakeWebhook> = (0..45)
+            .map(|i| FakeWebhook::active(&format!("wh_{i}"), "https://h.example.com", "2026-01-01T00:00:00Z", None))
+            .collect();
+        let list = Webhooks::new(&hooks);
+        let page = |query: &str| serde_json::from_str::<serde_json::Value>(&list.page(query).unwrap()).unwrap();
+        let ids = |page: &serde_json::Value| -> Vec<String> {
+            page["entries"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+        };
+        let first = page("");
+        assert!(first["metadata"]["before"].is_null());
+        let second = page(&format!("after={}", first["metadata"]["after"].as_str().unwrap()));
+        let third = page(&format!("after={}", second["metadata"]["after"].as_str().unwrap()));
+        assert_eq!(ids(&third).len(), 5);
+        let back = page(&format!("before={}", third["metadata"]["before"].as_str().unwrap()));
+        assert_eq!(ids(&back), ids(&second));
+        let back = page(&format!("before={}", back["metadata"]["before"].as_str().unwrap()));
+        assert_eq!(ids(&back), ids(&first));
+        assert!(back["metadata"]["before"].is_null());
+        let short = page(&format!("limit=3&before={}", second["metadata"]["before"].as_str().unwrap()));
+        assert_eq!(ids(&short), ["wh_17", "wh_18", "wh_19"]);
+        let cursor = first["metadata"]["after"].as_str().unwrap();
+        assert!(list.page(&format!("after={cursor}&before={cursor}")).is_err());
+    }
 
     #[test]
     fn pages_follow_the_after_cursor_to_the_end() {
@@ -137,6 +173,7 @@ mod tests {
         assert!(list.one("wh_44").unwrap().contains(r#""created_at":"2026-01-01T00:00:00Z""#));
         assert!(list.one("wh_45").is_none());
         assert!(list.page("after=zz").is_err());
+        assert!(list.page("before=zz").is_err());
         assert_eq!(
             Webhooks::new(&[]).page("").unwrap(),
             r#"{"entries":[],"metadata":{"after":null,"before":null,"limit":20}}"#
