@@ -110,3 +110,76 @@ async fn a_source_that_fails_before_anything_is_sent_prints_the_error_alone() {
     assert!(!stderr.contains("Done in") && !stderr.contains("delivered 0"), "{stderr}");
     assert!(rcv.deliveries().is_empty());
 }
+
+/// An "API" that answers every request with the same raw bytes (head and body), then closes.
+async fn canned_api(answer: &'static [u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(answer).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    base
+}
+
+async fn export_from(base: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["export", "--api-base", base];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.into_iter().map(String::from).collect();
+    run_bin(&args).await
+}
+
+/// A 200 with an HTML page (a captive portal, a wrong --api-base) is said to be HTML, from which
+/// endpoint, with its content type and first bytes; it used to be only serde's "expected value at
+/// line 1 column 1".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_html_answer_from_the_api_is_said_to_be_html() {
+    let base = canned_api(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nConnection: close\r\n\r\n\
+          <!DOCTYPE html>\n<html><head><title>Sign in to the guest Wi-Fi</title></head><body>Welcome, please accept the terms of use to continue</body></html>",
+    )
+    .await;
+    let out = export_from(&base, &[]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("with HTML (content type text/html; charset=utf-8), not JSON"), "{stderr}");
+    assert!(stderr.contains("page 1 of /v1/events") && stderr.contains(&format!("{base}/v1/events?")), "{stderr}");
+    assert!(
+        stderr.contains("`<!DOCTYPE html> <html><head><title>Sign in to the guest Wi-Fi</title></head><bod…`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("expected value") && !stderr.contains(TOKEN), "{stderr}");
+}
+
+/// A page over the 64 MiB cap suggests a smaller --page-size, naming the one in use; with a page
+/// size of 1 there is nothing smaller to suggest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_over_the_cap_suggests_a_smaller_page_size() {
+    let base = canned_api(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 70000000\r\nConnection: close\r\n\r\n{\"entries\":[",
+    )
+    .await;
+    let out = export_from(&base, &["--page-size", "40"]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("more than 64 MiB"), "{stderr}");
+    assert!(stderr.contains("--page-size is 40, try --page-size 10"), "{stderr}");
+
+    let out = export_from(&base, &["--page-size", "1"]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("more than 64 MiB") && !stderr.contains("try --page-size"), "{stderr}");
+}

@@ -157,7 +157,19 @@ impl ApiPager {
         }
         let url = self.events_url();
         let what = format!("page {} of /v1/events", self.pages + 1);
-        let body = self.api.get(url, &what).await?;
+        let body = self.api.get(url, &what).await.map_err(|e| match e {
+            // Fewer events per page is the one thing the user can do about a page that big.
+            SourceError::TooLarge { what, max_mib, .. } if self.query.page_size > 1 => SourceError::TooLarge {
+                what,
+                max_mib,
+                hint: format!(
+                    "; ask for fewer events per page: --page-size is {}, try --page-size {}",
+                    self.query.page_size,
+                    (self.query.page_size / 4).max(1)
+                ),
+            },
+            e => e,
+        })?;
         let page: Page<'_> =
             serde_json::from_slice(&body).map_err(|e| SourceError::Malformed(format!("{what}: {e}")))?;
         let mut batch = Batch { events: Vec::with_capacity(page.entries.len()), malformed: Vec::new() };

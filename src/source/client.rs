@@ -134,12 +134,24 @@ impl ApiClient {
                         self.retry.backoff.max,
                     );
                     match (verdict, body) {
-                        (Verdict::Delivered, Ok(body)) => return Ok(body),
+                        (Verdict::Delivered, Ok(body)) => match not_json(&headers, &body) {
+                            None => return Ok(body),
+                            Some((kind, content_type)) => {
+                                return Err(SourceError::NotJson {
+                                    what: what.to_owned(),
+                                    url: crate::http::display_url(&url),
+                                    kind,
+                                    content_type,
+                                    start: self.redact(&body_start(&body)),
+                                });
+                            }
+                        },
                         (Verdict::Delivered, Err((BodyError::TooLarge, _))) => {
-                            return Err(SourceError::Malformed(format!(
-                                "{what}: the response body is larger than {} MiB",
-                                MAX_PAGE_BYTES >> 20
-                            )));
+                            return Err(SourceError::TooLarge {
+                                what: what.to_owned(),
+                                max_mib: MAX_PAGE_BYTES >> 20,
+                                hint: "; check that --api-base is the SavvyCal API".to_owned(),
+                            });
                         }
                         (Verdict::Delivered, Err((e, _))) => (None, Failure::Transport(e.describe(self.timeout))),
                         (verdict, body) => {
@@ -193,6 +205,37 @@ impl ApiClient {
         let token = self.token.expose_secret();
         if token.is_empty() { s.to_owned() } else { s.replace(token, "<redacted>") }
     }
+}
+
+/// How much of a non-JSON body an error message quotes.
+const QUOTED_BYTES: usize = 80;
+
+/// Whether a successful answer is plainly not JSON (every answer we read is an object): HTML, or
+/// anything else not starting with `{` or `[`. What it is, and its content type, for the message.
+fn not_json(headers: &http::HeaderMap, body: &[u8]) -> Option<(&'static str, String)> {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map_or_else(|| "none".to_owned(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let first = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body).iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'{' | b'[') => None,
+        Some(b'<') => Some(("HTML", content_type)),
+        _ if content_type.to_ascii_lowercase().contains("html") => Some(("HTML", content_type)),
+        None => Some(("an empty body", content_type)),
+        Some(_) => Some(("a body that is not JSON", content_type)),
+    }
+}
+
+/// The first [`QUOTED_BYTES`] of a body as one printable line: control characters and runs of
+/// white space become one space.
+fn body_start(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(QUOTED_BYTES)]);
+    let printable: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut line = printable.split_whitespace().collect::<Vec<_>>().join(" ");
+    if body.len() > QUOTED_BYTES {
+        line.push('…');
+    }
+    line
 }
 
 /// Most of a page body we hold: SavvyCal pages of 100 events are a few hundred KiB, so this only

@@ -47,6 +47,15 @@ pub enum SourceError {
     Paging(String),
     #[error("the SavvyCal API sent a response that is not a page of events ({0})")]
     Malformed(String),
+    /// A 2xx whose body is not JSON at all: often a proxy's, a login page's or another site's.
+    #[error(
+        "the SavvyCal API answered {what} ({url}) with {kind} (content type {content_type}), not JSON: \
+         `{start}`; check --api-base (the API is at https://api.savvycal.com), or whether a proxy or \
+         login page answered instead"
+    )]
+    NotJson { what: String, url: String, kind: &'static str, content_type: String, start: String },
+    #[error("the SavvyCal API answered {what} with more than {max_mib} MiB{hint}")]
+    TooLarge { what: String, max_mib: usize, hint: String },
     #[error("reading {path}: {error}")]
     Read { path: String, error: std::io::Error },
     /// Ctrl-C or SIGTERM while waiting for the API (exit status 130, like any interruption).
