@@ -61,8 +61,23 @@ impl Event {
 
     /// `created_at` as a timestamp, when present and readable.
     pub fn created_at(&self) -> Option<jiff::Timestamp> {
-        self.created_at.as_deref()?.parse().ok()
+        parse_rfc3339(self.created_at.as_deref()?)
     }
+}
+
+/// An RFC 3339 time, with any number of fractional digits: RFC 3339 sets no limit, jiff reads at
+/// most nine (nanoseconds), so the digits past the ninth are dropped (truncated, never rounded
+/// up into the next second).
+pub fn parse_rfc3339(s: &str) -> Option<jiff::Timestamp> {
+    if let Ok(t) = s.parse() {
+        return Some(t);
+    }
+    let dot = s.find(['.', ','])?;
+    let digits = s[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+    if digits <= 9 {
+        return None;
+    }
+    format!("{}{}", &s[..dot + 10], &s[dot + 1 + digits..]).parse().ok()
 }
 
 /// Why [`Event::created_at`] has no time for this event, naming the field: `created_at is
@@ -216,6 +231,28 @@ mod tests {
             let ev = Event::from_raw(Bytes::from(raw)).unwrap();
             assert_eq!(ev.created_at(), None, "{raw}");
             assert_eq!(created_at_problem(&ev), problem);
+        }
+    }
+
+    /// RFC 3339 allows more than nine fractional digits; they used to make the time unreadable.
+    #[test]
+    fn created_at_with_more_than_nine_fractional_digits_is_read_to_the_nanosecond() {
+        let ev = Event::from_raw(Bytes::from_static(br#"{"id":"e","created_at":"2025-01-01T10:00:00.123456789012Z"}"#))
+            .unwrap();
+        let nanos: jiff::Timestamp = "2025-01-01T10:00:00.123456789Z".parse().unwrap();
+        assert_eq!(ev.created_at(), Some(nanos));
+        assert_eq!(
+            parse_rfc3339("2025-01-01T11:00:00.999999999999+01:00"),
+            "2025-01-01T10:00:00.999999999Z".parse().ok()
+        );
+        assert_eq!(parse_rfc3339("2025-01-01T10:00:00.5Z"), "2025-01-01T10:00:00.5Z".parse().ok());
+        for bad in [
+            "2025-01-01T10:00:00.1234567890123",
+            "2025-01-01T10:00:00.Z",
+            "yesterday",
+            "2025-13-01T10:00:00.1234567890Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
 

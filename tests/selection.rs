@@ -178,3 +178,34 @@ async fn a_repeated_event_id_in_a_file_is_sent_once_and_counted() {
     let args = input_args(dir.path(), &lines, &rcv);
     check_each_id_sent_once(&rcv, &args, N, repeats + 1).await;
 }
+
+/// RFC 3339 sets no limit on fractional digits: twelve of them in a file's `created_at` and in
+/// `--created-before`/`--created-after` are read to the nanosecond (they used to make the event
+/// undated, exit 3, and the flag a usage error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_at_with_twelve_fractional_digits_is_read_and_selected() {
+    let mut events = ordered(3, 9);
+    for (event, at) in events.iter_mut().zip(["09:00:00.123456789012", "10:30:00.123456789012", "12:00:00.5"]) {
+        *event = set(event, "created_at", Some(Value::from(format!("2025-01-01T{at}Z"))));
+    }
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = input_args(dir.path(), &events, &rcv);
+    args.extend(
+        [
+            "--created-after",
+            "2025-01-01T09:00:00.123456789999Z",
+            "--created-before",
+            "2025-01-01T11:00:00.000000000001Z",
+        ]
+        .map(String::from),
+    );
+    let out = run_bin(&args).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(summary(&out)["events"], 1, "{stderr}");
+    let got: Vec<String> = rcv.deliveries().iter().map(event_id).collect();
+    assert_eq!(got, [id_of(&events[1])]);
+    let body: Value = serde_json::from_slice(&rcv.deliveries()[0].body).unwrap();
+    assert_eq!(body["occurred_at"], "2025-01-01T10:30:00.123456789012Z", "the envelope keeps the event's own text");
+}

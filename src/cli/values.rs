@@ -58,7 +58,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn parse_timestamp(s: &str) -> Result<jiff::Timestamp, String> {
-    s.trim().parse().map_err(|_| {
+    crate::event::parse_rfc3339(s.trim()).ok_or_else(|| {
         format!("`{s}` is not an RFC 3339 time; write it like 2026-03-01T00:00:00Z or 2026-03-01T09:00:00+01:00")
     })
 }

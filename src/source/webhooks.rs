@@ -158,7 +158,7 @@ fn pick(mut matches: Vec<Webhook>) -> Option<Webhook> {
         "deleted" => 3,
         _ => 2,
     };
-    let created = |w: &Webhook| w.created_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let created = |w: &Webhook| w.created_at.as_deref().and_then(crate::event::parse_rfc3339);
     matches.sort_by_key(|w| (rank(w), created(w).is_none(), created(w)));
     matches.into_iter().next()
 }
@@ -229,7 +229,7 @@ pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_
         }
     };
     let version = webhook.version.clone().filter(|v| !v.trim().is_empty());
-    let created = webhook.created_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
+    let created = webhook.created_at.as_deref().and_then(crate::event::parse_rfc3339);
     let mut from_it = vec!["x-savvycal-webhook-id".to_owned()];
     if let Some(v) = &version {
         from_it.push(format!("version {v}"));
@@ -373,6 +373,16 @@ mod tests {
         assert!(t.webhook_id.is_none() && t.secret.is_none());
         assert!(t.line.contains("no /v1/webhooks (HTTP 404)") && !t.line.contains("--created-before"), "{}", t.line);
         assert_eq!(t.line.lines().count(), 1);
+    }
+
+    /// The webhook's `created_at` with twelve fractional digits (valid RFC 3339) still becomes
+    /// the default --created-before, to the nanosecond.
+    #[test]
+    fn a_webhook_created_at_with_twelve_fractional_digits_is_read() {
+        let u = url("https://h.example.com/x");
+        let webhook = hook("wh_A", "active", "2026-03-01T09:00:00.123456789012Z");
+        let t = take(Found::ByUrl { webhook, others: 0 }, &u, false, false);
+        assert_eq!(t.created_before.unwrap().to_string(), "2026-03-01T09:00:00.123456789Z");
     }
 
     #[test]
