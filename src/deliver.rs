@@ -336,4 +336,29 @@ mod tests {
         assert!(shown.contains("\nuser-agent: SavvyCal Webhooks (https://savvycal.com)\n"), "{shown}");
         assert!(shown.contains("x-savvycal-webhook-id: wh_01ED74HMFGVZ92YVCWTD8Y8H6X\n"));
     }
+
+    /// The dry run shows the User-Agent that goes out: --user-agent's, or the -H that replaced it,
+    /// once.
+    #[test]
+    fn dry_run_shows_the_user_agent_actually_sent() {
+        let target = |headers: Vec<Header>| Target {
+            url: Url::parse("https://hooks.example.com/in").unwrap(),
+            event_type: "event.created".into(),
+            signing_secret: None,
+            signature_hex: HexCase::Upper,
+            webhook_id: None,
+            version: "2020-11-18".into(),
+            user_agent: HeaderValue::from_static("acme-replay/1"),
+            headers,
+            timeout: Duration::from_secs(30),
+        };
+        let ev = Event::from_raw(bytes::Bytes::from_static(br#"{"id":"event_1"}"#)).unwrap();
+        let d = Deliverer::new(target(Vec::new())).unwrap();
+        let shown = d.render(&d.prepare(&ev));
+        assert!(shown.contains("\nuser-agent: acme-replay/1\n"), "{shown}");
+        let d = Deliverer::new(target(vec!["User-Agent: acme-replay/2".parse().unwrap()])).unwrap();
+        let shown = d.render(&d.prepare(&ev));
+        assert!(shown.contains("\nuser-agent: acme-replay/2\n"), "{shown}");
+        assert_eq!(shown.matches("user-agent:").count(), 1, "{shown}");
+    }
 }
