@@ -107,13 +107,12 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     let got = receiver.stats();
     if !global.quiet {
         errln!(
-            "Receiver saw {} requests: {} unique events, {} duplicates, {} signature failures, {} wrong User-Agent, \
-             {} answered 503/429.",
+            "Receiver saw {} requests: {} unique events, {} duplicates, {} signature failures, {}{} answered 503/429.",
             HumanCount(got.requests),
             HumanCount(got.unique_accepted),
             HumanCount(got.duplicates),
             HumanCount(got.signature_failures),
-            HumanCount(got.user_agent_failures),
+            wrong_user_agent(got.user_agent_failures),
             HumanCount(got.transient),
         );
     }
@@ -191,14 +190,14 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     wait_for_signal().await;
     let s = receiver.stats();
     errln!(
-        "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {} wrong \
-         User-Agent, {} rejected, {} answered 503/429.",
+        "\nReceived {} requests: {} accepted ({} unique events, {} duplicates), {} signature failures, {}{} rejected, \
+         {} answered 503/429.",
         HumanCount(s.requests),
         HumanCount(s.accepted),
         HumanCount(s.unique_accepted),
         HumanCount(s.duplicates),
         HumanCount(s.signature_failures),
-        HumanCount(s.user_agent_failures),
+        wrong_user_agent(s.user_agent_failures),
         HumanCount(s.rejected),
         HumanCount(s.transient)
     );
@@ -208,6 +207,12 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(exit::OK)
+}
+
+/// "N wrong User-Agent, " for the receiver's counts, when there were any (a replay sends the
+/// expected one, so the usual line stays as it was).
+fn wrong_user_agent(n: u64) -> String {
+    if n == 0 { String::new() } else { format!("{} wrong User-Agent, ", HumanCount(n)) }
 }
 
 /// A receiver with the `--capacity`, `--quota`, `--max-in-flight` and `--latency` the user gave.
