@@ -175,11 +175,11 @@ async fn a_page_over_the_cap_suggests_a_smaller_page_size() {
     let out = export_from(&base, &["--page-size", "40"]).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("more than 64 MiB"), "{stderr}");
+    assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
     assert!(stderr.contains("--page-size is 40, try --page-size 10"), "{stderr}");
 
     let out = export_from(&base, &["--page-size", "1"]).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("more than 64 MiB") && !stderr.contains("try --page-size"), "{stderr}");
+    assert!(stderr.contains("larger than 64 MiB") && !stderr.contains("try --page-size"), "{stderr}");
 }

@@ -54,7 +54,7 @@ pub enum SourceError {
          login page answered instead"
     )]
     NotJson { what: String, url: String, kind: &'static str, content_type: String, start: String },
-    #[error("the SavvyCal API answered {what} with more than {max_mib} MiB{hint}")]
+    #[error("the SavvyCal API answered {what} with a body larger than {max_mib} MiB{hint}")]
     TooLarge { what: String, max_mib: usize, hint: String },
     #[error("reading {path}: {error}")]
     Read { path: String, error: std::io::Error },
