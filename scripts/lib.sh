@@ -189,7 +189,9 @@ EOF
 # oha_run N C URL BODY OUT_JSON  — fixed-count POST load; prints requests/s.
 oha_run() {
     local n="$1" c="$2" url="$3" body="$4" out="$5"
-    oha -n "$n" -c "$c" -m POST -H 'content-type: application/json' -D "$body" \
+    # SavvyCal's User-Agent, as savvy-replay sends it: the sink answers any other with 404.
+    oha -n "$n" -c "$c" -m POST -H 'content-type: application/json' \
+        -H 'user-agent: SavvyCal Webhooks (https://savvycal.com)' -D "$body" \
         --no-tui --output-format json "$url" >"$out"
     python3 - "$out" <<'EOF'
 import json, sys
