@@ -9,6 +9,13 @@
 //! * the API: how far `created_at` has advanced from the first event towards the end of the
 //!   selection, `--created-before` or now ([`time_fraction`]).
 //!
+//! The API's fraction assumes bookings were created at a steady pace up to the end of the
+//! selection. `--created-before` (given, or the webhook's `created_at`) is taken as that end. Now is
+//! only an upper bound: a history may have ended months ago, and extrapolating to now overstated a
+//! run's total threefold. With no bound, the end is assumed to lie, on a log scale, halfway between
+//! now and where the history would end if it went on as long again as what has been read
+//! ([`toward_now`]); once half of the span to now has been read, now is taken as the end.
+//!
 //! The events selected so far over that fraction is the estimated total; the remaining events over
 //! the recent delivery speed is the ETA ([`Estimator`]). Both are pure: the progress bar feeds
 //! them readings with their time and shows what they say, so they are unit-tested without a clock.
@@ -37,6 +44,13 @@ pub fn time_fraction(first: Timestamp, latest: Timestamp, end: Timestamp) -> Opt
     Some((done as f64 / span as f64).clamp(0.0, 1.0))
 }
 
+/// The fraction read of a history bounded only by now, from `f`, the fraction of the span up to
+/// now: the geometric mean of `f` (the history goes on until now) and `f / 2` (it goes on as long
+/// again as what has been read), and `f` itself past half of the span.
+pub fn toward_now(f: f64) -> f64 {
+    (f * f.max(0.5)).sqrt()
+}
+
 /// The API's progress through time: the first selected event's `created_at`, the furthest seen
 /// since, and the end of the selection. Pages come ordered by start time, not creation, so the
 /// furthest `created_at` is kept (progress never runs backwards).
@@ -45,12 +59,19 @@ pub struct TimeProgress {
     first: Option<Timestamp>,
     latest: Option<Timestamp>,
     end: Timestamp,
+    /// `end` is now, an upper bound rather than the end of the history.
+    open: bool,
 }
 
 impl TimeProgress {
-    /// `end`: `--created-before`, or now.
+    /// Up to `--created-before` (given, or the webhook's `created_at`): the history's end.
     pub fn new(end: Timestamp) -> TimeProgress {
-        TimeProgress { first: None, latest: None, end }
+        TimeProgress { first: None, latest: None, end, open: false }
+    }
+
+    /// With no bound but `now`, which the history may have ended long before.
+    pub fn until_now(now: Timestamp) -> TimeProgress {
+        TimeProgress { open: true, ..TimeProgress::new(now) }
     }
 
     /// A selected event created at `t`.
@@ -60,7 +81,8 @@ impl TimeProgress {
     }
 
     pub fn fraction(&self) -> Option<f64> {
-        time_fraction(self.first?, self.latest?, self.end)
+        let f = time_fraction(self.first?, self.latest?, self.end)?;
+        Some(if self.open { toward_now(f) } else { f })
     }
 }
 
@@ -285,6 +307,105 @@ mod tests {
             let eta = est.eta.unwrap().as_secs_f64();
             assert!(eta <= 2.0 * truth && eta >= truth / 2.0, "{total} at {speed}/s: ETA {eta} for {truth}");
         }
+    }
+
+    /// Replays a synthetic history (each event's `created_at`, in page order) at a steady speed
+    /// through [`TimeProgress`] and the [`Estimator`], with the reader a page or two ahead of
+    /// delivery. Returns the ETA shown a third of the way in against the real time left, and the
+    /// last estimate (source exhausted, everything done).
+    fn replay_history(created: &[Timestamp], mut clock: TimeProgress) -> ((f64, f64), Estimate) {
+        let total = created.len() as u64;
+        let speed = 100.0;
+        let mut e = Estimator::default();
+        let mut seen = 0u64;
+        let mut at_third = None;
+        let mut tenth = 0u64;
+        loop {
+            let t = tenth as f64 / 10.0;
+            let done = ((t * speed) as u64).min(total);
+            let selected = ((done + 200) / 100 * 100).min(total);
+            while seen < selected {
+                clock.see(created[seen as usize]);
+                seen += 1;
+            }
+            let r = Reading {
+                paced: Some(speed),
+                exhausted: selected == total,
+                ..reading(tenth * 100, done, selected, clock.fraction().filter(|f| *f > 0.0))
+            };
+            let est = e.observe(r);
+            if at_third.is_none() && done * 3 >= total {
+                let eta = est.and_then(|e| e.eta).map_or(f64::INFINITY, |d| d.as_secs_f64());
+                at_third = Some((eta, (total - done) as f64 / speed));
+            }
+            if done == total {
+                return (at_third.unwrap(), est.unwrap());
+            }
+            tenth += 1;
+        }
+    }
+
+    /// `n` events created from `from` to `to`, evenly or (`jitter`) at uneven intervals and out of
+    /// order by up to a day, as pages ordered by start time give them.
+    fn history(n: u64, from: &str, to: &str, jitter: bool) -> Vec<Timestamp> {
+        let (from, to) = (from.parse::<Timestamp>().unwrap(), to.parse::<Timestamp>().unwrap());
+        let span = (to.as_millisecond() - from.as_millisecond()) as f64;
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 1000) as f64 / 1000.0
+        };
+        (0..n)
+            .map(|i| {
+                let x = if jitter { (i as f64 + rand()) / n as f64 } else { i as f64 / n as f64 };
+                let ms = from.as_millisecond() + (x * span) as i64;
+                let back = if jitter { (rand() * 86_400_000.0) as i64 } else { 0 };
+                Timestamp::from_millisecond((ms - back).max(from.as_millisecond())).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn eta_is_within_twice_the_truth_a_third_of_the_way_in_whenever_the_history_ended() {
+        let now: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let cases = [
+            // Ended nine months before now, with no bound: extrapolating to now tripled the total.
+            (
+                "ended months ago",
+                history(6000, "2024-09-01T00:00:00Z", "2025-09-01T00:00:00Z", true),
+                TimeProgress::until_now(now),
+            ),
+            (
+                "runs until now",
+                history(6000, "2024-12-01T00:00:00Z", "2026-12-01T00:00:00Z", true),
+                TimeProgress::until_now(now),
+            ),
+            (
+                "uniform, bounded",
+                history(6000, "2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z", false),
+                TimeProgress::new("2026-01-01T00:00:00Z".parse().unwrap()),
+            ),
+        ];
+        for (name, created, clock) in cases {
+            let ((eta, truth), last) = replay_history(&created, clock);
+            assert!(eta <= 2.0 * truth && eta >= truth / 2.0, "{name}: ETA {eta:.1}s for {truth:.1}s");
+            // At the end the total is exact and all of it is done: the line shows 100%.
+            assert_eq!(
+                (last.total, last.exact, last.eta),
+                (created.len() as u64, true, Some(Duration::ZERO)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_history_bounded_by_now_is_read_at_least_as_far_as_its_span_says() {
+        assert!((toward_now(0.75) - 0.75).abs() < 1e-9);
+        assert!((toward_now(0.5) - 0.5).abs() < 1e-9);
+        assert!((toward_now(0.02) - 0.1).abs() < 1e-9);
+        assert!(toward_now(0.1) > 0.1);
     }
 
     #[test]

@@ -127,8 +127,10 @@ async fn produce(
     let limit = sel.limit.unwrap_or(u64::MAX);
     // How far through the source we are, for the bar's total and ETA ([`crate::estimate`]): a
     // file by its bytes, the API by `created_at` towards the end of the selection.
-    let mut clock = matches!(source, Source::Api(_))
-        .then(|| TimeProgress::new(sel.created_before.unwrap_or_else(jiff::Timestamp::now)));
+    let mut clock = matches!(source, Source::Api(_)).then(|| match sel.created_before {
+        Some(end) => TimeProgress::new(end),
+        None => TimeProgress::until_now(jiff::Timestamp::now()),
+    });
     let mut read_before = 0.0;
     'pages: while !cancel.is_cancelled() && counters.selected.load(Relaxed) < limit {
         let batch = tokio::select! {
