@@ -73,6 +73,11 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         };
         attempts += 1;
         s.counters.record_attempt(a.status(), a.latency());
+        // Counted when it goes out, not when its wait ends: a wait can end in an outage's give-up
+        // or an interrupt with no request sent, and a first attempt is never a retry.
+        if attempts > 1 {
+            s.counters.retries.fetch_add(1, Relaxed);
+        }
         if let Attempt::NoAnswer { cause, .. } = &a {
             s.counters.record_error(*cause);
         }
@@ -143,7 +148,6 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
                 if cancelled {
                     return outcome(Status::Pending, attempts, last_status, last_error);
                 }
-                s.counters.retries.fetch_add(1, Relaxed);
             }
         }
     }

@@ -183,3 +183,51 @@ async fn a_page_over_the_cap_suggests_a_smaller_page_size() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("larger than 64 MiB") && !stderr.contains("try --page-size"), "{stderr}");
 }
+
+/// Events that got at least one request, and the requests they got, as the ledger records them.
+fn tried_in_ledger(ledger: &std::path::Path) -> (u64, u64) {
+    let db = rusqlite::Connection::open(ledger).unwrap();
+    let (n, sum): (i64, i64) = db
+        .query_row("SELECT count(*), coalesce(sum(attempts), 0) FROM outcomes WHERE attempts > 0", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    (n as u64, sum as u64)
+}
+
+/// A first attempt is not a retry: retries = requests − events that got at least one. Against a
+/// closed port the run waits out an outage and gives up (exit 4); a retry whose wait ended there
+/// sent nothing and was once counted all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_requests_after_each_events_first_on_a_closed_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = replay_file(dir.path(), 8, &format!("http://127.0.0.1:{port}/hook"), 3).await;
+    assert!(matches!(out.status.code(), Some(1 | 4)), "{}", text(&out.stderr));
+    let s = summary(&out);
+    let (tried, attempts) = tried_in_ledger(&dir.path().join("ledger.db"));
+    assert!(tried >= 1, "{s}");
+    assert_eq!(s["attempts"].as_u64(), Some(attempts), "{s}");
+    assert_eq!(s["retries"].as_u64(), Some(attempts - tried), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_requests_after_each_events_first_against_a_flaky_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcv = receiver(savvy_replay::fake::ReceiverConfig {
+        fail_rate: 0.5,
+        retry_after_secs: 0,
+        seed: 7,
+        ..signed_receiver()
+    })
+    .await;
+    let out = replay_file(dir.path(), 20, &rcv.url(), 10).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = summary(&out);
+    let attempts = s["attempts"].as_u64().unwrap();
+    assert!(attempts > 20, "the receiver failed some: {s}");
+    assert_eq!(s["retries"].as_u64(), Some(attempts - 20), "{s}");
+    let db = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    let sum: i64 = db.query_row("SELECT sum(attempts) FROM outcomes", [], |r| r.get(0)).unwrap();
+    assert_eq!(sum as u64, attempts);
+}
