@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
 use crate::config::{self, ParseError};
 use crate::error::{AppError, exit};
+use crate::hint;
 use crate::ledger::{self, Status};
-use crate::report::{is_broken_pipe, open_out, print_report};
+use crate::report::{Kept, is_broken_pipe, open_out, print_report};
 use crate::signal::spawn_signal_handler;
 use crate::words;
 use crate::{pipeline, producer};
@@ -127,9 +128,13 @@ async fn run(cfg: config::RunConfig) -> Result<u8, AppError> {
     spawn_signal_handler(cancel.clone());
     let json = cfg.json;
     let quiet = cfg.quiet;
-    let ledger_path = cfg.ledger.clone();
+    let kept = Kept {
+        ledger: cfg.ledger.clone(),
+        webhook_key: ledger::target_key(&cfg.webhook_url),
+        event_type: cfg.event_type.clone(),
+    };
     let report = pipeline::run(cfg, cancel).await?;
-    print_report(&report, json, quiet, Some(&ledger_path));
+    print_report(&report, json, quiet, Some(&kept));
     Ok(report.exit_code())
 }
 
@@ -237,7 +242,9 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
             text.push_str(&format!("    … and {} more\n", HumanCount(open - t.open.len() as u64)));
         }
         if t.failed > 0 {
-            text.push_str("  export the failed events: savvy-replay failed --out failed.ndjson\n");
+            // With more than one target, `failed` needs to be told which one.
+            let target = (targets.len() > 1).then_some((t.webhook_url.as_str(), t.event_type.as_str()));
+            text.push_str(&format!("  export the failed events: {}\n", hint::failed(path, target, true)));
         }
     }
     crate::console::stdout(&text);

@@ -28,6 +28,7 @@ pub(crate) mod error;
 pub(crate) mod estimate;
 pub(crate) mod event;
 pub mod fake;
+pub(crate) mod hint;
 pub(crate) mod http;
 pub(crate) mod ledger;
 pub(crate) mod pacing;

@@ -374,3 +374,64 @@ async fn bash_completes_run_flags() {
     assert!(got.lines().any(|l| l == "--webhook-id"), "{got}");
     assert!(!got.lines().any(|l| l == "--token"), "only what matches --webh: {got}");
 }
+
+/// Run a command the tool printed, split as a shell would, from `cwd`.
+async fn run_printed(line: &str, cwd: &std::path::Path) -> std::process::Output {
+    let start = line.find("savvy-replay ").unwrap_or_else(|| panic!("no command in {line:?}"));
+    let words = shlex::split(&line[start..]).unwrap_or_else(|| panic!("not shell words: {line:?}"));
+    assert_eq!(words[0], "savvy-replay");
+    tokio::process::Command::new(bin()).args(&words[1..]).current_dir(cwd).output().await.unwrap()
+}
+
+fn ids_in(path: &std::path::Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_to_string(path).unwrap().lines().map(id_of).collect();
+    ids.sort();
+    ids
+}
+
+/// The hints name the ledger (quoted: its path has a space) and, with two targets in it, the
+/// target: pasted as printed, each writes its own failed events, not the default ledger's nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_hints_of_status_and_the_summary_work_when_pasted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("my ledgers")).unwrap();
+    let ledger = dir.path().join("my ledgers/l2.db");
+    let events = generate_bookings(6, 11);
+    let ids: Vec<String> = events.iter().map(|e| id_of(e)).collect();
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, events.join("\n") + "\n").unwrap();
+    let mut rejected = vec![vec![ids[1].clone(), ids[4].clone()], vec![ids[2].clone()]];
+    for r in &mut rejected {
+        r.sort();
+    }
+    let mut summaries = Vec::new();
+    for reject in &rejected {
+        let rcv = receiver(ReceiverConfig { reject_ids: reject.clone(), ..signed_receiver() }).await;
+        let out = run_bin(&input_args(&input, &rcv, &ledger)).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        summaries.push(text(&out.stderr));
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    // The summary's hint, between its backticks.
+    for (stderr, reject) in summaries.iter().zip(&rejected) {
+        let start = stderr.find("`savvy-replay failed").unwrap_or_else(|| panic!("{stderr}"));
+        let line = &stderr[start + 1..];
+        let line = &line[..line.find('`').unwrap()];
+        let out = run_printed(line, cwd.path()).await;
+        assert!(out.status.success(), "{line}: {}", text(&out.stderr));
+        assert_eq!(&ids_in(&cwd.path().join("failed.ndjson")), reject, "{line}");
+    }
+    let out = bin_output(&["status", "--ledger", &ledger.display().to_string()]).await;
+    let stdout = text(&out.stdout);
+    let hints: Vec<&str> = stdout.lines().filter(|l| l.contains("savvy-replay failed")).collect();
+    assert_eq!(hints.len(), 2, "{stdout}");
+    let mut exported = Vec::new();
+    for line in hints {
+        let out = run_printed(line, cwd.path()).await;
+        assert!(out.status.success(), "{line}: {}", text(&out.stderr));
+        exported.push(ids_in(&cwd.path().join("failed.ndjson")));
+    }
+    exported.sort();
+    rejected.sort();
+    assert_eq!(exported, rejected, "{stdout}");
+}

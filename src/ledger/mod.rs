@@ -29,6 +29,7 @@ mod writer;
 
 use open::{Opened, SCHEMA_VERSION};
 pub use read::{read_status, write_failed};
+pub(crate) use target::target_key;
 use writer::{Msg, writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

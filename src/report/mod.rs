@@ -4,7 +4,7 @@
 use crate::console::errln;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -205,12 +205,21 @@ impl Report {
     }
 }
 
+/// Where a run's outcomes are kept, for the hints that point there.
+pub struct Kept {
+    pub ledger: std::path::PathBuf,
+    /// The webhook URL as the ledger keys it (a password in it hashed).
+    pub webhook_key: String,
+    pub event_type: String,
+}
+
 /// The end of a run as the user sees it: dry-run report, human summary, hints, JSON.
 ///
-/// `ledger_path` is where the run's state is kept; `None` when it is not kept (the demo's ledger
+/// `kept` is where the run's state is kept; `None` when it is not kept (the demo's ledger
 /// lives in a temporary directory deleted on exit): then no hint says to rerun or to look at the
 /// ledger, because that advice would not work.
-pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: Option<&Path>) {
+pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept>) {
+    let ledger_path = kept.map(|k| k.ledger.as_path());
     let s = &report.summary;
     if let Some(text) = &report.dry_run_text {
         if json {
@@ -259,7 +268,8 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: Optio
             );
         }
     }
-    if let Some(ledger_path) = ledger_path.filter(|_| !quiet && !s.dry_run && report.gave_up.is_none()) {
+    if let Some(kept) = kept.filter(|_| !quiet && !s.dry_run && report.gave_up.is_none()) {
+        let ledger_path = kept.ledger.as_path();
         if s.interrupted {
             errln!(
                 "Progress is saved in {}; run the same command again to continue where this run stopped.",
@@ -267,9 +277,11 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: Optio
             );
         } else if s.failed > 0 {
             errln!(
-                "{} for good: `savvy-replay status` shows why; `savvy-replay failed --out failed.ndjson` exports them, \
-                 and `run --only-failed` retries them.",
-                crate::words::count(s.failed, "event failed", "events failed")
+                "{} for good: `{}` shows why; `{}` exports them, \
+                 and the same command with --only-failed retries them.",
+                crate::words::count(s.failed, "event failed", "events failed"),
+                crate::hint::status(ledger_path),
+                crate::hint::failed(ledger_path, Some((&kept.webhook_key, &kept.event_type)), false),
             );
         }
     }
