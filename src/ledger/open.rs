@@ -95,6 +95,7 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
         } else if version == 1 {
             target::migrate_v1(&mut conn)?;
         }
+        target::fold_earlier_spelling(&conn, &webhook_url, event_type)?;
         conn.execute(
             "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (webhook_url, event_type) DO NOTHING",

@@ -116,13 +116,15 @@ pub fn write_failed(
         .prepare(
             "SELECT o.event_id, min(o.body) FROM outcomes o JOIN targets t ON t.id = o.target_id
              WHERE o.status = 2 AND o.body IS NOT NULL
-               AND (?1 IS NULL OR t.webhook_url IN (?1, ?3)) AND (?2 IS NULL OR t.event_type = ?2)
+               AND (?1 IS NULL OR t.webhook_url IN (?1, ?3, ?4)) AND (?2 IS NULL OR t.event_type = ?2)
              GROUP BY o.event_id ORDER BY min(o.first_at), o.event_id",
         )
         .map_err(sq)?;
     // The URL as a run keys it ([`super::target`]), or as given, for a ledger not yet migrated.
     let key = webhook_url.map(super::target::key_of_text);
-    let mut rows = stmt.query(params![webhook_url, event_type, key]).map_err(sq)?;
+    // A target an earlier version keyed with a trailing slash, not yet folded by a run.
+    let earlier = key.as_deref().and_then(super::target::earlier_keys);
+    let mut rows = stmt.query(params![webhook_url, event_type, key, earlier]).map_err(sq)?;
     let mut n = 0;
     let write_err = |error| LedgerError::Io { action: "write failed events from", path: path.to_owned(), error };
     while let Some(r) = rows.next().map_err(sq)? {

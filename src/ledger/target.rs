@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use percent_encoding::percent_decode_str;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -20,13 +20,10 @@ use url::Url;
 /// SHA-256 table, only against guesses made for this use.
 const PASSWORD_SALT: &[u8] = b"savvy-replay ledger target password v2\0";
 
-/// The ledger's name for the webhook `url` (schema 2).
+/// The ledger's name for the webhook `url` (schema 2): its canonical spelling
+/// ([`crate::target_url`]) with the password hashed.
 pub(crate) fn target_key(url: &Url) -> String {
-    let mut key = url.clone();
-    key.set_fragment(None);
-    if key.query() == Some("") {
-        key.set_query(None);
-    }
+    let mut key = crate::target_url::canonical(url);
     if let Some(password) = url.password() {
         // Hash what the receiver gets (the decoded password), so `%41` and `A` are one target.
         let decoded: Vec<u8> = percent_decode_str(password).collect();
@@ -42,6 +39,50 @@ pub(crate) fn target_key(url: &Url) -> String {
 /// text itself when it does not parse (it was then never a URL this tool sent to).
 pub(crate) fn key_of_text(url: &str) -> String {
     Url::parse(url).map_or_else(|_| url.to_owned(), |u| target_key(&u))
+}
+
+/// The keys a URL had before trailing slashes stopped counting: `key`, and `key` with the path's
+/// slash (targets written by earlier versions for `…/hook/`).
+pub(crate) fn earlier_keys(key: &str) -> Option<String> {
+    let url = Url::parse(key).ok()?;
+    if url.path().ends_with('/') || url.cannot_be_a_base() {
+        return None;
+    }
+    let mut slashed = url.clone();
+    slashed.set_path(&format!("{}/", url.path()));
+    Some(slashed.into())
+}
+
+/// Fold a target an earlier version keyed `…/hook/` into this one's key `…/hook` (same event
+/// type): renamed when `key` has no target yet, else merged as [`migrate_v1`] merges. Only the
+/// target being opened, so a ledger is never rewritten wholesale.
+pub(super) fn fold_earlier_spelling(conn: &Connection, key: &str, event_type: &str) -> rusqlite::Result<()> {
+    let Some(old) = earlier_keys(key) else { return Ok(()) };
+    let id_of = |k: &str| {
+        conn.query_row(
+            "SELECT id FROM targets WHERE webhook_url = ?1 AND event_type = ?2",
+            params![k, event_type],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+    };
+    let Some(old_id) = id_of(&old)? else { return Ok(()) };
+    match id_of(key)? {
+        None => {
+            conn.execute("UPDATE targets SET webhook_url = ?1 WHERE id = ?2", params![key, old_id])?;
+        }
+        Some(id) => {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let merged = (|| {
+                conn.execute(MERGE, params![id, old_id])?;
+                conn.execute("DELETE FROM outcomes WHERE target_id = ?1", [old_id])?;
+                conn.execute("DELETE FROM targets WHERE id = ?1", [old_id])
+            })();
+            conn.execute_batch(if merged.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+            merged?;
+        }
+    }
+    Ok(())
 }
 
 /// Rewrite a schema-1 ledger's target keys as [`target_key`] and mark it schema 2, in one

@@ -163,21 +163,9 @@ fn pick(mut matches: Vec<Webhook>) -> Option<Webhook> {
     matches.into_iter().next()
 }
 
-/// Whether a webhook's URL is `--webhook-url`, as a user would judge it: scheme and host in any
-/// case, a default port written or not, a trailing slash or not, credentials and fragment aside.
-/// The path and query must match exactly (a receiver may route on either).
+/// Whether a webhook's URL is `--webhook-url`: the same target ([`crate::target_url`]).
 pub fn same_url(ours: &Url, theirs: &str) -> bool {
-    let Ok(theirs) = Url::parse(theirs.trim()) else { return false };
-    let key = |u: &Url| {
-        (
-            u.scheme().to_owned(),
-            u.host_str().map(str::to_ascii_lowercase),
-            u.port_or_known_default(),
-            u.path().trim_end_matches('/').to_owned(),
-            u.query().filter(|q| !q.is_empty()).map(str::to_owned),
-        )
-    };
-    key(ours) == key(&theirs)
+    Url::parse(theirs.trim()).is_ok_and(|theirs| crate::target_url::same(ours, &theirs))
 }
 
 /// What the run takes from the webhook, given what the user set themselves, and the one line
