@@ -256,3 +256,88 @@ async fn ctrl_c_before_the_api_answers_exits_130() {
     }
     assert_eq!(rcv.stats().requests, 0);
 }
+
+/// `input_args` to `url` instead of the receiver's own spelling, with the JSON summary.
+fn to_url(
+    input: &std::path::Path,
+    rcv: &savvy_replay::fake::Receiver,
+    ledger: &std::path::Path,
+    url: &str,
+) -> Vec<String> {
+    let mut args = input_args(input, rcv, ledger);
+    let at = args.iter().position(|a| a == "--webhook-url").unwrap() + 1;
+    args[at] = url.to_owned();
+    args.push("--json".into());
+    args
+}
+
+/// The webhook lookup takes `…/webhook/` for `…/webhook`; so does the ledger: a dry run and a run
+/// to the other spelling skip everything, and `status` shows one target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_slash_is_the_same_target_for_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcv = receiver(signed_receiver()).await;
+    let ledger = dir.path().join("ledger.db");
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, generate_bookings(12, 21).join("\n") + "\n").unwrap();
+    let first = run_bin(&to_url(&input, &rcv, &ledger, &rcv.url())).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let slashed = format!("{}/", rcv.url());
+    let mut dry = to_url(&input, &rcv, &ledger, &slashed);
+    dry.push("--dry-run".into());
+    let out = run_bin(&dry).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["skipped"], 12, "{}", text(&out.stderr));
+    let out = run_bin(&to_url(&input, &rcv, &ledger, &slashed)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = summary(&out);
+    assert_eq!((s["skipped"].as_u64(), s["attempts"].as_u64()), (Some(12), Some(0)), "{s}");
+    assert_eq!(rcv.stats().requests, 12, "nothing sent twice");
+    let status = run_bin(&["status".into(), "--ledger".into(), ledger.display().to_string()]).await;
+    let status = text(&status.stdout);
+    assert_eq!(status.matches("delivered 12").count(), 1, "{status}");
+}
+
+/// A schema-2 ledger written by the release before trailing slashes stopped counting keys a run
+/// to `…/webhook/` as `…/webhook/`: a run to either spelling still finds its outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_kept_under_a_trailing_slash_by_an_earlier_release_are_found() {
+    for (earlier, now) in [("/", ""), ("/", "/")] {
+        let dir = tempfile::tempdir().unwrap();
+        let rcv = receiver(signed_receiver()).await;
+        let ledger = dir.path().join("ledger.db");
+        let input = dir.path().join("events.ndjson");
+        std::fs::write(&input, generate_bookings(5, 22).join("\n") + "\n").unwrap();
+        let first = run_bin(&to_url(&input, &rcv, &ledger, &rcv.url())).await;
+        assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+        // What the release wrote for `run --webhook-url …/webhook/`.
+        let db = rusqlite::Connection::open(&ledger).unwrap();
+        let n = db.execute("UPDATE targets SET webhook_url = webhook_url || ?1", [earlier]).unwrap();
+        assert_eq!(n, 1);
+        drop(db);
+        let out = run_bin(&to_url(&input, &rcv, &ledger, &format!("{}{now}", rcv.url()))).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(summary(&out)["skipped"], 5, "{now:?}: {}", text(&out.stderr));
+        assert_eq!(rcv.stats().requests, 5, "nothing sent twice");
+    }
+}
+
+/// A dry run records nothing, so `status` does not list its target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_is_not_a_target_in_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcv = receiver(signed_receiver()).await;
+    let ledger = dir.path().join("ledger.db");
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, generate_bookings(3, 23).join("\n") + "\n").unwrap();
+    let first = run_bin(&to_url(&input, &rcv, &ledger, &rcv.url())).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let mut dry = to_url(&input, &rcv, &ledger, "https://elsewhere.example.com/hook");
+    dry.push("--dry-run".into());
+    let out = run_bin(&dry).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let status = run_bin(&["status".into(), "--ledger".into(), ledger.display().to_string()]).await;
+    let stdout = text(&status.stdout);
+    assert!(!stdout.contains("elsewhere"), "{stdout}");
+    assert!(stdout.contains("delivered 3"), "{stdout}");
+}

@@ -86,6 +86,10 @@ pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>
             .map_err(sq)?
             .collect::<Result<_, _>>()
             .map_err(sq)?;
+        if counts.iter().all(|n| *n == 0) {
+            // Nothing recorded for it (a dry run, or a run that sent nothing): not a target to show.
+            continue;
+        }
         out.push(TargetStatus {
             webhook_url,
             event_type,
