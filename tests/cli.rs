@@ -435,3 +435,41 @@ async fn the_failed_hints_of_status_and_the_summary_work_when_pasted() {
     rejected.sort();
     assert_eq!(exported, rejected, "{stdout}");
 }
+
+/// Wrapper scripts append flags: a repeated flag's last value wins instead of an error, and a
+/// repeatable one (-H) keeps every value.
+#[tokio::test]
+async fn a_repeated_flag_takes_its_last_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, generate_bookings(2, 31).join("\n") + "\n").unwrap();
+    let (input, ledger) = (input.display().to_string(), dir.path().join("l.db").display().to_string());
+    let out = bin_output(&[
+        "run",
+        "--input",
+        &input,
+        "--webhook-url",
+        "https://h.example.com/hook",
+        "--ledger",
+        &ledger,
+        "--dry-run",
+        "--rate",
+        "5",
+        "--concurrency",
+        "3",
+        "--rate",
+        "10",
+        "--concurrency",
+        "4",
+        "-H",
+        "X-One: 1",
+        "-H",
+        "X-Two: 2",
+    ])
+    .await;
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("--rate 10") && all.contains("--concurrency 4"), "{all}");
+    assert!(all.contains("x-one: 1") || all.contains("X-One: 1"), "{all}");
+    assert!(all.contains("x-two: 2") || all.contains("X-Two: 2"), "{all}");
+}

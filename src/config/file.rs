@@ -162,7 +162,9 @@ pub fn command() -> clap::Command {
         for name in names {
             cmd = cmd.mut_subcommand(name, with_negations);
         }
-        cmd
+        // Wrapper scripts append flags: the last of a repeated flag wins, as in most CLIs
+        // (repeatable ones such as -H still add up).
+        cmd.args_override_self(true)
     }
     with_negations(<cli::Cli as clap::CommandFactory>::command())
 }
