@@ -92,7 +92,8 @@ impl Summary {
     }
 
     /// The human summary (for stderr). `stopped`: why the run ended before its end, in words.
-    pub fn human(&self, target: &str, pending: u64, stopped: Option<&str>) -> String {
+    /// `kept`: the ledger outlives the run, so the next run starts from a settled `--rate auto`.
+    pub fn human(&self, target: &str, pending: u64, stopped: Option<&str>, kept: bool) -> String {
         let mut s = String::new();
         let elapsed = format!("{:.1}s", self.elapsed_secs);
         let head = match stopped {
@@ -138,9 +139,13 @@ impl Summary {
                 s.push_str(&format!("  responses: {}\n", codes.join(", ")));
             }
             if let (RateMode::Auto, Some(r)) = (self.rate.mode, self.rate.final_per_sec) {
-                s.push_str(&format!(
-                    "  --rate auto settled on {r:.1}/s (the next auto run to this webhook starts there)\n"
-                ));
+                if kept {
+                    s.push_str(&format!(
+                        "  --rate auto settled on {r:.1}/s (the next auto run to this webhook starts there)\n"
+                    ));
+                } else {
+                    s.push_str(&format!("  --rate auto settled on {r:.1}/s\n"));
+                }
             }
             // oha's "error distribution": the attempts the statuses above do not account for.
             let errors: Vec<String> = self.errors.iter().map(|(c, n)| format!("{c} ×{}", HumanCount(*n))).collect();
@@ -235,7 +240,7 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
         } else {
             None
         };
-        crate::console::stderr(&s.human(&report.target, report.pending, stopped));
+        crate::console::stderr(&s.human(&report.target, report.pending, stopped, kept.is_some()));
         if let Some(line) = &report.webhook {
             errln!("{line}");
         }
@@ -380,8 +385,12 @@ mod tests {
         c.pace.set_rate(Some(187.54), true);
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         assert_eq!(serde_json::to_value(s.rate).unwrap(), serde_json::json!({"mode": "auto", "final_per_sec": 187.5}));
-        assert!(s.human("t", 0, None).contains("settled on 187.5/s"), "{}", s.human("t", 0, None));
+        assert!(s.human("t", 0, None, true).contains("settled on 187.5/s"), "{}", s.human("t", 0, None, true));
+        assert!(s.human("t", 0, None, true).contains("the next auto run"));
+        // The demo's ledger is deleted with it: no next run starts from there.
+        let demo = s.human("t", 0, None, false);
+        assert!(demo.contains("settled on 187.5/s") && !demo.contains("next"), "{demo}");
         assert_eq!(v["errors"], serde_json::json!({"connection refused": 1}));
-        assert!(s.human("t", 0, None).contains("no answer: connection refused ×1"));
+        assert!(s.human("t", 0, None, true).contains("no answer: connection refused ×1"));
     }
 }
