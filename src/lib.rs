@@ -45,6 +45,7 @@ pub(crate) mod retry;
 pub(crate) mod signal;
 pub mod signature;
 pub(crate) mod source;
+pub(crate) mod stop;
 pub(crate) mod target_url;
 pub(crate) mod tls;
 pub(crate) mod webhook_defaults;

@@ -28,6 +28,7 @@ use crate::producer::{Produced, open_source, produced, spawn_producer};
 use crate::progress::{Counters, Progress};
 use crate::report::{DryRun, RateSummary, Report, Summary};
 use crate::source::Source;
+use crate::stop::{AuthUsed, FirstAnswers, Stopper};
 use crate::worker::{Shared, work};
 
 /// Run the replay described by `cfg` until done or `cancel`led.
@@ -117,8 +118,22 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let pacer = Pacer::new(mode, cfg.burst, outage, stop.clone(), counters.pace.clone());
     pacer.log_start(ledger.settled_rate().is_some());
     let progress = Progress::start(counters.clone(), !cfg.quiet, limit);
-    let shared =
-        Arc::new(Shared { deliverer, pacer, retry: cfg.retry, counters: counters.clone(), cancel: stop, in_flight });
+    let auth = AuthUsed {
+        signed: cfg.signing_secret.is_some(),
+        basic: !cfg.webhook_url.username().is_empty() || cfg.webhook_url.password().is_some(),
+        headers: !cfg.headers.is_empty(),
+    };
+    let shared = Arc::new(Shared {
+        deliverer,
+        pacer,
+        retry: cfg.retry,
+        counters: counters.clone(),
+        stopper: Arc::new(Stopper::new(stop.clone())),
+        cancel: stop,
+        in_flight,
+        first_answers: FirstAnswers::new(cfg.concurrency),
+        auth,
+    });
     let workers: Vec<_> =
         (0..cfg.concurrency).map(|_| tokio::spawn(work(shared.clone(), rx.clone(), ledger.handle()))).collect();
     drop(rx);
@@ -158,6 +173,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         undated: produced.undated,
         pending: counters.pending.load(Relaxed),
         gave_up: shared.pacer.gave_up(),
+        stopped: shared.stopper.reason(),
         dry_run_text: None,
         target: target_name,
         webhook,
@@ -219,6 +235,7 @@ async fn dry_run(
         undated: produced.undated,
         pending: 0,
         gave_up: None,
+        stopped: None,
         dry_run_text: Some(text),
         target: target_name,
         webhook,

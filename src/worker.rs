@@ -17,6 +17,7 @@ use crate::ledger::{Committed, LedgerError, LedgerHandle, Outcome, Status};
 use crate::pacing::{self, Pacer, Turn};
 use crate::progress::Counters;
 use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
+use crate::stop::{self, AuthUsed, FirstAnswers, StopReason, Stopper};
 
 /// Everything a worker shares with the others.
 pub struct Shared {
@@ -28,6 +29,12 @@ pub struct Shared {
     pub cancel: CancellationToken,
     /// Ids queued and not yet recorded; a worker clears an id once its outcome is committed.
     pub in_flight: Arc<InFlight>,
+    /// Stops the run for a reason (its token is `cancel`).
+    pub stopper: Arc<Stopper>,
+    /// A receiver that rejects every first answer stops the run.
+    pub first_answers: FirstAnswers,
+    /// What the requests authenticate with, for the advice when they are rejected.
+    pub auth: AuthUsed,
 }
 
 /// Deliver one event: attempts through the gate, retries per policy. Never returns early without
@@ -88,7 +95,8 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             Attempt::NoAnswer { kind, .. } => AttemptResult::Transport(*kind),
         };
         let now = SystemTime::now();
-        let verdict = classify(result, now, s.retry.backoff.max);
+        let mut verdict = classify(result, now, s.retry.backoff.max);
+        let answered = a.status();
         let pace = pacing::Outcome::from_attempt(result, now, s.retry.backoff.max);
         last_status = a.status();
         let latency = a.latency();
@@ -101,6 +109,22 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         let spends = s.pacer.record(pace, latency, probe, last_error.as_deref(), sending.as_ref());
         // No longer in flight: a backoff is not a request.
         drop(sending);
+        let mut held = false;
+        if let Some(status) = answered {
+            match s.first_answers.observe(status) {
+                stop::Verdict::Usual => {}
+                // Not failed yet: the credentials may be what is wrong, not this event.
+                stop::Verdict::Hold => {
+                    verdict = Verdict::Retry { after: None };
+                    held = true;
+                }
+                stop::Verdict::Stop { answers } => {
+                    s.stopper.stop(StopReason::Rejected { status, answers, auth: s.auth });
+                    return outcome(Status::Pending, attempts, last_status, last_error);
+                }
+            }
+        }
+        let spends = spends && !held;
         debug!(event = %ev.id, status = ?last_status, latency_ms = latency.as_secs_f64() * 1e3, probe, "attempt");
         match verdict {
             Verdict::Delivered => return outcome(Status::Delivered, attempts, last_status, None),
@@ -130,6 +154,8 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
                 };
                 let counted = if spends {
                     format!("retry {spent}/{}", s.retry.max_retries)
+                } else if held {
+                    "a rejection among the run's first answers is retried, not counted".to_owned()
                 } else {
                     "the webhook looks unreachable, so this retry is not counted".to_owned()
                 };

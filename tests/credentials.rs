@@ -226,3 +226,36 @@ async fn a_base_with_credentials_built_by_hand_sends_nothing() {
     assert!(api.webhook_requests().is_empty(), "{:?}", api.webhook_requests());
     assert_eq!(rcv.stats().requests, 0);
 }
+
+/// A receiver that checks signatures with another secret answers 401 to everything: the run says
+/// so after its first answers and stops with exit 2, naming the flags, with the events left
+/// pending (none failed); the rerun with the right secret delivers them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_stops_the_run_early_and_the_rerun_with_the_right_one_delivers_all() {
+    const RIGHT: &str = "whsec_the_receivers_own_secret";
+    let dir = tempfile::tempdir().unwrap();
+    let rcv = receiver(ReceiverConfig { secret: Some(RIGHT.into()), ..signed_receiver() }).await;
+    let ledger = dir.path().join("ledger.db");
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, savvy_replay::fake::generate_bookings(40, 41).join("\n") + "\n").unwrap();
+    let mut args = input_args(&input, &rcv, &ledger);
+    args.extend(["--concurrency".into(), "4".into()]);
+    // SAVVYCAL_WEBHOOK_SECRET (run_bin) is not the receiver's.
+    let out = run_bin(&args).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("rejects the signature or credentials"), "{stderr}");
+    assert!(stderr.contains("--signing-secret") && stderr.contains("SAVVYCAL_WEBHOOK_SECRET"), "{stderr}");
+    assert!(!stderr.contains(SECRET) && !stderr.contains(RIGHT), "{stderr}");
+    let sent = rcv.stats().requests;
+    assert!(sent < 40, "stopped early, not after trying every event: {sent} requests");
+
+    let status = run_bin(&["status".into(), "--ledger".into(), ledger.display().to_string()]).await;
+    let status = text(&status.stdout);
+    assert!(status.contains("failed 0") && !status.contains("pending 0"), "{status}");
+
+    args.extend(["--signing-secret".into(), RIGHT.into()]);
+    let out = run_bin(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rcv.stats().unique_accepted, 40);
+}

@@ -176,6 +176,8 @@ pub struct Report {
     /// The run stopped because the webhook was unreachable for `--give-up-after` (exit status 4):
     /// the cause, in words.
     pub gave_up: Option<String>,
+    /// The run stopped early for a reason ([`crate::stop`]): its exit status and advice.
+    pub stopped: Option<crate::stop::StopReason>,
     /// `--dry-run`: the human report (count, ETA, sample request).
     pub dry_run_text: Option<String>,
     /// Where events went, for the human summary.
@@ -198,6 +200,8 @@ impl Report {
             exit::USAGE
         } else if self.summary.interrupted {
             exit::INTERRUPTED
+        } else if let Some(reason) = &self.stopped {
+            reason.exit_code()
         } else if self.gave_up.is_some() {
             exit::UNREACHABLE
         } else if self.source_error.is_some() || self.malformed_count > 0 || self.undated.count > 0 {
@@ -238,7 +242,7 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
         } else if report.gave_up.is_some() {
             Some("the webhook was unreachable")
         } else {
-            None
+            report.stopped.as_ref().map(crate::stop::StopReason::short)
         };
         crate::console::stderr(&s.human(&report.target, report.pending, stopped, kept.is_some()));
         if let Some(line) = &report.webhook {
@@ -264,6 +268,9 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
             errln!("The events fetched before the failure were processed; run the same command again to continue.");
         }
     }
+    if let Some(reason) = &report.stopped {
+        errln!("Error: {}", reason.message());
+    }
     if let Some(cause) = &report.gave_up {
         errln!("Error: {cause}.");
         if let Some(ledger_path) = ledger_path {
@@ -273,7 +280,7 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
             );
         }
     }
-    if let Some(kept) = kept.filter(|_| !quiet && !s.dry_run && report.gave_up.is_none()) {
+    if let Some(kept) = kept.filter(|_| !quiet && !s.dry_run && report.gave_up.is_none() && report.stopped.is_none()) {
         let ledger_path = kept.ledger.as_path();
         if s.interrupted {
             errln!(
