@@ -239,13 +239,15 @@ async fn a_receiver_verifying_as_savvycal_documents_rejects_lowercase_signatures
     assert_eq!(report.summary.delivered, 25);
     assert!(strict.deliveries().iter().all(|d| d.signature_ok == Some(true) && d.status == 200));
 
-    // Lowercase: the same HMAC, and every request is refused.
+    // Lowercase: the same HMAC, and every request is refused: the run stops at its first answers
+    // (exit 2), with nothing marked failed.
     let strict = receiver(signed_receiver()).await;
     let mut cfg = config(&api, &strict, &dir.path().join("b.db"));
     cfg.signature_hex = HexCase::Lower;
     cfg.retry.max_retries = 0;
     let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
-    assert_eq!((report.summary.delivered, report.summary.failed), (0, 25));
+    assert_eq!((report.summary.delivered, report.summary.failed, report.exit_code()), (0, 0, 2));
+    assert!(!strict.deliveries().is_empty());
     for d in strict.deliveries() {
         assert_eq!((d.status, d.signature_ok), (401, Some(false)));
         let sig = d.headers["x-savvycal-signature"].to_str().unwrap();
