@@ -209,7 +209,9 @@ async fn a_wrong_signing_secret_is_caught_by_the_receiver() {
 
     let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();
 
-    assert_eq!(report.summary.failed, 5);
+    // Every first answer a 401: the run stops (exit 2) with the events pending, not failed.
+    assert_eq!((report.summary.failed, report.summary.delivered, report.exit_code()), (0, 0, 2));
+    assert!(!rcv.deliveries().is_empty());
     assert!(rcv.deliveries().iter().all(|d| d.signature_ok == Some(false)));
 }
 
