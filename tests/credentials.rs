@@ -9,7 +9,7 @@ use std::path::Path;
 
 use base64::Engine;
 use common::*;
-use savvy_replay::fake::ReceiverConfig;
+use savvy_replay_fake::ReceiverConfig;
 
 /// `n` events, one NDJSON line each.
 fn events_file(dir: &Path, n: usize) -> std::path::PathBuf {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use savvy_replay::fake::{ApiFault, generate_bookings};
+use savvy_replay_fake::{ApiFault, generate_bookings};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 

@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 
 use common::*;
-use savvy_replay::fake::{ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 
 fn signal(child: &tokio::process::Child, sig: i32) {
     let pid = child.id().expect("child still running") as i32;
