@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
-use savvy_replay::fake::{Delivery, Quota, Receiver, ReceiverConfig, generate_bookings};
 use savvy_replay::{Rate, RateSetting, Resume, RunConfig, SourceConfig};
+use savvy_replay_fake::{Delivery, Quota, Receiver, ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;
 
 struct Args {

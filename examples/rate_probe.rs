@@ -15,8 +15,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use savvy_replay::fake::{Receiver, ReceiverConfig};
 use savvy_replay::{Backoff, Resume, RetryPolicy, RunConfig, SourceConfig};
+use savvy_replay_fake::{Receiver, ReceiverConfig};
 use tokio_util::sync::CancellationToken;
 
 struct Args {

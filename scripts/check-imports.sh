@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Check the module import graph of src/ (outside src/fake/ and #[cfg(test)] blocks): prints
-# every edge, then fails if any two modules import each other, directly or through others.
+# Check the module import graph of src/, then of crates/fake/src/ (outside #[cfg(test)] blocks):
+# prints every edge, then fails if any two modules import each other, directly or through others.
 # Usage: scripts/check-imports.sh [-v]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 - "$@" <<'PY'
+# Each crate separately: `crate::` names a module of its own crate.
+for src in src crates/fake/src; do
+python3 - "$src" "$@" <<'PY'
 import os, re, sys
+src = sys.argv[1]
 verbose = "-v" in sys.argv
 mods = {}
-for root, _, files in os.walk("src"):
+for root, _, files in os.walk(src):
     for f in files:
         if not f.endswith(".rs"):
             continue
         path = os.path.join(root, f)
-        rel = path[4:-3]
+        rel = path[len(src) + 1:-3]
         if rel.endswith("/mod"):
             rel = rel[:-4]
         if rel in ("main", "lib"):
@@ -87,7 +90,8 @@ for v in sorted(top_edges):
         strong(v)
 if sccs:
     for c in sccs:
-        print("import circle among:", " ".join(c))
+        print(f"{src}: import circle among:", " ".join(c))
     sys.exit(1)
-print(f"no import circles among {len(top_edges)} modules")
+print(f"{src}: no import circles among {len(top_edges)} modules")
 PY
+done

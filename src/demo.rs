@@ -1,6 +1,6 @@
 //! `demo` and `sink`: the whole job on this machine, without a SavvyCal account or a real webhook.
 //!
-//! Both use the embedded servers in [`crate::fake`] — the same ones the integration tests use — and
+//! Both use the embedded servers in [`savvy_replay_fake`] — the same ones the integration tests use — and
 //! `demo` drives the real pipeline against them, so what it shows is what a real run does.
 
 use crate::console::errln;
@@ -13,13 +13,13 @@ use crate::cli::{DemoArgs, GlobalArgs, ReceiverArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
 use crate::deliver::WEBHOOK_USER_AGENT;
 use crate::error::{AppError, exit};
-use crate::fake::{FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig, generate_bookings};
 use crate::report::print_report;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::signal::{spawn_signal_handler, wait_for_signal};
 use crate::signature::HexCase;
 use crate::source::ApiQuery;
 use indicatif::HumanCount;
+use savvy_replay_fake::{FakeApi, FakeApiConfig, FakeWebhook, Quota, Receiver, ReceiverConfig, generate_bookings};
 
 pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> {
     let token = format!("pt_secret_demo{:016x}", fastrand::u64(..));
@@ -145,7 +145,10 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         args.listen,
         ReceiverConfig {
             secret: args.secret.clone(),
-            signature_hex: args.signature_hex,
+            signature_hex: match args.signature_hex {
+                HexCase::Upper => savvy_replay_fake::HexCase::Upper,
+                HexCase::Lower => savvy_replay_fake::HexCase::Lower,
+            },
             fail_rate: args.fail_rate,
             retry_after_secs: 1,
             ..limited(&args.receiver)
@@ -220,7 +223,7 @@ fn limited(args: &ReceiverArgs) -> ReceiverConfig {
     ReceiverConfig {
         capacity: args.capacity,
         capacity_steps: args.capacity_steps.clone().map(|s| s.0).unwrap_or_default(),
-        quota: args.quota,
+        quota: args.quota.map(|q| Quota { n: q.n, per: q.per }),
         max_in_flight: args.max_in_flight,
         latency: args.latency,
         user_agent: match &args.user_agent {
@@ -260,7 +263,7 @@ fn describe_limits(args: &ReceiverArgs) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-fn delivery_line(d: &crate::fake::Delivery) -> String {
+fn delivery_line(d: &savvy_replay_fake::Delivery) -> String {
     let sig = match d.signature_ok {
         Some(true) => "signature ok",
         Some(false) => "SIGNATURE INVALID",

@@ -6,8 +6,8 @@
 //! `worker`s pass the `rate` gate and `deliver` each `event` envelope, deciding retries with
 //! `retry` → the `ledger` records every outcome → `progress` shows the run live and `report` the
 //! summary; `pipeline` wires them. `cli` and `config` turn what the user typed into a validated
-//! [`RunConfig`]; `app` runs the subcommands; [`fake`] is the embedded SavvyCal API and receiver
-//! for `demo`, `sink` and the tests.
+//! [`RunConfig`]; `app` runs the subcommands. The embedded SavvyCal API and receiver for `demo`,
+//! `sink` and the tests are the workspace's other crate, `savvy_replay_fake` (crates/fake).
 //!
 //! The modules are private to the crate; what `main`, the integration tests and the examples need
 //! is re-exported here, so the compiler can point out code nothing uses.
@@ -27,7 +27,6 @@ pub(crate) mod demo;
 pub(crate) mod error;
 pub(crate) mod estimate;
 pub(crate) mod event;
-pub mod fake;
 pub(crate) mod hint;
 pub(crate) mod http;
 pub(crate) mod ledger;

@@ -10,11 +10,12 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 
 use crate::event::{Envelope, Event};
-use crate::fake::receiver::expected_signature;
 use crate::rate::Rate;
 use crate::retry::parse_retry_after;
-use crate::signature::{self, HexCase};
+use crate::signature;
 use crate::source::NdjsonReader;
+use savvy_replay_fake::HexCase;
+use savvy_replay_fake::receiver::expected_signature;
 
 /// A fixed "now" on a whole second, so HTTP dates (whole seconds) round-trip exactly.
 fn now() -> SystemTime {

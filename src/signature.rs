@@ -6,7 +6,7 @@
 //! lower` exists only for a receiver written against lowercase.
 //!
 //! Only the sending side lives here. The embedded receiver verifies with its own code, written
-//! from SavvyCal's docs ([`crate::fake::receiver`]), so a mistake here cannot hide behind the same
+//! from SavvyCal's docs (`savvy_replay_fake::receiver`), so a mistake here cannot hide behind the same
 //! mistake on the other end.
 
 use hmac::{Hmac, KeyInit, Mac};

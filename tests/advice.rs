@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 
 use common::*;
-use savvy_replay::fake::generate_bookings;
+use savvy_replay_fake::generate_bookings;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn bin_output(args: &[&str]) -> std::process::Output {

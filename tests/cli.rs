@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use savvy_replay::fake::{ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 
 async fn bin_output(args: &[&str]) -> std::process::Output {
     run_bin(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).await

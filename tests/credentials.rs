@@ -9,7 +9,7 @@ use std::path::Path;
 
 use base64::Engine;
 use common::*;
-use savvy_replay::fake::ReceiverConfig;
+use savvy_replay_fake::ReceiverConfig;
 
 /// `n` events, one NDJSON line each.
 fn events_file(dir: &Path, n: usize) -> std::path::PathBuf {
@@ -237,7 +237,7 @@ async fn a_wrong_secret_stops_the_run_early_and_the_rerun_with_the_right_one_del
     let rcv = receiver(ReceiverConfig { secret: Some(RIGHT.into()), ..signed_receiver() }).await;
     let ledger = dir.path().join("ledger.db");
     let input = dir.path().join("events.ndjson");
-    std::fs::write(&input, savvy_replay::fake::generate_bookings(40, 41).join("\n") + "\n").unwrap();
+    std::fs::write(&input, savvy_replay_fake::generate_bookings(40, 41).join("\n") + "\n").unwrap();
     let mut args = input_args(&input, &rcv, &ledger);
     args.extend(["--concurrency".into(), "4".into()]);
     // SAVVYCAL_WEBHOOK_SECRET (run_bin) is not the receiver's.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use savvy_replay::fake::{ApiFault, generate_bookings};
+use savvy_replay_fake::{ApiFault, generate_bookings};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
@@ -214,7 +214,7 @@ async fn retries_are_requests_after_each_events_first_on_a_closed_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_requests_after_each_events_first_against_a_flaky_receiver() {
     let dir = tempfile::tempdir().unwrap();
-    let rcv = receiver(savvy_replay::fake::ReceiverConfig {
+    let rcv = receiver(savvy_replay_fake::ReceiverConfig {
         fail_rate: 0.5,
         retry_after_secs: 0,
         seed: 7,

@@ -21,7 +21,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use savvy_replay::fake::{ApiFault, ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{ApiFault, ReceiverConfig, generate_bookings};
 use tokio::net::TcpListener;
 
 type Body = BoxBody<Bytes, Infallible>;

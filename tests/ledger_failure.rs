@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 
 use common::*;
-use savvy_replay::fake::ReceiverConfig;
+use savvy_replay_fake::ReceiverConfig;
 
 const EVENTS: usize = 200;
 const CONCURRENCY: usize = 2;

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use savvy_replay::fake::{ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 use tokio::io::AsyncBufReadExt;
 
 fn signal(child: &tokio::process::Child, sig: i32) {
@@ -30,7 +30,7 @@ fn command(args: &[String]) -> tokio::process::Command {
 }
 
 /// `n` generated events in an NDJSON file, and the `run --input` arguments that deliver them.
-fn input_run(dir: &std::path::Path, n: usize, rcv: &savvy_replay::fake::Receiver) -> Vec<String> {
+fn input_run(dir: &std::path::Path, n: usize, rcv: &savvy_replay_fake::Receiver) -> Vec<String> {
     let mut args = input_run_args(dir, &generate_bookings(n, 81), rcv);
     args.extend(["--retry-initial", "10ms"].map(String::from));
     args
@@ -38,7 +38,7 @@ fn input_run(dir: &std::path::Path, n: usize, rcv: &savvy_replay::fake::Receiver
 
 /// A receiver, a ledger directory and the `run` arguments for `n` events from a file into it,
 /// with `extra` flags after them.
-async fn scene(n: usize, extra: &[&str]) -> (savvy_replay::fake::Receiver, tempfile::TempDir, Vec<String>) {
+async fn scene(n: usize, extra: &[&str]) -> (savvy_replay_fake::Receiver, tempfile::TempDir, Vec<String>) {
     let rcv = receiver(ReceiverConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut args = input_run(dir.path(), n, &rcv);

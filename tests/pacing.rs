@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use savvy_replay::fake::{Receiver, ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{Receiver, ReceiverConfig, generate_bookings};
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use savvy_replay::fake::{ApiFault, ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{ApiFault, ReceiverConfig, generate_bookings};
 use tokio::io::AsyncWriteExt;
 
 fn command(args: &[String]) -> tokio::process::Command {

@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use savvy_replay::fake::{Receiver, generate_bookings};
+use savvy_replay_fake::{Receiver, generate_bookings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use savvy_replay::fake::{ReceiverConfig, generate_bookings};
 use savvy_replay::{Rate, RateSetting};
+use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

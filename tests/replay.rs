@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
-use savvy_replay::fake::{ApiFault, ReceiverConfig, generate_bookings};
 use savvy_replay::signature;
+use savvy_replay_fake::{ApiFault, ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;
 
 /// Events with what lossy JSON handling would break: a 30-digit number, key order, unknown keys,

@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 
 use common::*;
-use savvy_replay::fake::{ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 
 fn signal(child: &tokio::process::Child, sig: i32) {
     let pid = child.id().expect("child still running") as i32;
@@ -260,7 +260,7 @@ async fn ctrl_c_before_the_api_answers_exits_130() {
 /// `input_args` to `url` instead of the receiver's own spelling, with the JSON summary.
 fn to_url(
     input: &std::path::Path,
-    rcv: &savvy_replay::fake::Receiver,
+    rcv: &savvy_replay_fake::Receiver,
     ledger: &std::path::Path,
     url: &str,
 ) -> Vec<String> {

@@ -10,8 +10,8 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use savvy_replay::fake::{FakeWebhook, ReceiverConfig, generate_bookings};
 use savvy_replay::signature::HexCase;
+use savvy_replay_fake::{FakeWebhook, ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;
 
 /// The account's own secret for the webhook under test: it must never be printed or stored.
@@ -255,7 +255,8 @@ async fn a_receiver_verifying_as_savvycal_documents_rejects_lowercase_signatures
     }
 
     // A receiver written against lowercase takes `--signature-hex lower`.
-    let lower = receiver(ReceiverConfig { signature_hex: HexCase::Lower, ..signed_receiver() }).await;
+    let lower =
+        receiver(ReceiverConfig { signature_hex: savvy_replay_fake::HexCase::Lower, ..signed_receiver() }).await;
     let mut cfg = config(&api, &lower, &dir.path().join("c.db"));
     cfg.signature_hex = HexCase::Lower;
     let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use savvy_replay::fake::{ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 use serde_json::Value;
 
 fn set(raw: &str, key: &str, value: Option<Value>) -> String {
@@ -37,7 +37,7 @@ fn with_undated(mut events: Vec<String>) -> (Vec<String>, Vec<String>) {
     (events, ids)
 }
 
-fn input_args(dir: &std::path::Path, lines: &[String], rcv: &savvy_replay::fake::Receiver) -> Vec<String> {
+fn input_args(dir: &std::path::Path, lines: &[String], rcv: &savvy_replay_fake::Receiver) -> Vec<String> {
     let mut args = input_run_args(dir, lines, rcv);
     args.extend(["--json", "--rate", "0"].map(String::from));
     args
@@ -127,7 +127,7 @@ fn with_repeats(events: &[String], distances: &[usize]) -> (Vec<String>, usize) 
     (out, distances.len())
 }
 
-async fn check_each_id_sent_once(rcv: &savvy_replay::fake::Receiver, args: &[String], n: usize, repeats: usize) {
+async fn check_each_id_sent_once(rcv: &savvy_replay_fake::Receiver, args: &[String], n: usize, repeats: usize) {
     let out = run_bin(args).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = summary(&out);

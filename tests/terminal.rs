@@ -14,7 +14,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use common::*;
-use savvy_replay::fake::generate_bookings;
+use savvy_replay_fake::generate_bookings;
 
 /// Run the binary with stderr on an 80-column pty; returns (everything drawn on the pty, stdout,
 /// exit status).

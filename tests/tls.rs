@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use savvy_replay::fake::generate_bookings;
+use savvy_replay_fake::generate_bookings;
 
 /// What a run against a bad certificate looks like: the exit status, stderr, and the ledger's
 /// last error of each failed event.

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use savvy_replay::fake::{FakeApi, generate_bookings};
 use savvy_replay::signature;
 use savvy_replay::{Rate, RateSetting, Report, RunConfig};
+use savvy_replay_fake::{FakeApi, generate_bookings};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;

@@ -9,8 +9,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-use savvy_replay::fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig};
 use savvy_replay::{ApiQuery, Backoff, Rate, RateSetting, RetryPolicy, RunConfig, SourceConfig};
+use savvy_replay_fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -41,7 +41,7 @@ pub async fn api_with_webhooks(events: Vec<String>, webhooks: Vec<FakeWebhook>) 
 /// docs and pinned to RFC 4231's vector, not the crate's signing code, so the two cannot share a
 /// mistake.
 pub fn documented_signature(secret: &str, body: &[u8]) -> String {
-    savvy_replay::fake::receiver::expected_signature(secret.as_bytes(), body, savvy_replay::signature::HexCase::Upper)
+    savvy_replay_fake::receiver::expected_signature(secret.as_bytes(), body, savvy_replay_fake::HexCase::Upper)
 }
 
 /// The usual scene: a fake account with these events (and faults), a receiver that checks

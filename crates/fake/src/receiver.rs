@@ -23,14 +23,28 @@ use serde::Deserialize;
 
 use super::limits::{Limits, Refusal};
 use super::{Body, DropConnection, Reply, Server, json_response};
-use crate::deliver::WEBHOOK_USER_AGENT;
-use crate::rate::Quota;
-use crate::signature::{self, HexCase};
+use crate::Quota;
 
 /// Largest body accepted (larger ones are answered 413).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 const OK_BODY: &[u8] = br#"{"ok":true}"#;
+
+/// The header SavvyCal signs its webhooks with.
+pub const HEADER: &str = "x-savvycal-signature";
+
+/// The `User-Agent` SavvyCal's webhook requests carry, which receivers compare exactly.
+pub const WEBHOOK_USER_AGENT: &str = "SavvyCal Webhooks (https://savvycal.com)";
+
+/// The case of the hex digest the receiver expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HexCase {
+    /// What SavvyCal sends, and what its verification examples expect.
+    #[default]
+    Upper,
+    /// For trying a sender's `--signature-hex lower`.
+    Lower,
+}
 
 /// How to run a [`Receiver`].
 #[derive(Clone, Debug)]
@@ -381,7 +395,7 @@ impl ReceiverState {
         let signature_ok = self.secret.as_deref().map(|secret| {
             parts
                 .headers
-                .get(signature::HEADER)
+                .get(HEADER)
                 .and_then(|value| value.to_str().ok())
                 .is_some_and(|header| signature_matches(secret, &body, header.as_bytes(), self.signature_hex))
         });
@@ -514,7 +528,7 @@ impl ReceiverState {
 
 /// What SavvyCal's docs say the header must be: `"sha256=" + HEX(HMAC-SHA256(secret, raw body))`,
 /// in uppercase (their examples call `.toUpperCase()`). Written here with `hmac` and `sha2`
-/// directly, not with [`crate::signature`], so the sender cannot pass by sharing its own mistake.
+/// directly, not with the sender's signing code, so the sender cannot pass by sharing its own mistake.
 pub fn expected_signature(secret: &[u8], body: &[u8], case: HexCase) -> String {
     use hmac::{KeyInit, Mac};
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
@@ -551,13 +565,17 @@ fn answer(status: StatusCode, body: &'static [u8]) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::{HEADER, sign};
 
     /// The check is pinned to a published vector (RFC 4231, test case 2), not to the sender.
     #[test]
     fn the_expected_signature_is_the_published_hmac_in_uppercase() {
         let sig = expected_signature(b"Jefe", b"what do ya want for nothing?", HexCase::Upper);
         assert_eq!(sig, "sha256=5BDCC146BF60754E6A042426089575C75A003F089D2739839DEC58B964EC3843");
+    }
+
+    /// Signed as SavvyCal signs: uppercase hex (pinned to RFC 4231 above).
+    fn sign(secret: &[u8], body: &[u8]) -> String {
+        expected_signature(secret, body, HexCase::Upper)
     }
 
     fn client() -> reqwest::Client {

@@ -529,7 +529,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::fake::generate_bookings;
+    use crate::generate_bookings;
 
     const TOKEN: &str = "pt_secret_test";
 

@@ -15,10 +15,9 @@ pub mod limits;
 pub mod receiver;
 pub mod webhooks;
 
-pub use crate::rate::Quota;
 pub use api::{ApiFault, FakeApi, FakeApiConfig};
 pub use bookings::generate_bookings;
-pub use receiver::{Delivery, Receiver, ReceiverConfig, ReceiverStats};
+pub use receiver::{Delivery, HexCase, Receiver, ReceiverConfig, ReceiverStats};
 pub use webhooks::FakeWebhook;
 
 use std::future::Future;
@@ -62,6 +61,13 @@ impl std::fmt::Display for DropConnection {
 }
 
 impl std::error::Error for DropConnection {}
+
+/// A receiver's `--quota`: at most `n` requests per fixed window of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub n: u32,
+    pub per: Duration,
+}
 
 /// A response with a JSON content type and the given body.
 pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

@@ -17,7 +17,7 @@ use http::StatusCode;
 use http::header::{HeaderValue, RETRY_AFTER};
 
 use super::{Body, json_response};
-use crate::rate::Quota;
+use crate::Quota;
 
 /// The token bucket holds this much time's worth of requests: a short burst, as real rate
 /// limiters allow, without letting a long idle spell buy a flood.
@@ -289,11 +289,11 @@ mod tests {
 
     // ---- against the real receiver on loopback ----
 
-    use crate::fake::{Receiver, ReceiverConfig};
+    use crate::{Receiver, ReceiverConfig};
 
     fn client() -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder().user_agent(crate::deliver::WEBHOOK_USER_AGENT).build().unwrap()
+        reqwest::Client::builder().user_agent(crate::receiver::WEBHOOK_USER_AGENT).build().unwrap()
     }
 
     /// POSTs `n` bodies at once; the answers' statuses and `Retry-After` values, in no order.
