@@ -136,6 +136,12 @@ impl SendError {
         }
     }
 
+    /// The proxy refused us (a 4xx to CONNECT): asking again cannot help, and it is not the
+    /// webhook being down.
+    pub fn is_proxy_refusal(&self) -> bool {
+        matches!(self, SendError::Proxy(e) if !e.transient)
+    }
+
     /// Whether asking again could help: network trouble yes, a garbled response no.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -152,10 +158,7 @@ impl Endpoint {
     /// `Proxy-Authorization` for every request, when requests go to a proxy with credentials
     /// (a CONNECT tunnel sends it once, on the CONNECT).
     pub fn proxy_auth(&self) -> Option<&HeaderValue> {
-        match &self.route {
-            Route::Forward(proxy) => proxy.auth.as_ref(),
-            Route::Direct | Route::Tunnel(_) => None,
-        }
+        self.forward_proxy().and_then(|proxy| proxy.auth.as_ref())
     }
 
     pub fn new(url: &Url, connect_timeout: Duration) -> Result<Endpoint, EndpointError> {
@@ -212,6 +215,14 @@ impl Endpoint {
             Some(v)
         };
         Ok(Endpoint { host, ip, port, tls, connect_timeout, route, authority, path, basic_auth })
+    }
+
+    /// The proxy requests go to in absolute form (an `http://` webhook behind `HTTP_PROXY`).
+    pub fn forward_proxy(&self) -> Option<&crate::proxy::Proxy> {
+        match &self.route {
+            Route::Forward(proxy) => Some(proxy),
+            Route::Direct | Route::Tunnel(_) => None,
+        }
     }
 
     /// `host:port` of the proxy the webhook is reached through, if any (no credentials).

@@ -44,6 +44,7 @@ pub(crate) mod retry;
 pub(crate) mod signal;
 pub mod signature;
 pub(crate) mod source;
+pub(crate) mod stop;
 pub(crate) mod tls;
 pub(crate) mod webhook_defaults;
 pub(crate) mod words;

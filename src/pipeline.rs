@@ -69,7 +69,8 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let limit = cfg.select.limit;
     // Room for a couple of pages, so the next page is fetched while this one is delivered.
     let capacity = (2 * 100).max(2 * cfg.concurrency);
-    // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4).
+    // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4) or a
+    // [`crate::stop::Stop`] reason.
     let stop = cancel.child_token();
     let in_flight = Arc::new(InFlight::default());
     let (rx, producer) = spawn_producer(
@@ -117,8 +118,16 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let pacer = Pacer::new(mode, cfg.burst, outage, stop.clone(), counters.pace.clone());
     pacer.log_start(ledger.settled_rate().is_some());
     let progress = Progress::start(counters.clone(), !cfg.quiet, limit);
-    let shared =
-        Arc::new(Shared { deliverer, pacer, retry: cfg.retry, counters: counters.clone(), cancel: stop, in_flight });
+    let stopper = crate::stop::Stopper::new(stop.clone());
+    let shared = Arc::new(Shared {
+        deliverer,
+        pacer,
+        retry: cfg.retry,
+        counters: counters.clone(),
+        cancel: stop,
+        stopper,
+        in_flight,
+    });
     let workers: Vec<_> =
         (0..cfg.concurrency).map(|_| tokio::spawn(work(shared.clone(), rx.clone(), ledger.handle()))).collect();
     drop(rx);
@@ -158,6 +167,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         undated: produced.undated,
         pending: counters.pending.load(Relaxed),
         gave_up: shared.pacer.gave_up(),
+        stopped: shared.stopper.reason(),
         dry_run_text: None,
         target: target_name,
         webhook,
@@ -219,6 +229,7 @@ async fn dry_run(
         undated: produced.undated,
         pending: 0,
         gave_up: None,
+        stopped: None,
         dry_run_text: Some(text),
         target: target_name,
         webhook,

@@ -17,6 +17,7 @@ use crate::ledger::{Committed, LedgerError, LedgerHandle, Outcome, Status};
 use crate::pacing::{self, Pacer, Turn};
 use crate::progress::Counters;
 use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
+use crate::stop::{Stop, Stopper};
 
 /// Everything a worker shares with the others.
 pub struct Shared {
@@ -26,6 +27,8 @@ pub struct Shared {
     pub retry: RetryPolicy,
     pub counters: Arc<Counters>,
     pub cancel: CancellationToken,
+    /// Stops the run early (cancelling `cancel`) for a reason a retry cannot get past.
+    pub stopper: Stopper,
     /// Ids queued and not yet recorded; a worker clears an id once its outcome is committed.
     pub in_flight: Arc<InFlight>,
 }
@@ -73,14 +76,20 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         };
         attempts += 1;
         s.counters.record_attempt(a.status(), a.latency());
-        if let Attempt::NoAnswer { cause, .. } = &a {
-            s.counters.record_error(*cause);
-        }
         let result = match &a {
             Attempt::Answered { status, retry_after, .. } => {
                 AttemptResult::Status { code: *status, retry_after: retry_after.as_deref() }
             }
-            Attempt::NoAnswer { kind, .. } => AttemptResult::Transport(*kind),
+            Attempt::NoAnswer { kind, cause, .. } => {
+                s.counters.record_error(*cause);
+                AttemptResult::Transport(*kind)
+            }
+            Attempt::ProxyRefused { message, .. } => {
+                s.counters.record_error(crate::cause::Cause::Proxy);
+                // Neither the event's fault nor an outage: the event stays pending for the rerun.
+                s.stopper.stop(Stop::ProxyRefused(message.clone()));
+                return outcome(Status::Pending, attempts, None, Some(message.clone()));
+            }
         };
         let now = SystemTime::now();
         let verdict = classify(result, now, s.retry.backoff.max);
@@ -91,7 +100,7 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             Attempt::Answered { status, .. } if (200..300).contains(&status) => None,
             Attempt::Answered { status, body_start, .. } if body_start.is_empty() => Some(format!("HTTP {status}")),
             Attempt::Answered { status, body_start, .. } => Some(format!("HTTP {status}: {body_start}")),
-            Attempt::NoAnswer { message, .. } => Some(message),
+            Attempt::NoAnswer { message, .. } | Attempt::ProxyRefused { message, .. } => Some(message),
         };
         let spends = s.pacer.record(pace, latency, probe, last_error.as_deref(), sending.as_ref());
         // No longer in flight: a backoff is not a request.

@@ -171,6 +171,9 @@ pub struct Report {
     /// The run stopped because the webhook was unreachable for `--give-up-after` (exit status 4):
     /// the cause, in words.
     pub gave_up: Option<String>,
+    /// The run stopped early for a reason a retry cannot get past (a proxy's refusal): its exit
+    /// status is the reason's.
+    pub stopped: Option<crate::stop::Stop>,
     /// `--dry-run`: the human report (count, ETA, sample request).
     pub dry_run_text: Option<String>,
     /// Where events went, for the human summary.
@@ -193,9 +196,13 @@ impl Report {
             exit::USAGE
         } else if self.summary.interrupted {
             exit::INTERRUPTED
+        } else if let Some(stop) = &self.stopped {
+            stop.exit_code()
         } else if self.gave_up.is_some() {
             exit::UNREACHABLE
-        } else if self.source_error.is_some() || self.malformed_count > 0 || self.undated.count > 0 {
+        } else if let Some(e) = &self.source_error {
+            crate::error::source_exit_code(e)
+        } else if self.malformed_count > 0 || self.undated.count > 0 {
             exit::SOURCE
         } else if self.summary.failed > 0 {
             exit::FAILED
@@ -221,6 +228,8 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: Optio
     } else if !quiet && !report.failed_before_sending() {
         let stopped = if report.ledger_error.is_some() {
             Some("the ledger could not be written")
+        } else if let Some(stop) = &report.stopped {
+            Some(stop.headline())
         } else if report.gave_up.is_some() {
             Some("the webhook was unreachable")
         } else {
@@ -259,7 +268,19 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: Optio
             );
         }
     }
-    if let Some(ledger_path) = ledger_path.filter(|_| !quiet && !s.dry_run && report.gave_up.is_none()) {
+    if let Some(stop) = &report.stopped {
+        errln!("Error: {stop}.");
+        if let Some(ledger_path) = ledger_path {
+            errln!(
+                "Outcomes so far are saved in {}; the rest stay pending: {}.",
+                ledger_path.display(),
+                stop.what_to_do()
+            );
+        }
+    }
+    if let Some(ledger_path) =
+        ledger_path.filter(|_| !quiet && !s.dry_run && report.gave_up.is_none() && report.stopped.is_none())
+    {
         if s.interrupted {
             errln!(
                 "Progress is saved in {}; run the same command again to continue where this run stopped.",
