@@ -92,7 +92,9 @@ impl AppError {
             | AppError::Source(e) => source_exit_code(e),
             AppError::Malformed(_) => exit::SOURCE,
             // A wrong --webhook-id is a usage error; the API failing during the lookup is a source error.
-            AppError::Run(RunError::Webhook(WebhookError::UnknownId { .. })) => exit::USAGE,
+            AppError::Run(RunError::Webhook(WebhookError::UnknownId { .. } | WebhookError::NoBound { .. })) => {
+                exit::USAGE
+            }
             AppError::Run(RunError::Webhook(_)) => exit::SOURCE,
             AppError::Demo(_) => exit::FAILED,
             AppError::Config(_)
