@@ -58,7 +58,7 @@ pub struct Connection {
 /// Why a request got no complete answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("connection failed: {0}")]
+    #[error("{}", connect_failure(.0))]
     Connect(io::Error),
     #[error("TLS handshake failed: {}", tls_failure(.0))]
     Tls(io::Error),
@@ -69,6 +69,15 @@ pub enum SendError {
     /// No status line before the deadline.
     #[error("no answer in time")]
     Timeout,
+}
+
+/// A failed connection in words; running out of file descriptors is ours to fix, so say how.
+fn connect_failure(e: &io::Error) -> String {
+    if crate::cause::is_out_of_files(e) {
+        crate::cause::OUT_OF_FILES_HINT.to_owned()
+    } else {
+        format!("connection failed: {e}")
+    }
 }
 
 /// A TLS failure in words when we can say it better than rustls (a refused certificate).

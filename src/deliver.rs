@@ -208,8 +208,9 @@ impl Deliverer {
         let failed = |kind, cause, message| Attempt::NoAnswer { kind, cause, message, latency };
         match result {
             // Only a proxy asks for proxy credentials: the webhook behind it never saw the request.
-            Ok((resp, _)) if resp.status() == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED
-                && let Some(proxy) = self.endpoint.forward_proxy() =>
+            Ok((resp, _))
+                if resp.status() == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                    && let Some(proxy) = self.endpoint.forward_proxy() =>
             {
                 Attempt::ProxyRefused { message: proxy.wants_credentials(), latency }
             }

@@ -245,7 +245,10 @@ async fn read_connect_answer(tcp: &mut TcpStream) -> io::Result<ConnectAnswer> {
     let code = parts.next().and_then(|c| c.parse::<u16>().ok()).filter(|c| (100..1000).contains(c));
     let (true, Some(code)) = (version.starts_with("HTTP/1."), code) else {
         let shown: String = line.chars().filter(|c| !c.is_control()).take(60).collect();
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("its answer to CONNECT is not HTTP: `{shown}`")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("its answer to CONNECT is not HTTP: `{shown}`"),
+        ));
     };
     let reason: String = parts.next().unwrap_or_default().trim().chars().filter(|c| !c.is_control()).take(60).collect();
     Ok(ConnectAnswer { code, reason, extra: buf.len() > end })

@@ -76,12 +76,15 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         };
         attempts += 1;
         s.counters.record_attempt(a.status(), a.latency());
+        // A failure of this machine's own (out of file descriptors), not the webhook's.
+        let mut local = false;
         let result = match &a {
             Attempt::Answered { status, retry_after, .. } => {
                 AttemptResult::Status { code: *status, retry_after: retry_after.as_deref() }
             }
             Attempt::NoAnswer { kind, cause, .. } => {
                 s.counters.record_error(*cause);
+                local = cause.is_local();
                 AttemptResult::Transport(*kind)
             }
             Attempt::ProxyRefused { message, .. } => {
@@ -102,7 +105,13 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             Attempt::Answered { status, body_start, .. } => Some(format!("HTTP {status}: {body_start}")),
             Attempt::NoAnswer { message, .. } | Attempt::ProxyRefused { message, .. } => Some(message),
         };
-        let spends = s.pacer.record(pace, latency, probe, last_error.as_deref(), sending.as_ref());
+        let spends = match (local, probe) {
+            // Our own limit (out of file descriptors) says nothing about the webhook: not an
+            // outage, not a reason to slow down. A probe must still come back, as an answer.
+            (true, false) => true,
+            (true, true) => s.pacer.record(pacing::Outcome::Other, latency, probe, None, None),
+            (false, _) => s.pacer.record(pace, latency, probe, last_error.as_deref(), sending.as_ref()),
+        };
         // No longer in flight: a backoff is not a request.
         drop(sending);
         debug!(event = %ev.id, status = ?last_status, latency_ms = latency.as_secs_f64() * 1e3, probe, "attempt");

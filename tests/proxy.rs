@@ -355,8 +355,7 @@ async fn a_proxy_refusing_connect_stops_the_run_with_its_answer() {
 /// A proxy that wants credentials we do not have: the run stops at once, saying what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_asking_for_credentials_stops_the_run_in_words() {
-    let (proxy, _) =
-        refusing_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
+    let (proxy, _) = refusing_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
     let api = api(generate_bookings(5, 35), vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("l.db");
@@ -368,7 +367,10 @@ async fn a_proxy_asking_for_credentials_stops_the_run_in_words() {
     assert_stopped_by_the_proxy(
         &out,
         &ledger,
-        &[&format!("the proxy {proxy} wants credentials (407 Proxy Authentication Required)"), "HTTPS_PROXY=http://USER:PASSWORD@"],
+        &[
+            &format!("the proxy {proxy} wants credentials (407 Proxy Authentication Required)"),
+            "HTTPS_PROXY=http://USER:PASSWORD@",
+        ],
     );
     // With credentials it does not take, no password is shown back.
     let out = run_bounded(
@@ -383,8 +385,7 @@ async fn a_proxy_asking_for_credentials_stops_the_run_in_words() {
 /// An `http://` webhook goes to the proxy in absolute form: its 407 is the proxy's, not the webhook's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarding_proxy_asking_for_credentials_stops_the_run() {
-    let (proxy, _) =
-        refusing_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
+    let (proxy, _) = refusing_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
     let api = api(generate_bookings(5, 37), vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("l.db");

@@ -365,6 +365,7 @@ async fn user_agent_flag_replaces_savvycals_and_bad_values_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
         assert!(stderr.contains("--user-agent") && stderr.contains(says), "{bad:?}: {stderr}");
     }
+}
 
 /// A webhook whose `created_at` cannot be read gives no bound: rather than re-send what SavvyCal
 /// already delivered, the run (and the dry run) stops before sending and says how to give one.

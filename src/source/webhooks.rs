@@ -388,10 +388,12 @@ mod tests {
         assert!(t.line.starts_with("Warning: ") && t.line.contains("its URL is https://h.example.com/x"), "{}", t.line);
 
         // An unreadable created_at is no bound: the caller stops unless --created-before is given.
-        let t = take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, false, false);
+        let t =
+            take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, false, false);
         assert!(t.created_before.is_none());
         assert_eq!(t.no_bound.as_deref(), Some("its created_at `2025-10-31 14:22:12` is not an RFC 3339 timestamp"));
-        let t = take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, false, true);
+        let t =
+            take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, false, true);
         assert!(t.no_bound.is_none() && t.created_before.is_none());
 
         let t = take(Found::NoEndpoint, &u, false, true);
