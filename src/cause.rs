@@ -26,6 +26,9 @@ pub enum Cause {
     Tls,
     /// The proxy from the environment refused or failed.
     Proxy,
+    /// This process ran out of file descriptors (`EMFILE`, `ENFILE`): a local limit, not the
+    /// webhook's doing.
+    TooManyFiles,
     /// Something answered, but not in HTTP.
     InvalidResponse,
     /// Anything else.
@@ -34,7 +37,7 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, in the order the summary lists them.
-    pub const ALL: [Cause; 11] = [
+    pub const ALL: [Cause; 12] = [
         Cause::Refused,
         Cause::Reset,
         Cause::Closed,
@@ -44,6 +47,7 @@ impl Cause {
         Cause::Unreachable,
         Cause::Tls,
         Cause::Proxy,
+        Cause::TooManyFiles,
         Cause::InvalidResponse,
         Cause::Other,
     ];
@@ -60,14 +64,24 @@ impl Cause {
             Cause::Unreachable => "unreachable",
             Cause::Tls => "tls",
             Cause::Proxy => "proxy",
+            Cause::TooManyFiles => "too many open files",
             Cause::InvalidResponse => "invalid response",
             Cause::Other => "other",
         }
     }
 
+    /// Whether the cause is on this machine, saying nothing about the webhook's health or
+    /// capacity: neither an outage nor a reason to slow down.
+    pub fn is_local(self) -> bool {
+        self == Cause::TooManyFiles
+    }
+
     /// The cause an I/O error names, when it names one.
     pub fn of_io(e: &std::io::Error) -> Option<Cause> {
         use std::io::ErrorKind as K;
+        if is_out_of_files(e) {
+            return Some(Cause::TooManyFiles);
+        }
         Some(match e.kind() {
             K::ConnectionRefused => Cause::Refused,
             K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Cause::Reset,
@@ -101,6 +115,22 @@ impl Cause {
     }
 }
 
+/// `EMFILE` (this process's `ulimit -n`) or `ENFILE` (the system's table). std has no stable
+/// kind for them; the numbers are the same on Linux, macOS and the BSDs.
+pub fn is_out_of_files(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    const OUT_OF_FILES: [i32; 2] = [24, 23];
+    // WSAEMFILE.
+    #[cfg(windows)]
+    const OUT_OF_FILES: [i32; 1] = [10024];
+    #[cfg(not(any(unix, windows)))]
+    const OUT_OF_FILES: [i32; 0] = [];
+    e.raw_os_error().is_some_and(|code| OUT_OF_FILES.contains(&code))
+}
+
+/// What to say when [`is_out_of_files`].
+pub const OUT_OF_FILES_HINT: &str = "too many open files: raise `ulimit -n` or lower `--concurrency`";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +138,7 @@ mod tests {
 
     #[test]
     fn keys_are_distinct_and_short() {
+        assert_eq!(Cause::TooManyFiles.key(), "too many open files");
         let keys: std::collections::HashSet<_> = Cause::ALL.iter().map(|c| c.key()).collect();
         assert_eq!(keys.len(), Cause::ALL.len());
         assert!(keys.iter().all(|k| k.len() <= 20 && !k.is_empty()));
@@ -123,6 +154,12 @@ mod tests {
         assert_eq!(Cause::of_io(&e(io::ErrorKind::TimedOut)), Some(Cause::ConnectTimeout));
         assert_eq!(Cause::of_io(&io::Error::other("failed to lookup address information: nope")), Some(Cause::Dns));
         assert_eq!(Cause::of_io(&e(io::ErrorKind::InvalidData)), None);
+        #[cfg(unix)]
+        for code in [libc::EMFILE, libc::ENFILE] {
+            let out = io::Error::from_raw_os_error(code);
+            assert_eq!(Cause::of_io(&out), Some(Cause::TooManyFiles), "{out}");
+            assert!(Cause::TooManyFiles.is_local() && !Cause::Refused.is_local());
+        }
         // Wrapped in another error's chain.
         let wrapped = io::Error::other(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
         assert_eq!(Cause::in_chain(&wrapped), Some(Cause::Reset));

@@ -58,7 +58,7 @@ pub struct Connection {
 /// Why a request got no complete answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("connection failed: {0}")]
+    #[error("{}", connect_failure(.0))]
     Connect(io::Error),
     #[error("TLS handshake failed: {}", tls_failure(.0))]
     Tls(io::Error),
@@ -69,6 +69,15 @@ pub enum SendError {
     /// No status line before the deadline.
     #[error("no answer in time")]
     Timeout,
+}
+
+/// A failed connection in words; running out of file descriptors is ours to fix, so say how.
+fn connect_failure(e: &io::Error) -> String {
+    if crate::cause::is_out_of_files(e) {
+        crate::cause::OUT_OF_FILES_HINT.to_owned()
+    } else {
+        format!("connection failed: {e}")
+    }
 }
 
 /// A TLS failure in words when we can say it better than rustls (a refused certificate).
@@ -136,6 +145,12 @@ impl SendError {
         }
     }
 
+    /// The proxy refused us (a 4xx to CONNECT): asking again cannot help, and it is not the
+    /// webhook being down.
+    pub fn is_proxy_refusal(&self) -> bool {
+        matches!(self, SendError::Proxy(e) if !e.transient)
+    }
+
     /// Whether asking again could help: network trouble yes, a garbled response no.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -152,10 +167,7 @@ impl Endpoint {
     /// `Proxy-Authorization` for every request, when requests go to a proxy with credentials
     /// (a CONNECT tunnel sends it once, on the CONNECT).
     pub fn proxy_auth(&self) -> Option<&HeaderValue> {
-        match &self.route {
-            Route::Forward(proxy) => proxy.auth.as_ref(),
-            Route::Direct | Route::Tunnel(_) => None,
-        }
+        self.forward_proxy().and_then(|proxy| proxy.auth.as_ref())
     }
 
     pub fn new(url: &Url, connect_timeout: Duration) -> Result<Endpoint, EndpointError> {
@@ -212,6 +224,14 @@ impl Endpoint {
             Some(v)
         };
         Ok(Endpoint { host, ip, port, tls, connect_timeout, route, authority, path, basic_auth })
+    }
+
+    /// The proxy requests go to in absolute form (an `http://` webhook behind `HTTP_PROXY`).
+    pub fn forward_proxy(&self) -> Option<&crate::proxy::Proxy> {
+        match &self.route {
+            Route::Forward(proxy) => Some(proxy),
+            Route::Direct | Route::Tunnel(_) => None,
+        }
     }
 
     /// `host:port` of the proxy the webhook is reached through, if any (no credentials).

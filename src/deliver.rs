@@ -106,6 +106,9 @@ pub enum Attempt {
     },
     /// No complete answer: the connection, TLS or the timeout failed.
     NoAnswer { kind: TransportError, cause: Cause, message: String, latency: Duration },
+    /// The proxy in front of the webhook refused us: a configuration error, not an outage, and no
+    /// answer from the webhook (`message` names the proxy's answer).
+    ProxyRefused { message: String, latency: Duration },
 }
 
 impl Attempt {
@@ -113,13 +116,15 @@ impl Attempt {
     pub fn status(&self) -> Option<u16> {
         match self {
             Attempt::Answered { status, .. } => Some(*status),
-            Attempt::NoAnswer { .. } => None,
+            Attempt::NoAnswer { .. } | Attempt::ProxyRefused { .. } => None,
         }
     }
 
     pub fn latency(&self) -> Duration {
         match self {
-            Attempt::Answered { latency, .. } | Attempt::NoAnswer { latency, .. } => *latency,
+            Attempt::Answered { latency, .. }
+            | Attempt::NoAnswer { latency, .. }
+            | Attempt::ProxyRefused { latency, .. } => *latency,
         }
     }
 }
@@ -179,12 +184,7 @@ impl Deliverer {
     /// Make sure the worker's connection is open. On failure, the failed attempt to record.
     pub async fn connect(&self, conn: &mut Connection) -> Result<(), Attempt> {
         let start = Instant::now();
-        conn.connect(&self.endpoint).await.map_err(|e| Attempt::NoAnswer {
-            kind: if e.is_transient() { TransportError::Connection } else { TransportError::Other },
-            cause: e.cause(),
-            message: e.to_string(),
-            latency: start.elapsed(),
-        })
+        conn.connect(&self.endpoint).await.map_err(|e| no_answer(e, start.elapsed()))
     }
 
     /// One POST over the worker's connection. Never fails: what went wrong is in the [`Attempt`].
@@ -207,6 +207,13 @@ impl Deliverer {
         let latency = start.elapsed();
         let failed = |kind, cause, message| Attempt::NoAnswer { kind, cause, message, latency };
         match result {
+            // Only a proxy asks for proxy credentials: the webhook behind it never saw the request.
+            Ok((resp, _))
+                if resp.status() == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                    && let Some(proxy) = self.endpoint.forward_proxy() =>
+            {
+                Attempt::ProxyRefused { message: proxy.wants_credentials(), latency }
+            }
             Ok((resp, kept)) => {
                 let status = resp.status();
                 Attempt::Answered {
@@ -233,10 +240,7 @@ impl Deliverer {
                 Cause::Timeout,
                 format!("timed out after {}", humantime::format_duration(self.target.timeout)),
             ),
-            Err(e) => {
-                let kind = if e.is_transient() { TransportError::Connection } else { TransportError::Other };
-                failed(kind, e.cause(), e.to_string())
-            }
+            Err(e) => no_answer(e, latency),
         }
     }
 
@@ -279,6 +283,15 @@ impl Deliverer {
         out.push_str(&String::from_utf8_lossy(&p.envelope.body));
         out
     }
+}
+
+/// What a failed connection or request comes to: no answer, or the proxy's refusal.
+fn no_answer(e: SendError, latency: Duration) -> Attempt {
+    if e.is_proxy_refusal() {
+        return Attempt::ProxyRefused { message: e.to_string(), latency };
+    }
+    let kind = if e.is_transient() { TransportError::Connection } else { TransportError::Other };
+    Attempt::NoAnswer { kind, cause: e.cause(), message: e.to_string(), latency }
 }
 
 /// Header names whose values are credentials.

@@ -73,17 +73,28 @@ pub enum AppError {
     Demo(String),
 }
 
+/// The exit status for a source error: 3, but for an interruption (130) and a proxy's refusal
+/// (configuration, 2).
+pub fn source_exit_code(e: &SourceError) -> u8 {
+    match e {
+        SourceError::Interrupted => exit::INTERRUPTED,
+        SourceError::ProxyRefused(_) => exit::USAGE,
+        _ => exit::SOURCE,
+    }
+}
+
 impl AppError {
     /// The exit status for this error (SPEC §3).
     pub fn exit_code(&self) -> u8 {
         match self {
-            // Ctrl-C while the API was still being asked (the token check, the webhook lookup).
-            AppError::Run(RunError::Source(SourceError::Interrupted))
-            | AppError::Run(RunError::Webhook(WebhookError::Source(SourceError::Interrupted)))
-            | AppError::Source(SourceError::Interrupted) => exit::INTERRUPTED,
-            AppError::Run(RunError::Source(_)) | AppError::Source(_) | AppError::Malformed(_) => exit::SOURCE,
+            AppError::Run(RunError::Source(e))
+            | AppError::Run(RunError::Webhook(WebhookError::Source(e)))
+            | AppError::Source(e) => source_exit_code(e),
+            AppError::Malformed(_) => exit::SOURCE,
             // A wrong --webhook-id is a usage error; the API failing during the lookup is a source error.
-            AppError::Run(RunError::Webhook(WebhookError::UnknownId { .. })) => exit::USAGE,
+            AppError::Run(RunError::Webhook(WebhookError::UnknownId { .. } | WebhookError::NoBound { .. })) => {
+                exit::USAGE
+            }
             AppError::Run(RunError::Webhook(_)) => exit::SOURCE,
             AppError::Demo(_) => exit::FAILED,
             AppError::Config(_)

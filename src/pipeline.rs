@@ -70,7 +70,8 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     let limit = cfg.select.limit;
     // Room for a couple of pages, so the next page is fetched while this one is delivered.
     let capacity = (2 * 100).max(2 * cfg.concurrency);
-    // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4).
+    // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4) or a
+    // [`crate::stop::Stop`] reason.
     let stop = cancel.child_token();
     let in_flight = Arc::new(InFlight::default());
     let (rx, producer) = spawn_producer(

@@ -19,6 +19,7 @@ use http::{HeaderValue, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_service::Service;
 use url::Url;
@@ -101,70 +102,169 @@ impl Proxy {
     }
 
     /// A CONNECT tunnel through the proxy to `host:port`, ready for TLS.
+    ///
+    /// Written here rather than taken from hyper-util's `Tunnel`, which says only "unsuccessful"
+    /// for every answer but 200 and 407: a 403 (the proxy's policy) and a 502 (the webhook is
+    /// down behind it) must not look the same, the first being a configuration error and the
+    /// second an outage.
     pub async fn tunnel(&self, host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ProxyError> {
-        let mut tunnel = Tunnel::new(self.uri.clone(), connector(timeout));
-        if let Some(auth) = &self.auth {
-            tunnel = tunnel.with_auth(auth.clone());
-        }
         let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
-        let dst: Uri = format!("https://{host}:{port}/").parse().map_err(|e| ProxyError {
-            message: format!("cannot ask the proxy for `{host}:{port}`: {e}"),
-            transient: false,
-        })?;
         let tunneling = async {
-            std::future::poll_fn(|cx| tunnel.poll_ready(cx)).await?;
-            tunnel.call(dst).await
+            let mut tcp = self.connect(timeout).await?;
+            let mut head = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n").into_bytes();
+            if let Some(auth) = &self.auth {
+                head.extend_from_slice(b"Proxy-Authorization: ");
+                head.extend_from_slice(auth.as_bytes());
+                head.extend_from_slice(b"\r\n");
+            }
+            head.extend_from_slice(b"\r\n");
+            tcp.write_all(&head).await.map_err(|e| self.broke_off(&e, &host, port))?;
+            let status = read_connect_answer(&mut tcp).await.map_err(|e| self.broke_off(&e, &host, port))?;
+            match status {
+                ConnectAnswer { code: 200..=299, extra: false, .. } => Ok(tcp),
+                ConnectAnswer { code: 200..=299, extra: true, .. } => Err(ProxyError {
+                    message: format!(
+                        "the proxy {} sent data before the tunnel to {host}:{port} was used",
+                        self.address()
+                    ),
+                    transient: true,
+                }),
+                answer => Err(self.refused(&answer, &host, port)),
+            }
         };
-        let io = tokio::time::timeout(timeout, tunneling)
-            .await
-            .map_err(|_| ProxyError {
-                message: format!("the proxy {} did not open a tunnel to {host}:{port} in time", self.address()),
-                transient: true,
-            })?
-            .map_err(|e| self.tunnel_failed(&e, &host, port))?;
-        Ok(io.into_inner())
+        tokio::time::timeout(timeout, tunneling).await.map_err(|_| ProxyError {
+            message: format!("the proxy {} did not open a tunnel to {host}:{port} in time", self.address()),
+            transient: true,
+        })?
     }
 
     fn unreachable(&self, e: &(dyn std::error::Error + 'static)) -> ProxyError {
         ProxyError { message: format!("cannot reach the proxy {}: {}", self.address(), root_cause(e)), transient: true }
     }
 
-    fn tunnel_failed(&self, e: &TunnelError, host: &str, port: u16) -> ProxyError {
-        use TunnelError as T;
+    fn broke_off(&self, e: &io::Error, host: &str, port: u16) -> ProxyError {
+        ProxyError {
+            message: format!("the proxy {} broke off the tunnel to {host}:{port}: {e}", self.address()),
+            transient: true,
+        }
+    }
+
+    /// A CONNECT answered with something other than 2xx. A 4xx is the proxy's own refusal (its
+    /// policy, its credentials): asking again cannot help, so it is a configuration error. A 5xx
+    /// is the proxy failing to reach the webhook, which may pass.
+    fn refused(&self, answer: &ConnectAnswer, host: &str, port: u16) -> ProxyError {
         let proxy = self.address();
-        match e {
-            T::ConnectFailed(inner) => self.unreachable(&**inner),
-            T::ProxyAuthRequired => ProxyError {
+        let said = answer.said();
+        match answer.code {
+            407 if self.auth.is_some() => ProxyError {
                 message: format!(
-                    "the proxy {proxy} wants credentials (407): put them in the proxy URL, \
+                    "the proxy {proxy} did not accept the credentials in the proxy URL ({said}): check the user \
+                     name and password in HTTPS_PROXY"
+                ),
+                transient: false,
+            },
+            407 => ProxyError {
+                message: format!(
+                    "the proxy {proxy} wants credentials ({said}): put them in the proxy URL, \
                      HTTPS_PROXY=http://USER:PASSWORD@{proxy}"
                 ),
                 transient: false,
             },
-            T::TunnelUnsuccessful => ProxyError {
+            400..=499 => ProxyError {
                 message: format!(
-                    "the proxy {proxy} refused to open a tunnel to {host}:{port}: check that it allows CONNECT to \
-                     that host and port, or list the host in NO_PROXY"
+                    "the proxy {proxy} refused to open a tunnel to {host}:{port} ({said}): check that it allows \
+                     CONNECT to that host and port, or list the host in NO_PROXY"
                 ),
-                // A proxy's 502/503 for an unreachable webhook may pass; we cannot tell which.
-                transient: true,
+                transient: false,
             },
-            other => ProxyError {
-                message: format!("the proxy {proxy} broke off the tunnel to {host}:{port}: {}", root_cause(other)),
+            _ => ProxyError {
+                message: format!("the proxy {proxy} could not open a tunnel to {host}:{port} ({said})"),
                 transient: true,
             },
         }
     }
+
+    /// The proxy answered a request forwarded to an `http://` webhook with 407: the answer is the
+    /// proxy's own (a webhook has no business asking for proxy credentials).
+    pub fn wants_credentials(&self) -> String {
+        let proxy = self.address();
+        if self.auth.is_some() {
+            format!(
+                "the proxy {proxy} did not accept the credentials in the proxy URL (407): check the user name and \
+                 password in HTTP_PROXY"
+            )
+        } else {
+            format!(
+                "the proxy {proxy} wants credentials (407): put them in the proxy URL, \
+                 HTTP_PROXY=http://USER:PASSWORD@{proxy}"
+            )
+        }
+    }
 }
 
-/// hyper-util's tunnel error: public, in a private module, so named through the connector.
-type TunnelError = <Tunnel<HttpConnector> as Service<Uri>>::Error;
+/// The status line of a proxy's answer to CONNECT.
+struct ConnectAnswer {
+    code: u16,
+    /// The reason phrase as the proxy wrote it (printable characters only, shortened).
+    reason: String,
+    /// Bytes came after the answer's head, before we sent anything through the tunnel.
+    extra: bool,
+}
+
+impl ConnectAnswer {
+    /// `403 Forbidden`: the proxy's answer as it gave it.
+    fn said(&self) -> String {
+        if self.reason.is_empty() { self.code.to_string() } else { format!("{} {}", self.code, self.reason) }
+    }
+}
+
+/// Most of an answer's head to CONNECT we read before calling it garbled.
+const CONNECT_HEAD_MAX: usize = 16 << 10;
+
+/// Read the proxy's answer to CONNECT through its blank line.
+async fn read_connect_answer(tcp: &mut TcpStream) -> io::Result<ConnectAnswer> {
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > CONNECT_HEAD_MAX {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "its answer to CONNECT has no end"));
+        }
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "it closed the connection without an answer"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    let code = parts.next().and_then(|c| c.parse::<u16>().ok()).filter(|c| (100..1000).contains(c));
+    let (true, Some(code)) = (version.starts_with("HTTP/1."), code) else {
+        let shown: String = line.chars().filter(|c| !c.is_control()).take(60).collect();
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("its answer to CONNECT is not HTTP: `{shown}`"),
+        ));
+    };
+    let reason: String = parts.next().unwrap_or_default().trim().chars().filter(|c| !c.is_control()).take(60).collect();
+    Ok(ConnectAnswer { code, reason, extra: buf.len() > end })
+}
+
+/// hyper-util's tunnel error, which reqwest's CONNECT (the API path) fails with: public, in a
+/// private module, so named through the connector.
+pub(crate) type TunnelError = <Tunnel<HttpConnector> as Service<Uri>>::Error;
 
 /// Why no connection through the proxy came about, in words (the proxy's credentials never
 /// appear: only its host and port).
 #[derive(Debug)]
 pub struct ProxyError {
     pub message: String,
+    /// Whether asking again could help. A failure that cannot pass is the proxy refusing us (a
+    /// 4xx to CONNECT): a configuration error that stops the run.
     pub transient: bool,
 }
 

@@ -24,6 +24,9 @@ pub enum StopReason {
         /// What the run authenticated with, to name in the advice.
         auth: AuthUsed,
     },
+    /// The proxy in front of the webhook refused us (CONNECT answered 4xx, or a 407): the
+    /// message names the proxy and its answer, never its credentials.
+    ProxyRefused(String),
 }
 
 /// How the requests were authenticated, for the advice after a rejection.
@@ -40,7 +43,7 @@ pub struct AuthUsed {
 impl StopReason {
     pub fn exit_code(&self) -> u8 {
         match self {
-            StopReason::Rejected { .. } => exit::USAGE,
+            StopReason::Rejected { .. } | StopReason::ProxyRefused(_) => exit::USAGE,
         }
     }
 
@@ -48,12 +51,17 @@ impl StopReason {
     pub fn short(&self) -> &'static str {
         match self {
             StopReason::Rejected { .. } => "the receiver rejected the signature or credentials",
+            StopReason::ProxyRefused(_) => "the proxy refused",
         }
     }
 
     /// The error line and what to do, for the end of the summary.
     pub fn message(&self) -> String {
         match self {
+            StopReason::ProxyRefused(answer) => format!(
+                "{answer}.\n  Nothing was marked failed: run the same command again once the proxy lets the \
+                 requests through."
+            ),
             StopReason::Rejected { status, answers, auth } => {
                 let secret = if auth.signed {
                     "Check --signing-secret / SAVVYCAL_WEBHOOK_SECRET: it must be the receiver's"
@@ -193,6 +201,13 @@ mod tests {
         // At least a handful, at most ten.
         assert_eq!(FirstAnswers::new(1).need, FirstAnswers::MIN);
         assert_eq!(FirstAnswers::new(64).need, 10);
+    }
+
+    #[test]
+    fn a_proxys_refusal_is_configuration_and_names_the_answer() {
+        let r = StopReason::ProxyRefused("the proxy refused to open a tunnel: 403 Forbidden".into());
+        assert_eq!(r.exit_code(), 2);
+        assert!(r.message().starts_with("the proxy refused to open a tunnel: 403 Forbidden."), "{}", r.message());
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub async fn apply(cfg: &mut RunConfig, source: &Source) -> Result<Option<String
     let found = webhooks::find(api.api(), lookup).await?;
     let created_before_given = cfg.select.created_before.is_some() || cfg.created_before_none;
     let taken = webhooks::take(found, &cfg.webhook_url, cfg.signing_secret.is_some(), created_before_given);
+    if let Some(why) = taken.no_bound {
+        return Err(WebhookError::NoBound { id: taken.webhook_id.unwrap_or_default(), why });
+    }
     if let Some(w) = &taken.warning {
         warn!("{w}");
     }

@@ -85,14 +85,23 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         if attempts > 1 {
             s.counters.retries.fetch_add(1, Relaxed);
         }
-        if let Attempt::NoAnswer { cause, .. } = &a {
-            s.counters.record_error(*cause);
-        }
+        // A failure of this machine's own (out of file descriptors), not the webhook's.
+        let mut local = false;
         let result = match &a {
             Attempt::Answered { status, retry_after, .. } => {
                 AttemptResult::Status { code: *status, retry_after: retry_after.as_deref() }
             }
-            Attempt::NoAnswer { kind, .. } => AttemptResult::Transport(*kind),
+            Attempt::NoAnswer { kind, cause, .. } => {
+                s.counters.record_error(*cause);
+                local = cause.is_local();
+                AttemptResult::Transport(*kind)
+            }
+            Attempt::ProxyRefused { message, .. } => {
+                s.counters.record_error(crate::cause::Cause::Proxy);
+                // Neither the event's fault nor an outage: the event stays pending for the rerun.
+                s.stopper.stop(StopReason::ProxyRefused(message.clone()));
+                return outcome(Status::Pending, attempts, None, Some(message.clone()));
+            }
         };
         let now = SystemTime::now();
         let mut verdict = classify(result, now, s.retry.backoff.max);
@@ -104,9 +113,15 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             Attempt::Answered { status, .. } if (200..300).contains(&status) => None,
             Attempt::Answered { status, body_start, .. } if body_start.is_empty() => Some(format!("HTTP {status}")),
             Attempt::Answered { status, body_start, .. } => Some(format!("HTTP {status}: {body_start}")),
-            Attempt::NoAnswer { message, .. } => Some(message),
+            Attempt::NoAnswer { message, .. } | Attempt::ProxyRefused { message, .. } => Some(message),
         };
-        let spends = s.pacer.record(pace, latency, probe, last_error.as_deref(), sending.as_ref());
+        let spends = match (local, probe) {
+            // Our own limit (out of file descriptors) says nothing about the webhook: not an
+            // outage, not a reason to slow down. A probe must still come back, as an answer.
+            (true, false) => true,
+            (true, true) => s.pacer.record(pacing::Outcome::Other, latency, probe, None, None),
+            (false, _) => s.pacer.record(pace, latency, probe, last_error.as_deref(), sending.as_ref()),
+        };
         // No longer in flight: a backoff is not a request.
         drop(sending);
         let mut held = false;

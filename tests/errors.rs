@@ -231,3 +231,47 @@ async fn retries_are_requests_after_each_events_first_against_a_flaky_receiver()
     let sum: i64 = db.query_row("SELECT sum(attempts) FROM outcomes", [], |r| r.get(0)).unwrap();
     assert_eq!(sum as u64, attempts);
 }
+
+/// Out of file descriptors (`ulimit -n` below `--concurrency`): said as ours to fix, counted under
+/// its own key, and not taken for the webhook being down.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_is_named_as_a_local_limit() {
+    let rcv = receiver(signed_receiver()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = input_run_args(dir.path(), &generate_bookings(300, 81), &rcv);
+    args.extend(
+        ["--concurrency", "64", "--rate", "0", "--max-retries", "2", "--retry-initial", "10ms", "--retry-max", "20ms"]
+            .map(String::from),
+    );
+    args.extend(["--give-up-after", "10m", "--json"].map(String::from));
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.args(&args).env("SAVVYCAL_WEBHOOK_SECRET", SECRET).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 40, rlim_max: 40 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the run should not wait for an outage to end")
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "delivered or failed, not unreachable: {stderr}");
+    let s = summary(&out);
+    assert!(s["errors"]["too many open files"].as_u64().unwrap_or(0) > 0, "{s}");
+    assert!(s["delivered"].as_u64().unwrap_or(0) > 0, "the workers with a connection deliver: {s}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+    if out.status.code() == Some(1) {
+        let ledger = dir.path().join("l.db");
+        let status = savvy_replay::read_status(&ledger, 1).unwrap().unwrap();
+        let said = status[0].open[0].last_error.clone().unwrap_or_default();
+        assert!(said.contains("too many open files: raise `ulimit -n` or lower `--concurrency`"), "{said}");
+    }
+}

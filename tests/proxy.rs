@@ -278,36 +278,147 @@ async fn the_dry_run_names_the_proxy_without_its_credentials() {
     assert!(!output.contains("hidden"), "{output}");
 }
 
-/// A proxy that wants credentials we do not have: each event fails once, saying what to do.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_proxy_asking_for_credentials_fails_events_in_words() {
-    const N: usize = 3;
+/// A proxy that answers every request (CONNECT or forwarded) with `answer`, and counts them.
+async fn refusing_proxy(answer: &'static [u8]) -> (String, Arc<std::sync::atomic::AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = listener.local_addr().unwrap();
+    let proxy = listener.local_addr().unwrap().to_string();
+    let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = asked.clone();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
+            let count = count.clone();
             tokio::spawn(async move {
                 if read_head(&mut tcp).await.is_some() {
-                    let _ =
-                        tcp.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = tcp.write_all(answer).await;
                 }
             });
         }
     });
-    let api = api(generate_bookings(N, 35), vec![]).await;
+    (proxy, asked)
+}
+
+/// Run the binary, but give up on it (and fail the test) if it has not ended in a minute: a run
+/// that takes a proxy's refusal for an outage would wait out `--give-up-after 10m`.
+async fn run_bounded(args: Vec<String>, env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.args(args).args(["--give-up-after", "10m"]).env("SAVVYCAL_TOKEN", TOKEN).env("SAVVYCAL_WEBHOOK_SECRET", SECRET);
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the run should end promptly when the proxy refuses, not wait for --give-up-after")
+        .expect("run savvy-replay")
+}
+
+/// A run stopped by a proxy's refusal: exit 2 naming the answer, no event failed for good, and
+/// a rerun has them all to send.
+fn assert_stopped_by_the_proxy(out: &std::process::Output, ledger: &std::path::Path, said: &[&str]) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for words in said {
+        assert!(stderr.contains(words), "`{words}` not in: {stderr}");
+    }
+    assert!(!stderr.contains("unreachable") && !stderr.contains("connection refused"), "{stderr}");
+    let s = summary(out);
+    assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64()), (Some(0), Some(0)), "{s}");
+    if let Some(status) = savvy_replay::read_status(ledger, 10).unwrap() {
+        assert!(status.iter().all(|t| t.failed == 0 && t.delivered == 0), "nothing failed for good: {status:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_refusing_connect_stops_the_run_with_its_answer() {
+    let (proxy, asked) = refusing_proxy(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
+    let api = api(generate_bookings(20, 36), vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("l.db");
-    let out = run_with(
+    let out = run_bounded(
         args(&api.base_url(), "https://webhook.test:9/webhook", &ledger),
         &[("HTTPS_PROXY", format!("http://{proxy}"))],
     )
     .await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let status = savvy_replay::read_status(&ledger, 10).unwrap().unwrap();
-    assert_eq!((status[0].delivered, status[0].failed), (0, N as u64));
-    for open in &status[0].open {
-        assert_eq!(open.attempts, 1, "not retried: {open:?}");
-        let err = open.last_error.as_deref().unwrap_or_default();
-        assert!(err.contains(&format!("the proxy {proxy} wants credentials (407)")), "{err}");
-    }
+    assert_stopped_by_the_proxy(
+        &out,
+        &ledger,
+        &[&format!("the proxy {proxy} refused to open a tunnel to webhook.test:9 (403 Forbidden)"), "Stopped after"],
+    );
+    // Not every event tried in turn: the first refusals stop the pool (3 workers).
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) <= 3, "{}", text(&out.stderr));
+}
+
+/// A proxy that wants credentials we do not have: the run stops at once, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_asking_for_credentials_stops_the_run_in_words() {
+    let (proxy, _) = refusing_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
+    let api = api(generate_bookings(5, 35), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let out = run_bounded(
+        args(&api.base_url(), "https://webhook.test:9/webhook", &ledger),
+        &[("HTTPS_PROXY", format!("http://{proxy}"))],
+    )
+    .await;
+    assert_stopped_by_the_proxy(
+        &out,
+        &ledger,
+        &[
+            &format!("the proxy {proxy} wants credentials (407 Proxy Authentication Required)"),
+            "HTTPS_PROXY=http://USER:PASSWORD@",
+        ],
+    );
+    // With credentials it does not take, no password is shown back.
+    let out = run_bounded(
+        args(&api.base_url(), "https://webhook.test:9/webhook", &ledger),
+        &[("HTTPS_PROXY", format!("http://replay:pr0xy-s3cret@{proxy}"))],
+    )
+    .await;
+    assert_stopped_by_the_proxy(&out, &ledger, &["did not accept the credentials in the proxy URL (407"]);
+    assert!(!format!("{}{}", text(&out.stdout), text(&out.stderr)).contains("pr0xy-s3cret"));
+}
+
+/// An `http://` webhook goes to the proxy in absolute form: its 407 is the proxy's, not the webhook's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_proxy_asking_for_credentials_stops_the_run() {
+    let (proxy, _) = refusing_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
+    let api = api(generate_bookings(5, 37), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
+    let out = run_bounded(
+        args(&api.base_url(), "http://webhook.test:9/webhook", &ledger),
+        &[("HTTP_PROXY", format!("http://{proxy}")), ("NO_PROXY", "127.0.0.1".into())],
+    )
+    .await;
+    assert_stopped_by_the_proxy(
+        &out,
+        &ledger,
+        &[&format!("the proxy {proxy} wants credentials (407)"), "HTTP_PROXY=http://USER:PASSWORD@"],
+    );
+}
+
+/// The API path (reqwest) too: a refusal is a configuration error, not "unreachable after 9 attempts".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_refusing_the_api_is_a_configuration_error() {
+    let (proxy, asked) = refusing_proxy(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rcv = receiver(signed_receiver()).await;
+    let out = run_bounded(
+        args("https://api.test:9", &rcv.url(), &dir.path().join("l.db")),
+        &[("HTTPS_PROXY", format!("http://{proxy}"))],
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the proxy {proxy} refused to open a tunnel to api.test:9 (403 Forbidden)")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("attempts"), "not retried: {stderr}");
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) <= 2, "{stderr}");
+    assert!(rcv.deliveries().is_empty());
 }

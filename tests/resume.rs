@@ -176,6 +176,29 @@ async fn two_replays_on_one_ledger_the_second_is_refused() {
     assert_eq!(first.status.code(), Some(130));
 }
 
+/// The lock follows the real file: a symlinked path to the same ledger is the same ledger.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replay_through_a_symlinked_ledger_is_refused() {
+    let (api, rcv, dir) = scene(generate_bookings(200, 26), vec![]).await;
+    std::fs::create_dir(dir.path().join("l")).unwrap();
+    std::os::unix::fs::symlink("ledger.db", dir.path().join("l").join("alias.db")).unwrap();
+    let mut args = run_args(&api, &rcv, &dir.path().join("l").join("ledger.db"));
+    args.extend(["--rate", "20"].map(String::from));
+    let mut alias = run_args(&api, &rcv, &dir.path().join("l").join("alias.db"));
+    alias.extend(["--rate", "20"].map(String::from));
+
+    let first = spawn(&args);
+    wait_for(20, || rcv.stats().requests >= 1).await;
+    let second = run_bin(&alias).await;
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("in use by another savvy-replay run") && stderr.contains("alias.db"), "{stderr}");
+    signal(&first, libc::SIGINT);
+    let first = first.wait_with_output().await.unwrap();
+    assert_eq!(first.status.code(), Some(130));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_ledgers_are_refused_with_exit_2_and_left_alone() {
     let (api, rcv, dir) = scene(generate_bookings(5, 25), vec![]).await;

@@ -369,3 +369,38 @@ async fn user_agent_flag_replaces_savvycals_and_bad_values_are_refused() {
         assert!(stderr.contains("--user-agent") && stderr.contains(says), "{bad:?}: {stderr}");
     }
 }
+
+/// A webhook whose `created_at` cannot be read gives no bound: rather than re-send what SavvyCal
+/// already delivered, the run (and the dry run) stops before sending and says how to give one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_webhook_created_at_stops_before_sending_unless_created_before_is_given() {
+    let events = generate_bookings(30, 75);
+    let rcv = receiver(ReceiverConfig { secret: Some(ACCOUNT_SECRET.into()), ..ReceiverConfig::default() }).await;
+    let hook = FakeWebhook::active("wh_ODD", &rcv.url(), "2025-10-31 14:22:12", Some(ACCOUNT_SECRET));
+    let api = api_with_webhooks(events.clone(), vec![hook]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = |ledger: &str, extra: &[&str]| {
+        let mut a = base_args(&api.base_url(), &rcv.url(), &dir.path().join(ledger));
+        a.extend(["--rate", "0"].iter().chain(extra).map(|s| s.to_string()));
+        a
+    };
+
+    for dry in [&["--dry-run"][..], &[]] {
+        let out = run_with_token_only(&args("l.db", dry)).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{dry:?}: {stderr}");
+        assert!(stderr.contains("`2025-10-31 14:22:12` is not an RFC 3339 timestamp"), "{stderr}");
+        assert!(stderr.contains("--created-before <RFC 3339 timestamp>"), "{stderr}");
+        assert!(stderr.contains("--created-before none"), "{stderr}");
+        assert!(rcv.deliveries().is_empty(), "nothing sent: {stderr}");
+    }
+
+    // Given either way, the run goes on.
+    let bound = created_at(&events[10]);
+    let out = run_with_token_only(&args("l2.db", &["--created-before", &bound, "--json"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], 10);
+    let out = run_with_token_only(&args("l3.db", &["--created-before", "none", "--json"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["delivered"], 30);
+}

@@ -319,6 +319,24 @@ mod tests {
         Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
     }
 
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_second_run_through_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("l").join("ledger.db");
+        let l = Ledger::open(&real, &hook(), "event.created").unwrap();
+        // A symlink to the file, and one to its directory.
+        std::os::unix::fs::symlink("ledger.db", dir.path().join("l").join("alias.db")).unwrap();
+        std::os::unix::fs::symlink("l", dir.path().join("m")).unwrap();
+        for alias in [dir.path().join("l").join("alias.db"), dir.path().join("m").join("ledger.db")] {
+            let err = Ledger::open(&alias, &hook(), "event.created").err().expect("refused");
+            assert!(matches!(err, LedgerError::Locked { .. }), "{err}");
+            assert!(err.to_string().contains(&alias.display().to_string()), "names the path given: {err}");
+        }
+        l.close().await.unwrap();
+        Ledger::open(&dir.path().join("l").join("alias.db"), &hook(), "event.created").unwrap().close().await.unwrap();
+    }
+
     #[test]
     fn a_file_that_is_not_a_ledger_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();

@@ -76,12 +76,19 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
             error,
         })?;
     }
-    let lock = take_lock(path)?;
     crate::private::touch(path).map_err(|error| LedgerError::Io {
         action: "create the ledger",
         path: path.to_owned(),
         error,
     })?;
+    // The lock goes beside the real file, so a second run reaching it through a symlink (to the
+    // file or to a directory on the way) finds the first run's lock.
+    let real = std::fs::canonicalize(path).map_err(|error| LedgerError::Io {
+        action: "find the ledger",
+        path: path.to_owned(),
+        error,
+    })?;
+    let lock = take_lock(&real, path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = open_checked(path, flags)?;
     let webhook_url = target::target_key(webhook_url);
@@ -152,9 +159,10 @@ pub(crate) fn open_checked(path: &Path, flags: OpenFlags) -> Result<Connection, 
     Ok(conn)
 }
 
-fn take_lock(path: &Path) -> Result<File, LedgerError> {
+/// Lock the ledger at `real` (its canonical path); `shown` is the path as the user gave it.
+fn take_lock(real: &Path, shown: &Path) -> Result<File, LedgerError> {
     use std::io::{Read, Seek, Write};
-    let lpath = lock_path(path);
+    let lpath = lock_path(real);
     let mut f = crate::private::options()
         .read(true)
         .write(true)
@@ -169,7 +177,7 @@ fn take_lock(path: &Path) -> Result<File, LedgerError> {
             let _ = f.read_to_string(&mut pid);
             let pid = pid.trim();
             let pid = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
-            return Err(LedgerError::Locked { path: path.to_owned(), pid });
+            return Err(LedgerError::Locked { path: shown.to_owned(), pid });
         }
         Err(std::fs::TryLockError::Error(error)) => {
             return Err(LedgerError::Io { action: "lock", path: lpath, error });

@@ -204,7 +204,9 @@ impl Report {
             reason.exit_code()
         } else if self.gave_up.is_some() {
             exit::UNREACHABLE
-        } else if self.source_error.is_some() || self.malformed_count > 0 || self.undated.count > 0 {
+        } else if let Some(e) = &self.source_error {
+            crate::error::source_exit_code(e)
+        } else if self.malformed_count > 0 || self.undated.count > 0 {
             exit::SOURCE
         } else if self.summary.failed > 0 {
             exit::FAILED
@@ -239,10 +241,12 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
     } else if !quiet && !report.failed_before_sending() {
         let stopped = if report.ledger_error.is_some() {
             Some("the ledger could not be written")
+        } else if let Some(stop) = &report.stopped {
+            Some(stop.short())
         } else if report.gave_up.is_some() {
             Some("the webhook was unreachable")
         } else {
-            report.stopped.as_ref().map(crate::stop::StopReason::short)
+            None
         };
         crate::console::stderr(&s.human(&report.target, report.pending, stopped, kept.is_some()));
         if let Some(line) = &report.webhook {

@@ -162,6 +162,14 @@ impl ApiClient {
                                 self.redact(&error_message(&body))
                             };
                             match verdict {
+                                // Only a proxy asks for proxy credentials (an `http://` base
+                                // behind HTTP_PROXY: the request went to the proxy in full).
+                                _ if status == 407
+                                    && let Ok(crate::proxy::Route::Forward(proxy)) =
+                                        crate::proxy::Route::from_env(&url) =>
+                                {
+                                    return Err(SourceError::ProxyRefused(proxy.wants_credentials()));
+                                }
                                 _ if matches!(status, 401 | 403) => {
                                     let detail =
                                         if message.is_empty() { String::new() } else { format!(": {message}") };
@@ -176,9 +184,16 @@ impl ApiClient {
                     }
                 }
                 Err(e) => {
+                    let said = match self.ask_the_proxy(&e, &url).await {
+                        Some(refusal) if !refusal.transient => return Err(SourceError::ProxyRefused(refusal.message)),
+                        Some(failure) => Some(failure.message),
+                        None => None,
+                    };
                     let kind = transport_error(&e);
                     match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max) {
-                        Verdict::Retry { after } => (after, Failure::Transport(describe_error(&e))),
+                        Verdict::Retry { after } => {
+                            (after, Failure::Transport(said.unwrap_or_else(|| describe_error(&e))))
+                        }
                         _ => {
                             return Err(SourceError::Unreachable {
                                 base: self.base.to_string(),
@@ -199,6 +214,25 @@ impl ApiClient {
                 () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
             }
         }
+    }
+
+    /// reqwest's CONNECT says only "unsuccessful" for every answer but 200 and 407, and a 403
+    /// (the proxy's policy: a configuration error) must not be retried like a 502 (the API down
+    /// behind the proxy). So when its tunnel failed, ask the proxy once ourselves for its answer.
+    async fn ask_the_proxy(&self, e: &reqwest::Error, url: &Url) -> Option<crate::proxy::ProxyError> {
+        let tunnel_failed = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| e.source())
+            .any(|e| e.downcast_ref::<crate::proxy::TunnelError>().is_some());
+        if !tunnel_failed {
+            return None;
+        }
+        let Ok(crate::proxy::Route::Tunnel(proxy)) = crate::proxy::Route::from_env(url) else { return None };
+        let host = url.host_str()?.trim_matches(['[', ']']);
+        let port = url.port_or_known_default()?;
+        let asked = tokio::select! {
+            asked = proxy.tunnel(host, port, self.timeout.min(Duration::from_secs(10))) => asked,
+            () = self.cancel.cancelled() => return None,
+        };
+        asked.err()
     }
 
     fn redact(&self, s: &str) -> String {

@@ -58,6 +58,10 @@ pub enum SourceError {
     TooLarge { what: String, max_mib: usize, hint: String },
     #[error("reading {path}: {error}")]
     Read { path: String, error: std::io::Error },
+    /// The proxy in front of the API refused us (a 4xx to CONNECT, or a 407): a configuration
+    /// error (exit status 2), not the API being unreachable.
+    #[error("cannot reach the SavvyCal API through the proxy: {0}")]
+    ProxyRefused(String),
     /// Ctrl-C or SIGTERM while waiting for the API (exit status 130, like any interruption).
     #[error("interrupted while waiting for the SavvyCal API; nothing was sent")]
     Interrupted,

@@ -92,6 +92,14 @@ pub enum WebhookError {
     Source(#[from] SourceError),
     #[error("the SavvyCal API sent {what} that cannot be read as webhooks ({detail})")]
     Malformed { what: String, detail: String },
+    /// The webhook was found but its `created_at` gives no bound, and the user gave none: going
+    /// on would re-send every booking SavvyCal already delivered to it.
+    #[error(
+        "webhook {id}: {why}, so which bookings SavvyCal already delivered to it is unknown; nothing was sent. \
+         Give the bound yourself: --created-before <RFC 3339 timestamp> (e.g. 2025-10-31T14:22:12Z) replays only \
+         the bookings made before it, --created-before none replays them all"
+    )]
+    NoBound { id: String, why: String },
 }
 
 /// Find the webhook: page through `/v1/webhooks` for the URL, or fetch `/v1/webhooks/:id`.
@@ -176,6 +184,9 @@ pub struct Taken {
     pub version: Option<String>,
     pub secret: Option<SecretString>,
     pub created_before: Option<Timestamp>,
+    /// The webhook's `created_at` is missing or unreadable and `--created-before` was not given:
+    /// what is wrong with it, in words.
+    pub no_bound: Option<String>,
     /// The webhook is disabled or deleted.
     pub warning: Option<String>,
     pub line: String,
@@ -239,6 +250,7 @@ pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_
             None
         }
     };
+    let mut no_bound = None;
     let created_before = match (created_before_given, created) {
         (true, _) => None,
         (false, Some(t)) => {
@@ -246,7 +258,13 @@ pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_
             Some(t)
         }
         (false, None) => {
-            from_it.push("no --created-before (its created_at is missing or unreadable)".to_owned());
+            no_bound = Some(match webhook.created_at.as_deref() {
+                None => "it has no created_at".to_owned(),
+                Some(raw) => {
+                    let shown: String = raw.chars().filter(|c| !c.is_control()).take(60).collect();
+                    format!("its created_at `{shown}` is not an RFC 3339 timestamp")
+                }
+            });
             None
         }
     };
@@ -264,7 +282,7 @@ pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_
         webhook.created_at.as_deref().unwrap_or("at an unknown time"),
         from_it.join(", ")
     );
-    Taken { webhook_id: Some(webhook.id), version, secret, created_before, warning, line }
+    Taken { webhook_id: Some(webhook.id), version, secret, created_before, no_bound, warning, line }
 }
 
 /// Whether `s` can be a webhook id: `wh_` and letters, digits or `_` (it goes into a URL path).
@@ -356,6 +374,15 @@ mod tests {
         assert!(t.secret.is_none() && t.created_before.is_none());
         assert!(t.warning.unwrap().contains("disabled"));
         assert!(t.line.starts_with("Warning: ") && t.line.contains("its URL is https://h.example.com/x"), "{}", t.line);
+
+        // An unreadable created_at is no bound: the caller stops unless --created-before is given.
+        let t =
+            take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, false, false);
+        assert!(t.created_before.is_none());
+        assert_eq!(t.no_bound.as_deref(), Some("its created_at `2025-10-31 14:22:12` is not an RFC 3339 timestamp"));
+        let t =
+            take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, false, true);
+        assert!(t.no_bound.is_none() && t.created_before.is_none());
 
         let t = take(Found::NoEndpoint, &u, false, true);
         assert!(t.webhook_id.is_none() && t.secret.is_none());
