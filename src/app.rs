@@ -240,7 +240,7 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
             text.push_str("  export the failed events: savvy-replay failed --out failed.ndjson\n");
         }
     }
-    crate::console::stdout(&text);
+    crate::console::stdout_message(&text);
     Ok(exit::OK)
 }
 

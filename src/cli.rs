@@ -184,6 +184,10 @@ pub struct RunArgs {
         help_heading = "Delivery"
     )]
     pub signing_secret: Option<String>,
+    /// Where `signing_secret` came from, in words for messages (filled in by
+    /// [`crate::config::parse`], which sees the matches).
+    #[arg(skip)]
+    pub signing_secret_from: Option<&'static str>,
     /// The SavvyCal webhook this replay stands in for (wh_…), when its URL differs from
     /// --webhook-url. Default: looked up by --webhook-url among the account's webhooks.
     #[arg(long, value_name = "ID", help_heading = "Delivery")]

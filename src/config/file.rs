@@ -229,11 +229,13 @@ fn line_column(text: &str, offset: usize) -> String {
 /// with `exit()`); a bad file is a [`ConfigError`].
 pub fn parse(argv: Vec<OsString>) -> Result<cli::Cli, ParseError> {
     use clap::FromArgMatches;
-    let first = cli::Cli::from_arg_matches(&command().try_get_matches_from(&argv)?)?;
+    let matches = command().try_get_matches_from(&argv)?;
+    let first = with_sources(cli::Cli::from_arg_matches(&matches)?, &matches);
     let Some(path) = &first.global.config else { return Ok(first) };
     let file = FileConfig::load(path)?;
     let (cmd, lists) = file.feed(command())?;
-    let mut cli = cli::Cli::from_arg_matches(&cmd.try_get_matches_from(&argv)?)?;
+    let matches = cmd.try_get_matches_from(&argv)?;
+    let mut cli = with_sources(cli::Cli::from_arg_matches(&matches)?, &matches);
     // The file's headers go first, so the command line's win where a receiver reads the last one.
     if let cli::Command::Run(run) = &mut cli.command {
         for (_, values) in lists {
@@ -242,6 +244,21 @@ pub fn parse(argv: Vec<OsString>) -> Result<cli::Cli, ParseError> {
         }
     }
     Ok(cli)
+}
+
+/// `cli` with where the signing secret came from: the webhook line names it, so a user who set
+/// `SAVVYCAL_WEBHOOK_SECRET` long ago is not told about a flag they never typed. The file's values
+/// are clap's defaults, so a default is the file's.
+fn with_sources(mut cli: cli::Cli, matches: &clap::ArgMatches) -> cli::Cli {
+    use clap::parser::ValueSource;
+    if let (cli::Command::Run(run), Some(("run", m))) = (&mut cli.command, matches.subcommand()) {
+        run.signing_secret_from = m.value_source("signing_secret").map(|s| match s {
+            ValueSource::EnvVariable => "SAVVYCAL_WEBHOOK_SECRET",
+            ValueSource::DefaultValue => "signing_secret in the config file",
+            _ => "--signing-secret",
+        });
+    }
+    cli
 }
 
 /// Why the command line could not be read.

@@ -123,10 +123,10 @@ impl Summary {
         }
         if self.attempts > 0 {
             s.push_str(&format!(
-                "  {} requests ({} retries), {:.1}/s delivered\n  latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
+                "  {} requests ({} retries), {} delivered\n  latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
                 HumanCount(self.attempts),
                 HumanCount(self.retries),
-                self.throughput_per_sec,
+                crate::words::per_sec(self.throughput_per_sec),
                 self.latency_ms.p50,
                 self.latency_ms.p90,
                 self.latency_ms.p99,
@@ -139,7 +139,8 @@ impl Summary {
             }
             if let (RateMode::Auto, Some(r)) = (self.rate.mode, self.rate.final_per_sec) {
                 s.push_str(&format!(
-                    "  --rate auto settled on {r:.1}/s (the next auto run to this webhook starts there)\n"
+                    "  --rate auto settled on {} (the next auto run to this webhook starts there)\n",
+                    crate::words::per_sec(r)
                 ));
             }
             // oha's "error distribution": the attempts the statuses above do not account for.
@@ -213,10 +214,14 @@ impl Report {
 pub fn print_report(report: &Report, json: bool, quiet: bool, ledger_path: Option<&Path>) {
     let s = &report.summary;
     if let Some(text) = &report.dry_run_text {
+        // The words are wrapped to the terminal; the sample request is shown byte for byte.
+        let (words, request) = text.split_at(text.find(dry_run::SAMPLE_HEADING).unwrap_or(text.len()));
         if json {
-            crate::console::stderr(text);
+            crate::console::stderr(words);
+            crate::console::stderr_verbatim(request);
         } else {
-            crate::console::stdout(text);
+            crate::console::stdout_message(words);
+            crate::console::stdout(request);
         }
     } else if !quiet && !report.failed_before_sending() {
         let stopped = if report.ledger_error.is_some() {
@@ -368,7 +373,7 @@ mod tests {
         c.pace.set_rate(Some(187.54), true);
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         assert_eq!(serde_json::to_value(s.rate).unwrap(), serde_json::json!({"mode": "auto", "final_per_sec": 187.5}));
-        assert!(s.human("t", 0, None).contains("settled on 187.5/s"), "{}", s.human("t", 0, None));
+        assert!(s.human("t", 0, None).contains("settled on 188/s"), "{}", s.human("t", 0, None));
         assert_eq!(v["errors"], serde_json::json!({"connection refused": 1}));
         assert!(s.human("t", 0, None).contains("no answer: connection refused ×1"));
     }
