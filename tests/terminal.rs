@@ -190,7 +190,8 @@ async fn webhook_messages_fit_80_columns_whatever_the_lookup_found() {
     };
     let other = FakeWebhook::active("wh_01ED74HMFGVZ92YVCWTD8Y8H7Z", "https://elsewhere.example.com/h", LONG_AGO, None);
     // (what it is, the account's webhooks (None: no /v1/webhooks), SAVVYCAL_WEBHOOK_SECRET, words that must be there)
-    let cases: Vec<(&str, Option<Vec<FakeWebhook>>, Option<&str>, Vec<&str>)> = vec![
+    type Case<'a> = (&'a str, Option<Vec<FakeWebhook>>, Option<&'a str>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "found",
             Some(vec![hook("active", Some("acct_whsec_1"))]),
