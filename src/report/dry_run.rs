@@ -77,8 +77,9 @@ impl DryRun<'_> {
             Some(r) => {
                 let secs = (self.to_send as f64 / r).ceil();
                 format!(
-                    "At {} with --concurrency {}: about {}.\n  longer if the receiver is slower or asks for retries.\n",
-                    crate::words::per_sec(r),
+                    "At --rate {} with --concurrency {}: about {}.\n  longer if the receiver is slower or asks for retries.\n",
+                    // As the user wrote it: 50/h read as 0.0139/s would be a riddle.
+                    rate,
                     self.concurrency,
                     humantime::format_duration(Duration::from_secs(secs as u64))
                 )
