@@ -182,6 +182,7 @@ async fn a_page_over_the_cap_suggests_a_smaller_page_size() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("larger than 64 MiB") && !stderr.contains("try --page-size"), "{stderr}");
+}
 
 /// Run the binary with stderr piped and read it as it comes: (when the first line came, relative
 /// to the start; everything; exit status). Killed after 30 s, so a run that waits out its retries

@@ -404,7 +404,7 @@ mod tests {
     fn a_webhook_created_at_with_twelve_fractional_digits_is_read() {
         let u = url("https://h.example.com/x");
         let webhook = hook("wh_A", "active", "2026-03-01T09:00:00.123456789012Z");
-        let t = take(Found::ByUrl { webhook, others: 0 }, &u, false, false);
+        let t = take(Found::ByUrl { webhook, others: 0 }, &u, None, false);
         assert_eq!(t.created_before.unwrap().to_string(), "2026-03-01T09:00:00.123456789Z");
     }
 
