@@ -144,7 +144,8 @@ async fn export(args: &ExportArgs, quiet: bool) -> Result<u8, AppError> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let source =
-        producer::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel).await?;
+        producer::open_source(&source_cfg, Default::default(), std::time::Duration::from_secs(30), &cancel, !quiet)
+            .await?;
     let out_path = args.out.clone();
     let mut out = blocking(move || open_out(out_path.as_ref())).await??;
     let counters = std::sync::Arc::new(crate::progress::Counters::default());
@@ -247,7 +248,7 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
             text.push_str(&format!("  export the failed events: {}\n", hint::failed(path, target, true)));
         }
     }
-    crate::console::stdout(&text);
+    crate::console::stdout_message(&text);
     Ok(exit::OK)
 }
 

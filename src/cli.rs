@@ -23,16 +23,21 @@ pub const DEFAULT_API_BASE: &str = "https://api.savvycal.com";
 pub const DEFAULT_LEDGER: &str = ".savvy-replay/ledger.db";
 pub const DEFAULT_EVENT_TYPE: &str = "event.created";
 
+// Every line fits in 80 columns, so clap never wraps one: a command broken across lines by the
+// help's wrapping could not be copied. Long commands continue with `\` like a shell script.
 const RUN_EXAMPLES: &str = "\
 Examples:
-  # Replay every booking made before the webhook existed, signed like SavvyCal: the webhook is
-  # found in the account, and its secret and created_at become the defaults (see --dry-run)
-  savvy-replay run --token pt_secret_… --webhook-url https://hooks.example.com/savvycal
+  # Replay every booking made before the webhook existed, signed like SavvyCal:
+  # the webhook is found in the account, and its secret and created_at become
+  # the defaults (see --dry-run)
+  savvy-replay run --token pt_secret_… \\
+    --webhook-url https://hooks.example.com/savvycal
 
-  # Into a staging copy, as the production webhook, and everything whatever its date
-  savvy-replay run --webhook-url https://staging.example.com/hook --webhook-id wh_… --created-before none
+  # Into a staging copy, as the production webhook, whatever the bookings' date
+  savvy-replay run --webhook-url https://staging.example.com/hook \\
+    --webhook-id wh_… --created-before none
 
-  # Let savvy-replay find how fast the receiver can take it (the next run starts from there)
+  # Find how fast the receiver can take it (the next run starts from there)
   savvy-replay run --config replay.toml --rate auto
 
   # Gentle on a small receiver: 5 requests/s, 2 at a time
@@ -42,20 +47,21 @@ Examples:
   savvy-replay run --config replay.toml --dry-run
 
   # Replay a file exported earlier (or the output of `savvy-replay failed`)
-  savvy-replay run --input events.ndjson --webhook-url https://hooks.example.com/savvycal
+  savvy-replay run --input events.ndjson \\
+    --webhook-url https://hooks.example.com/savvycal
 
-Rerunning the same command resumes: events already delivered to that webhook are skipped.
+Rerunning the same command resumes: events already delivered to that webhook
+are skipped.
 
 Exit status: 0 all delivered, 1 some failed, 2 usage/configuration error,
 3 the source failed, 4 the webhook was unreachable for --give-up-after,
 130 interrupted (progress saved).";
 
-const EXPORT_EXAMPLE: &str =
-    "Example:\n  savvy-replay export --token pt_secret_… --created-before 2026-03-01T00:00:00Z --out events.ndjson";
+const EXPORT_EXAMPLE: &str = "Example:\n  savvy-replay export --token pt_secret_… \\\n    --created-before 2026-03-01T00:00:00Z --out events.ndjson";
 const STATUS_EXAMPLES: &str =
     "Examples:\n  savvy-replay status --ledger .savvy-replay/ledger.db\n  savvy-replay status --json | jq '.failed'";
 const FAILED_EXAMPLE: &str =
-    "Example:\n  savvy-replay failed --out failed.ndjson && savvy-replay run --input failed.ndjson --webhook-url …";
+    "Example:\n  savvy-replay failed --out failed.ndjson\n  savvy-replay run --input failed.ndjson --webhook-url …";
 const DEMO_EXAMPLES: &str =
     "Examples:\n  savvy-replay demo\n  savvy-replay demo --events 20000 --fail-rate 0.2 --rate 2000";
 const SINK_EXAMPLE: &str = "Example:\n  savvy-replay sink --listen 127.0.0.1:8787 --secret whsec_test\n  savvy-replay run … --webhook-url http://127.0.0.1:8787/webhook --signing-secret whsec_test";
@@ -184,6 +190,10 @@ pub struct RunArgs {
         help_heading = "Delivery"
     )]
     pub signing_secret: Option<String>,
+    /// Where `signing_secret` came from, in words for messages (filled in by
+    /// [`crate::config::parse`], which sees the matches).
+    #[arg(skip)]
+    pub signing_secret_from: Option<&'static str>,
     /// The SavvyCal webhook this replay stands in for (wh_…), when its URL differs from
     /// --webhook-url. Default: looked up by --webhook-url among the account's webhooks.
     #[arg(long, value_name = "ID", help_heading = "Delivery")]

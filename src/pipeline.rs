@@ -34,7 +34,7 @@ use crate::worker::{Shared, work};
 /// Run the replay described by `cfg` until done or `cancel`led.
 pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report, RunError> {
     let started = Instant::now();
-    let source = open_source(&cfg.source, cfg.retry, cfg.timeout, &cancel).await?;
+    let source = open_source(&cfg.source, cfg.retry, cfg.timeout, &cancel, !cfg.quiet).await?;
     let source_name = source.describe();
     // A dry run checks the token first and says whose account it reads.
     let account = match (&source, cfg.dry_run) {

@@ -29,6 +29,7 @@ pub async fn open_source(
     retry: RetryPolicy,
     timeout: Duration,
     cancel: &CancellationToken,
+    show_waits: bool,
 ) -> Result<Source, RunError> {
     Ok(match source {
         SourceConfig::File(path) => Source::Ndjson(Box::new(
@@ -37,7 +38,8 @@ pub async fn open_source(
                 .map_err(|error| RunError::Input { path: path.display().to_string(), error })?,
         )),
         SourceConfig::Api { base, token, query } => {
-            let api = ApiClient::new(base.clone(), token.clone(), retry, timeout, cancel.clone())?;
+            let api =
+                ApiClient::new(base.clone(), token.clone(), retry, timeout, cancel.clone())?.show_waits(show_waits);
             Source::Api(Box::new(ApiPager::new(api, *query)))
         }
     })

@@ -6,7 +6,7 @@
 //! `run --token … --webhook-url …` alone replays exactly what the webhook missed. Kept out of
 //! the pipeline so the lookup is one step with one result: the line that tells the user.
 
-use tracing::warn;
+use crate::console::errln;
 
 use crate::config::RunConfig;
 use crate::source::Source;
@@ -19,8 +19,8 @@ pub async fn apply(cfg: &mut RunConfig, source: &Source) -> Result<Option<String
         // A file has no API to ask; an id the user named is still the header SavvyCal would send.
         return Ok(cfg.webhook_id.as_ref().map(|id| {
             format!(
-                "Webhook {id} (from --webhook-id; not looked up, --input reads no API): only its id header is sent; give \
-                 --signing-secret and --created-before yourself."
+                "Webhook {id} (from --webhook-id) is not looked up: --input reads no API.\n  only its id header is sent; \
+                 give --signing-secret and --created-before yourself."
             )
         }));
     };
@@ -30,12 +30,13 @@ pub async fn apply(cfg: &mut RunConfig, source: &Source) -> Result<Option<String
     };
     let found = webhooks::find(api.api(), lookup).await?;
     let created_before_given = cfg.select.created_before.is_some() || cfg.created_before_none;
-    let taken = webhooks::take(found, &cfg.webhook_url, cfg.signing_secret.is_some(), created_before_given);
+    let secret_from = cfg.signing_secret.as_ref().map(|_| cfg.signing_secret_from.unwrap_or("--signing-secret"));
+    let taken = webhooks::take(found, &cfg.webhook_url, secret_from, created_before_given);
     if let Some(why) = taken.no_bound {
         return Err(WebhookError::NoBound { id: taken.webhook_id.unwrap_or_default(), why });
     }
-    if let Some(w) = &taken.warning {
-        warn!("{w}");
+    if let Some(w) = taken.warning.as_ref().filter(|_| !cfg.quiet) {
+        errln!("warning: {w}");
     }
     cfg.webhook_id = taken.webhook_id;
     if taken.version.is_some() {

@@ -8,6 +8,17 @@ pub fn count(n: u64, singular: &str, plural: &str) -> String {
     format!("{} {}", indicatif::HumanCount(n), if n == 1 { singular } else { plural })
 }
 
+/// A rate in requests per second, written like a count: `2,900/s`, `187/s`, and one decimal
+/// below 10 (`2.5/s`, `0.5/s`) where the fraction matters.
+pub fn per_sec(rate: f64) -> String {
+    let r = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
+    if r < 10.0 && (r - r.round()).abs() >= 0.05 {
+        format!("{r:.1}/s")
+    } else {
+        format!("{}/s", indicatif::HumanCount(r.round() as u64))
+    }
+}
+
 /// "1 source entry was not an event and was skipped", and the plural.
 pub fn skipped_entries(n: u64) -> String {
     if n == 1 {
@@ -28,6 +39,11 @@ mod tests {
         assert_eq!(count(2, "source entry", "source entries"), "2 source entries");
         assert_eq!(count(1000, "event", "events"), "1,000 events");
         assert_eq!(skipped_entries(1), "1 source entry was not an event and was skipped");
+        assert_eq!(per_sec(2900.0), "2,900/s");
+        assert_eq!(per_sec(187.54), "188/s");
+        assert_eq!(per_sec(2.5), "2.5/s");
+        assert_eq!(per_sec(5.0), "5/s");
+        assert_eq!(per_sec(0.5), "0.5/s");
         assert_eq!(skipped_entries(2), "2 source entries were not events and were skipped");
     }
 }

@@ -473,3 +473,38 @@ async fn a_repeated_flag_takes_its_last_value() {
     assert!(all.contains("x-one: 1") || all.contains("X-One: 1"), "{all}");
     assert!(all.contains("x-two: 2") || all.contains("X-Two: 2"), "{all}");
 }
+
+/// `--help` as an 80-column terminal gets it (clap wraps to `COLUMNS` when it finds no terminal).
+async fn help_at_80(cmd: &str) -> String {
+    let out = tokio::process::Command::new(bin())
+        .args([cmd, "--help"])
+        .env("COLUMNS", "80")
+        .output()
+        .await
+        .expect("run savvy-replay");
+    assert_eq!(out.status.code(), Some(0), "{cmd}");
+    text(&out.stdout)
+}
+
+#[tokio::test]
+async fn help_examples_are_whole_lines_and_flags_sit_under_their_own_heading() {
+    for cmd in ["run", "export", "failed"] {
+        let help = help_at_80(cmd).await;
+        let examples = &help[help.find("Example").expect("examples")..];
+        // Every command line of an example is as written: none was broken by clap's wrapping.
+        for line in examples.lines().filter(|l| l.trim_start().starts_with("savvy-replay ")) {
+            assert!(line.starts_with("  savvy-replay "), "{cmd}: {line:?} in\n{examples}");
+        }
+        for line in examples.lines() {
+            assert!(line.chars().count() <= 80, "{cmd}: {line:?}");
+        }
+    }
+    let run = help_at_80("run").await;
+    assert!(run.lines().any(|l| l.contains("--webhook-id wh_… --created-before none")), "{run}");
+
+    // --no-json is --json's twin: right after it, not under the receiver's flags.
+    let demo = help_at_80("demo").await;
+    let limits = demo.find("Receiver limits:").expect("the receiver's heading");
+    let no_json = demo.find("--no-json").expect("--no-json");
+    assert!(no_json < limits, "{demo}");
+}

@@ -275,3 +275,111 @@ async fn running_out_of_file_descriptors_is_named_as_a_local_limit() {
         assert!(said.contains("too many open files: raise `ulimit -n` or lower `--concurrency`"), "{said}");
     }
 }
+
+/// Run the binary with stderr piped and read it as it comes: (when the first line came, relative
+/// to the start; everything; exit status). Killed after 30 s, so a run that waits out its retries
+/// fails instead of hanging.
+fn watch_stderr(args: &[&str]) -> (std::time::Duration, String, Option<i32>) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("SAVVYCAL_TOKEN", TOKEN)
+        .env_remove("SAVVYCAL_WEBHOOK_SECRET")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start savvy-replay");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = started + Duration::from_secs(30);
+    let first = rx.recv_timeout(Duration::from_secs(30));
+    let first_at = started.elapsed();
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 30 s; stderr so far: {first:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut all = first.map(|l| l + "\n").unwrap_or_default();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        all.push_str(&line);
+        all.push('\n');
+    }
+    (first_at, all, code)
+}
+
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn an_api_base_where_nothing_listens_is_said_at_once_and_ends_the_run_with_3() {
+    let base = format!("http://127.0.0.1:{}", closed_port());
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db").display().to_string();
+    let (first_at, stderr, code) = watch_stderr(&[
+        "run",
+        "--api-base",
+        &base,
+        "--webhook-url",
+        "http://127.0.0.1:9/h",
+        "--limit",
+        "10",
+        "--ledger",
+        &ledger,
+    ]);
+    // Generous bounds on a loaded machine: the point is not silence until the retries run out
+    // (9 attempts, 82 s before).
+    assert!(first_at < std::time::Duration::from_secs(5), "first line after {first_at:?}: {stderr}");
+    assert_eq!(code, Some(3), "the source failed: {stderr}");
+    for part in [base.as_str(), "connection refused", "--api-base", "proxy"] {
+        assert!(stderr.contains(part), "{part:?} missing: {stderr}");
+    }
+    assert!(!stderr.contains("after 9 attempts"), "{stderr}");
+}
+
+#[test]
+fn an_api_host_that_does_not_resolve_is_said_at_once_and_ends_the_run_with_3() {
+    // RFC 6761: names under .invalid never resolve, with or without a network.
+    let base = "https://api.savvy-replay-test.invalid";
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db").display().to_string();
+    let (first_at, stderr, code) = watch_stderr(&[
+        "run",
+        "--api-base",
+        base,
+        "--webhook-url",
+        "http://127.0.0.1:9/h",
+        "--limit",
+        "10",
+        "--ledger",
+        &ledger,
+    ]);
+    assert!(first_at < std::time::Duration::from_secs(5), "first line after {first_at:?}: {stderr}");
+    assert_eq!(code, Some(3), "{stderr}");
+    for part in [base, "unknown host", "--api-base"] {
+        assert!(stderr.contains(part), "{part:?} missing: {stderr}");
+    }
+}

@@ -563,3 +563,46 @@ async fn the_ledger_and_written_events_are_the_owners_only() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(mode(&export_out), 0o640);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_webhook_lookup_says_each_retry_off_a_terminal_unless_quiet() {
+    let (base, _seen) = serve(|target| match target {
+        t if t.starts_with("/v1/webhooks") => full(503, r#"{"errors":[{"message":"Service Unavailable"}]}"#),
+        _ => full(200, EMPTY_ME),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db").display().to_string();
+    let args = [
+        "run",
+        "--ledger",
+        &ledger,
+        "--api-base",
+        &base,
+        "--token",
+        TOKEN,
+        "--webhook-url",
+        "https://hooks.example.com/in",
+        "--max-retries",
+        "2",
+        "--retry-initial",
+        "10ms",
+        "--retry-max",
+        "20ms",
+    ];
+
+    let out = run(&args).await;
+
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    // The API answered, so a 503 is waited out: each retry is a line, saying what is waited for.
+    let retries: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Looking up the webhook at ")).collect();
+    assert_eq!(retries.len(), 2, "{stderr}");
+    assert!(retries[0].contains(&base) && retries[0].contains("HTTP 503; attempt 2 of 3"), "{stderr}");
+    assert!(stderr.contains("still answered HTTP 503 after 3 attempts"), "{stderr}");
+
+    let quiet = run(&[&args[..], &["-q"]].concat()).await;
+    let stderr = text(&quiet.stderr);
+    assert_eq!(quiet.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("Looking up the webhook at"), "-q: {stderr}");
+}

@@ -14,11 +14,16 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use common::*;
-use savvy_replay_fake::generate_bookings;
+use savvy_replay_fake::{FakeWebhook, ReceiverConfig, generate_bookings};
 
 /// Run the binary with stderr on an 80-column pty; returns (everything drawn on the pty, stdout,
 /// exit status).
 fn run_on_pty(args: Vec<String>) -> (String, String, Option<i32>) {
+    run_on_pty_with(args, Some(SECRET))
+}
+
+/// [`run_on_pty`] with `SAVVYCAL_WEBHOOK_SECRET` set to `secret`, or unset.
+fn run_on_pty_with(args: Vec<String>, secret: Option<&str>) -> (String, String, Option<i32>) {
     let (mut master, mut slave) = (-1, -1);
     let size = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: openpty writes the two descriptors it opens; the name and termios may be null.
@@ -26,10 +31,14 @@ fn run_on_pty(args: Vec<String>) -> (String, String, Option<i32>) {
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
     // SAFETY: both descriptors were just opened by openpty and are owned here alone.
     let (mut master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let child = Command::new(bin())
+    let mut command = Command::new(bin());
+    command.env_remove("SAVVYCAL_WEBHOOK_SECRET");
+    if let Some(secret) = secret {
+        command.env("SAVVYCAL_WEBHOOK_SECRET", secret);
+    }
+    let child = command
         .args(&args)
         .env("SAVVYCAL_TOKEN", TOKEN)
-        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR")
         .stdin(Stdio::null())
@@ -37,6 +46,9 @@ fn run_on_pty(args: Vec<String>) -> (String, String, Option<i32>) {
         .stderr(Stdio::from(slave))
         .spawn()
         .expect("start savvy-replay");
+    // The command holds its copy of the pty's slave side: closed here, so the child's exit ends
+    // the reader below.
+    drop(command);
     // Read the master side until the child's end of the pty closes (EIO): nothing may block it.
     let reader = std::thread::spawn(move || {
         let mut drawn = Vec::new();
@@ -159,4 +171,90 @@ async fn an_api_run_fits_80_columns_and_shows_an_eta_early() {
     let (drawn, stdout, code) = tokio::task::spawn_blocking(move || run_on_pty(args)).await.unwrap();
     assert_eq!(code, Some(0), "{drawn}");
     check(&drawn, &stdout, N as u64);
+}
+
+/// The webhook lookup's messages, each way it can go, on an 80-column terminal: no line is wider
+/// (they used to be one line of up to 231 columns, wrapped mid-word by the terminal), and what
+/// each says is still there.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_messages_fit_80_columns_whatever_the_lookup_found() {
+    const ID: &str = "wh_01ED74HMFGVZ92YVCWTD8Y8H6X";
+    const LONG_AGO: &str = "2030-01-01T00:00:00Z";
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate_bookings(20, 13);
+    let rcv = receiver(ReceiverConfig::default()).await;
+    let hook = |state: &str, secret: Option<&str>| {
+        let mut w = FakeWebhook::active(ID, &rcv.url(), LONG_AGO, secret);
+        w.state = state.to_owned();
+        w
+    };
+    let other = FakeWebhook::active("wh_01ED74HMFGVZ92YVCWTD8Y8H7Z", "https://elsewhere.example.com/h", LONG_AGO, None);
+    // (what it is, the account's webhooks (None: no /v1/webhooks), SAVVYCAL_WEBHOOK_SECRET, words that must be there)
+    type Case<'a> = (&'a str, Option<Vec<FakeWebhook>>, Option<&'a str>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "found",
+            Some(vec![hook("active", Some("acct_whsec_1"))]),
+            None,
+            vec![ID, "matches --webhook-url", "signing secret (masked)"],
+        ),
+        (
+            "found, secret from the environment",
+            Some(vec![hook("active", Some("acct_whsec_1"))]),
+            Some(SECRET),
+            vec![ID, "SAVVYCAL_WEBHOOK_SECRET is used"],
+        ),
+        (
+            "no secret",
+            Some(vec![hook("active", None)]),
+            None,
+            vec![ID, "no signing secret", "unsigned", "--signing-secret"],
+        ),
+        (
+            "disabled",
+            Some(vec![hook("disabled", Some("acct_whsec_1"))]),
+            None,
+            vec!["warning:", "is disabled in SavvyCal", "--webhook-url anyway"],
+        ),
+        (
+            "no match",
+            Some(vec![other]),
+            None,
+            vec!["No webhook of this SavvyCal account (1 checked)", "--webhook-id", "without the webhook's defaults"],
+        ),
+        (
+            "no /v1/webhooks",
+            None,
+            None,
+            vec!["no /v1/webhooks (HTTP 404)", "without the webhook's defaults", "unsigned"],
+        ),
+    ];
+    for (i, (what, webhooks, secret, words)) in cases.into_iter().enumerate() {
+        let api = match webhooks {
+            Some(w) => api_with_webhooks(events.clone(), w).await,
+            None => api(events.clone(), vec![]).await,
+        };
+        let mut args = run_args(&api, &rcv, &dir.path().join(format!("l{i}.db")));
+        args.extend(["--rate", "0"].map(String::from));
+        // The run delivers everything, so the dry run after it has no sample request (shown byte
+        // for byte, not wrapped); with --json its report is on stderr, the terminal.
+        let mut dry = args.clone();
+        dry.extend(["--dry-run", "--json"].map(String::from));
+        for args in [args, dry] {
+            let secret = secret.map(str::to_owned);
+            let (drawn, stdout, code) =
+                tokio::task::spawn_blocking(move || run_on_pty_with(args, secret.as_deref())).await.unwrap();
+            assert_eq!(code, Some(0), "{what}: {drawn}");
+            for f in frames(&drawn) {
+                let width = console::measure_text_width(&f);
+                assert!(width <= 80, "{what}: a line is {width} columns wide: {f:?}\n{drawn}");
+            }
+            assert!(!drawn.contains("The first request"), "{what}: {drawn}");
+            let shown = frames(&drawn).join(" ") + &stdout;
+            let shown = shown.split_whitespace().collect::<Vec<_>>().join(" ");
+            for w in &words {
+                assert!(shown.contains(w), "{what}: {w:?} missing from {shown}");
+            }
+        }
+    }
 }

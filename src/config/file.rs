@@ -94,14 +94,14 @@ impl FileConfig {
         let mut lists = Vec::new();
         for (key, value) in &self.table {
             let Some(arg) = keyed_arg(&cmd, key) else {
-                let hint = keys(&cmd)
-                    .into_iter()
-                    .find(|k| k.replace('_', "") == key.replace(['-', '_'], ""))
-                    .map(|k| format!(" (did you mean `{k}`?)"))
-                    .unwrap_or_default();
+                let hint = match closest_keys(&cmd, key).as_slice() {
+                    [] => String::new(),
+                    [one] => format!(" (did you mean `{one}`?)"),
+                    some => format!(" (did you mean one of `{}`?)", some.join("`, `")),
+                };
                 return Err(ConfigError(format!(
-                    "the config file {} has an unknown key `{key}`{hint}; keys are the long flags with `-` written \
-                     `_`, see config/savvy-replay.example.toml",
+                    "the config file {} has an unknown key `{key}`{hint}\n  keys are the long flags of \
+                     `savvy-replay run --help` with `-` written `_` (--max-retries is max_retries)",
                     self.path.display()
                 )));
             };
@@ -153,9 +153,12 @@ pub fn command() -> clap::Command {
                 // Listed right after the flag it undoes, under the same heading.
                 .display_order(flag.get_display_order().saturating_mul(2) + 1)
                 .help(format!("Turn --{long} off (one from the config file, or given earlier)"));
-            if let Some(heading) = flag.get_help_heading() {
-                no = no.help_heading(heading.to_owned());
-            }
+            // Always set, also to "none": left unset, clap files the twin under whatever
+            // heading the command last named (a flattened group's), not the flag's.
+            no = match flag.get_help_heading() {
+                Some(heading) => no.help_heading(heading.to_owned()),
+                None => no.help_heading(None::<&'static str>),
+            };
             cmd = cmd.mut_arg(&id, |a| a.overrides_with(&no_id).default_value_if(&no_id, "true", "false")).arg(no);
         }
         let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
@@ -180,6 +183,24 @@ pub fn keys(cmd: &Command) -> Vec<String> {
         .filter(|a| !is_negation(a) && !matches!(a.get_id().as_str(), "config" | "help" | "version"))
         .filter_map(|a| a.get_long().map(|l| l.replace('-', "_")))
         .collect()
+}
+
+/// The valid keys nearest to `typo`, nearest first: the same words with `-` or no separator, else
+/// the few within a small edit distance.
+fn closest_keys(cmd: &Command, typo: &str) -> Vec<String> {
+    let all = keys(cmd);
+    let squashed = typo.replace(['-', '_'], "").to_ascii_lowercase();
+    if let Some(same) = all.iter().find(|k| k.replace('_', "") == squashed) {
+        return vec![same.clone()];
+    }
+    let typo = typo.replace('-', "_").to_ascii_lowercase();
+    let mut near: Vec<(usize, String)> = all
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(&typo, &k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .collect();
+    near.sort();
+    near.into_iter().take(3).map(|(_, k)| k).collect()
 }
 
 /// Is this argument one of the generated `--no-…` twins?
@@ -231,11 +252,13 @@ fn line_column(text: &str, offset: usize) -> String {
 /// with `exit()`); a bad file is a [`ConfigError`].
 pub fn parse(argv: Vec<OsString>) -> Result<cli::Cli, ParseError> {
     use clap::FromArgMatches;
-    let first = cli::Cli::from_arg_matches(&command().try_get_matches_from(&argv)?)?;
+    let matches = command().try_get_matches_from(&argv)?;
+    let first = with_sources(cli::Cli::from_arg_matches(&matches)?, &matches);
     let Some(path) = &first.global.config else { return Ok(first) };
     let file = FileConfig::load(path)?;
     let (cmd, lists) = file.feed(command())?;
-    let mut cli = cli::Cli::from_arg_matches(&cmd.try_get_matches_from(&argv)?)?;
+    let matches = cmd.try_get_matches_from(&argv)?;
+    let mut cli = with_sources(cli::Cli::from_arg_matches(&matches)?, &matches);
     // The file's headers go first, so the command line's win where a receiver reads the last one.
     if let cli::Command::Run(run) = &mut cli.command {
         for (_, values) in lists {
@@ -244,6 +267,21 @@ pub fn parse(argv: Vec<OsString>) -> Result<cli::Cli, ParseError> {
         }
     }
     Ok(cli)
+}
+
+/// `cli` with where the signing secret came from: the webhook line names it, so a user who set
+/// `SAVVYCAL_WEBHOOK_SECRET` long ago is not told about a flag they never typed. The file's values
+/// are clap's defaults, so a default is the file's.
+fn with_sources(mut cli: cli::Cli, matches: &clap::ArgMatches) -> cli::Cli {
+    use clap::parser::ValueSource;
+    if let (cli::Command::Run(run), Some(("run", m))) = (&mut cli.command, matches.subcommand()) {
+        run.signing_secret_from = m.value_source("signing_secret").map(|s| match s {
+            ValueSource::EnvVariable => "SAVVYCAL_WEBHOOK_SECRET",
+            ValueSource::DefaultValue => "signing_secret in the config file",
+            _ => "--signing-secret",
+        });
+    }
+    cli
 }
 
 /// Why the command line could not be read.

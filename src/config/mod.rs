@@ -65,6 +65,8 @@ pub struct RunConfig {
     pub webhook_url: Url,
     pub event_type: String,
     pub signing_secret: Option<SecretString>,
+    /// Where `signing_secret` came from, for messages (`--signing-secret`, the variable, the file).
+    pub signing_secret_from: Option<&'static str>,
     /// `--signature-hex`.
     pub signature_hex: HexCase,
     /// `--webhook-id`: the SavvyCal webhook to take defaults from, instead of looking
@@ -264,6 +266,7 @@ fn settings(args: &RunArgs, source: SourceConfig, webhook_url: Url, quiet: bool)
         webhook_url,
         event_type: args.event_type.clone(),
         signing_secret: args.signing_secret.clone().filter(|s| !s.is_empty()).map(SecretString::from),
+        signing_secret_from: args.signing_secret_from,
         signature_hex: args.signature_hex,
         webhook_id,
         version: None,

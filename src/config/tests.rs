@@ -174,6 +174,11 @@ fn unknown_config_keys_are_refused_with_a_hint() {
     std::fs::write(&p, "webhook-url = \"https://x\"\n").unwrap();
     let e = parse(BASE, "webhook-url = \"https://x\"\n").unwrap_err().0;
     assert!(e.contains("webhook-url") && e.contains("did you mean `webhook_url`"), "{e}");
+    // A typo gets the keys closest to it, and where every key is listed for a `cargo install`
+    // user (who has no example file from the repository).
+    let e = parse(BASE, "max_retrys = 3\n").unwrap_err().0;
+    assert!(e.contains("did you mean `max_retries`"), "{e}");
+    assert!(e.contains("savvy-replay run --help") && !e.contains("example.toml"), "{e}");
     let e = parse(BASE, "quiet = true\nrate = [").unwrap_err().0;
     assert!(e.contains("not valid TOML") && e.contains("line 2, column"), "{e}");
     let e = parse(BASE, "dry_run = \"yes\"").unwrap_err().0;

@@ -19,7 +19,9 @@ use crate::estimate::{Estimator, Reading};
 use crate::pacing::PaceStatus;
 
 mod line;
+mod waiting;
 pub use line::{MAX_WIDTH, Pause, Snapshot, line};
+pub use waiting::Waiting;
 
 /// Live counters of a run, shared by the producer, the workers and the progress bar.
 pub struct Counters {
@@ -209,7 +211,10 @@ impl Progress {
         // from two different moments.
         bar.set_style(ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
         if let Ok(mut slot) = active_bar().lock() {
-            *slot = Some(bar.clone());
+            waiting::give_way();
+            if let Some(spinner) = slot.replace(bar.clone()) {
+                spinner.finish_and_clear();
+            }
         }
         let task = (!bar.is_hidden()).then(|| {
             let bar = bar.clone();

@@ -7,6 +7,9 @@ use indicatif::HumanCount;
 
 use crate::pacing::RateSetting;
 
+/// Where the sample request starts in the report: what follows is shown as it would be sent.
+pub const SAMPLE_HEADING: &str = "\nThe first request, as it would be sent:\n\n";
+
 /// What `--dry-run` found, for its human report.
 pub struct DryRun<'a> {
     /// Where the events were read from (with the account the token belongs to, for the API).
@@ -45,7 +48,7 @@ impl DryRun<'_> {
         text.push_str(&self.eta_line());
         match self.sample {
             Some(s) => {
-                text.push_str("\nThe first request, as it would be sent:\n\n");
+                text.push_str(SAMPLE_HEADING);
                 text.push_str(s);
                 text.push('\n');
             }
@@ -59,11 +62,12 @@ impl DryRun<'_> {
         let rate = match self.rate {
             RateSetting::Auto => {
                 let start = match self.auto_start {
-                    Some(r) => format!("from {r:.1}/s, where the last run to this webhook settled"),
+                    Some(r) => format!("from {}, where the last run to this webhook settled", crate::words::per_sec(r)),
                     None => "gently".to_owned(),
                 };
                 return format!(
-                    "--rate auto starts {start} and finds the receiver's capacity (--concurrency {} at most): the time depends on it.\n",
+                    "--rate auto finds the receiver's capacity: the time depends on it.\n  it starts {start}, with \
+                     --concurrency {} at most.\n",
                     self.concurrency
                 );
             }
@@ -73,7 +77,8 @@ impl DryRun<'_> {
             Some(r) => {
                 let secs = (self.to_send as f64 / r).ceil();
                 format!(
-                    "At --rate {} with --concurrency {}: about {} (longer if the receiver is slower or asks for retries).\n",
+                    "At --rate {} with --concurrency {}: about {}.\n  longer if the receiver is slower or asks for retries.\n",
+                    // As the user wrote it: 50/h read as 0.0139/s would be a riddle.
                     rate,
                     self.concurrency,
                     humantime::format_duration(Duration::from_secs(secs as u64))

@@ -124,10 +124,10 @@ impl Summary {
         }
         if self.attempts > 0 {
             s.push_str(&format!(
-                "  {} requests ({} retries), {:.1}/s delivered\n  latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
+                "  {} requests ({} retries), {} delivered\n  latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms\n",
                 HumanCount(self.attempts),
                 HumanCount(self.retries),
-                self.throughput_per_sec,
+                crate::words::per_sec(self.throughput_per_sec),
                 self.latency_ms.p50,
                 self.latency_ms.p90,
                 self.latency_ms.p99,
@@ -141,10 +141,11 @@ impl Summary {
             if let (RateMode::Auto, Some(r)) = (self.rate.mode, self.rate.final_per_sec) {
                 if kept {
                     s.push_str(&format!(
-                        "  --rate auto settled on {r:.1}/s (the next auto run to this webhook starts there)\n"
+                        "  --rate auto settled on {} (the next auto run to this webhook starts there)\n",
+                        crate::words::per_sec(r)
                     ));
                 } else {
-                    s.push_str(&format!("  --rate auto settled on {r:.1}/s\n"));
+                    s.push_str(&format!("  --rate auto settled on {}\n", crate::words::per_sec(r)));
                 }
             }
             // oha's "error distribution": the attempts the statuses above do not account for.
@@ -233,10 +234,14 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
     let ledger_path = kept.map(|k| k.ledger.as_path());
     let s = &report.summary;
     if let Some(text) = &report.dry_run_text {
+        // The words are wrapped to the terminal; the sample request is shown byte for byte.
+        let (words, request) = text.split_at(text.find(dry_run::SAMPLE_HEADING).unwrap_or(text.len()));
         if json {
-            crate::console::stderr(text);
+            crate::console::stderr(words);
+            crate::console::stderr_verbatim(request);
         } else {
-            crate::console::stdout(text);
+            crate::console::stdout_message(words);
+            crate::console::stdout(request);
         }
     } else if !quiet && !report.failed_before_sending() {
         let stopped = if report.ledger_error.is_some() {
@@ -396,11 +401,11 @@ mod tests {
         c.pace.set_rate(Some(187.54), true);
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         assert_eq!(serde_json::to_value(s.rate).unwrap(), serde_json::json!({"mode": "auto", "final_per_sec": 187.5}));
-        assert!(s.human("t", 0, None, true).contains("settled on 187.5/s"), "{}", s.human("t", 0, None, true));
+        assert!(s.human("t", 0, None, true).contains("settled on 188/s"), "{}", s.human("t", 0, None, true));
         assert!(s.human("t", 0, None, true).contains("the next auto run"));
         // The demo's ledger is deleted with it: no next run starts from there.
         let demo = s.human("t", 0, None, false);
-        assert!(demo.contains("settled on 187.5/s") && !demo.contains("next"), "{demo}");
+        assert!(demo.contains("settled on 188/s") && !demo.contains("next"), "{demo}");
         assert_eq!(v["errors"], serde_json::json!({"connection refused": 1}));
         assert!(s.human("t", 0, None, true).contains("no answer: connection refused ×1"));
     }

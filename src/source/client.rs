@@ -7,6 +7,7 @@
 //! connection errors) are retried with the same policy as webhook deliveries; 401/403 end the run
 //! with a message about the token.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -17,7 +18,10 @@ use tracing::debug;
 use url::Url;
 
 use super::SourceError;
+use crate::cause::Cause;
+use crate::console::errln;
 use crate::http::{BODY_READ_MAX, error_message, root_cause};
+use crate::progress::Waiting;
 use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
 
 /// `GET /v1/me`, as far as we use it.
@@ -54,6 +58,11 @@ pub struct ApiClient {
     cancel: CancellationToken,
     /// Bounds each whole request, body included (the client's own timeout is the same).
     timeout: Duration,
+    /// The API has answered at least once (any HTTP status): from then on a refused connection
+    /// is an outage to wait out, not a wrong address.
+    answered: AtomicBool,
+    /// Say on stderr what a slow or retried request is waiting for (off with `--quiet`).
+    show_waits: bool,
 }
 
 impl ApiClient {
@@ -69,7 +78,34 @@ impl ApiClient {
         if !base.username().is_empty() || base.password().is_some() {
             return Err(ClientError::CredentialsInBase);
         }
-        Ok(ApiClient { http: http_client(timeout)?, base, token, retry, cancel, timeout })
+        Ok(ApiClient {
+            http: http_client(timeout)?,
+            base,
+            token,
+            retry,
+            cancel,
+            timeout,
+            answered: AtomicBool::new(false),
+            show_waits: false,
+        })
+    }
+
+    /// Show what a request waits for: a spinner on a terminal, a line per retry otherwise.
+    pub fn show_waits(mut self, show: bool) -> ApiClient {
+        self.show_waits = show;
+        self
+    }
+
+    /// `Looking up the webhook at https://api.savvycal.com`: what `what` is for, in words.
+    fn doing(&self, what: &str) -> String {
+        let base = self.base.as_str().trim_end_matches('/');
+        if what.contains("/v1/webhooks") {
+            format!("Looking up the webhook at {base}")
+        } else if what == "/v1/me" {
+            format!("Checking the token at {base}")
+        } else {
+            format!("Fetching {what} from {base}")
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -104,6 +140,7 @@ impl ApiClient {
     /// [`MAX_PAGE_BYTES`] and an error body is read only as far as [`BODY_READ_MAX`].
     pub(super) async fn get(&self, url: Url, what: &str) -> Result<Bytes, SourceError> {
         let mut retries = 0u32;
+        let waiting = self.show_waits.then(|| Waiting::start(self.doing(what)));
         loop {
             debug!(%url, "GET");
             let req = self
@@ -118,6 +155,7 @@ impl ApiClient {
             };
             let (after, last) = match sent {
                 Ok(resp) => {
+                    self.answered.store(true, Relaxed);
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
                     let retry_after =
@@ -189,6 +227,20 @@ impl ApiClient {
                         Some(failure) => Some(failure.message),
                         None => None,
                     };
+                    // Nothing listens there, or the name does not resolve, before the API ever
+                    // answered: a wrong --api-base or no network, which waiting will not fix.
+                    if !self.answered.load(Relaxed)
+                        && let Some(cause @ (Cause::Refused | Cause::Dns)) = Cause::in_chain(&e)
+                    {
+                        return Err(SourceError::NotThere {
+                            base: self.base.as_str().trim_end_matches('/').to_owned(),
+                            cause: match cause {
+                                Cause::Refused => "connection refused",
+                                _ => "unknown host",
+                            },
+                            last_error: describe_error(&e),
+                        });
+                    }
                     let kind = transport_error(&e);
                     match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max) {
                         Verdict::Retry { after } => {
@@ -209,6 +261,9 @@ impl ApiClient {
             };
             retries += 1;
             log_retry(what, &last.to_string(), retries, self.retry.max_retries, delay);
+            if let Some(waiting) = &waiting {
+                self.say_retry(waiting, what, &last, retries, delay);
+            }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
@@ -233,6 +288,28 @@ impl ApiClient {
             () = self.cancel.cancelled() => return None,
         };
         asked.err()
+    }
+
+    /// A retry, where the user sees it: on the spinner, or a line of its own when there is no
+    /// spinner (stderr is not a terminal). `retries` retries so far; the next attempt is one more.
+    fn say_retry(&self, waiting: &Waiting, what: &str, last: &Failure, retries: u32, delay: Duration) {
+        let attempts = self.retry.max_retries + 1;
+        let short = last.short();
+        if waiting.is_drawn() {
+            waiting.set_message(format!(
+                "{} (retrying: {short}, attempt {} of {attempts})",
+                self.doing(what),
+                retries + 1
+            ));
+        } else {
+            let delay = Duration::from_millis(delay.as_millis().min(u128::from(u64::MAX)) as u64);
+            errln!(
+                "{}: {short}; attempt {} of {attempts} in {}",
+                self.doing(what),
+                retries + 1,
+                humantime::format_duration(delay)
+            );
+        }
     }
 
     fn redact(&self, s: &str) -> String {
@@ -359,6 +436,14 @@ impl std::fmt::Display for Failure {
 }
 
 impl Failure {
+    /// A few words for the spinner: the cause without the chain.
+    fn short(&self) -> String {
+        match self {
+            Failure::Transport(e) => e.rsplit(": ").next().unwrap_or(e).to_owned(),
+            Failure::Status { status, .. } => format!("HTTP {status}"),
+        }
+    }
+
     fn into_error(self, base: String, attempts: u32) -> SourceError {
         match self {
             Failure::Transport(last_error) => SourceError::Unreachable { base, attempts, last_error },

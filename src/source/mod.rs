@@ -37,6 +37,12 @@ pub enum SourceError {
         crate::words::count(u64::from(*.attempts), "attempt", "attempts")
     )]
     Unreachable { base: String, attempts: u32, last_error: String },
+    /// The very first contact found nothing there: a configuration error, said at once.
+    #[error(
+        "the SavvyCal API at {base} cannot be reached: {cause}\n  {last_error}\n  check --api-base (or \
+         SAVVYCAL_API_BASE; the default is https://api.savvycal.com), and the network or proxy (HTTPS_PROXY)"
+    )]
+    NotThere { base: String, cause: &'static str, last_error: String },
     #[error(
         "the SavvyCal API at {base} still answered HTTP {status} after {}{}",
         crate::words::count(u64::from(*.attempts), "attempt", "attempts"),

@@ -176,8 +176,8 @@ pub fn same_url(ours: &Url, theirs: &str) -> bool {
     Url::parse(theirs.trim()).is_ok_and(|theirs| crate::target_url::same(ours, &theirs))
 }
 
-/// What the run takes from the webhook, given what the user set themselves, and the one line
-/// that says so (dry run and summary).
+/// What the run takes from the webhook, given what the user set themselves, and the message that
+/// says so (dry run and summary).
 #[derive(Debug, Default)]
 pub struct Taken {
     pub webhook_id: Option<String>,
@@ -187,44 +187,54 @@ pub struct Taken {
     /// The webhook's `created_at` is missing or unreadable and `--created-before` was not given:
     /// what is wrong with it, in words.
     pub no_bound: Option<String>,
-    /// The webhook is disabled or deleted.
+    /// The webhook is disabled or deleted: the fact, then its detail on an indented line.
     pub warning: Option<String>,
+    /// The fact on its first line (short enough for 80 columns), detail on indented lines below.
     pub line: String,
 }
 
-/// Decide what to take from `found`: the secret only when `--signing-secret` was not given, the
+/// Decide what to take from `found`: the secret only when the user gave none (`secret_from` names
+/// where theirs came from: `--signing-secret`, `SAVVYCAL_WEBHOOK_SECRET`, the config file), the
 /// date only when `--created-before` was not given (`none` counts as given).
-pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_given: bool) -> Taken {
-    let without = |what: String| {
+pub fn take(found: Found, webhook_url: &Url, secret_from: Option<&str>, created_before_given: bool) -> Taken {
+    let without = |fact: String, detail: Option<String>| {
         let mut missing = vec!["no x-savvycal-webhook-id"];
         if !created_before_given {
             missing.push("no default --created-before");
         }
-        if !secret_given {
-            missing.push("unsigned unless --signing-secret is given");
+        if secret_from.is_none() {
+            missing.push("unsigned unless --signing-secret or SAVVYCAL_WEBHOOK_SECRET is given");
         }
-        Taken {
-            line: format!("{what}: replaying without the webhook's defaults ({}).", missing.join(", ")),
-            ..Taken::default()
+        let mut line = fact;
+        if let Some(d) = detail {
+            line.push_str(&format!("\n  {d}"));
         }
+        line.push_str(&format!("\n  replaying without the webhook's defaults: {}.", missing.join(", ")));
+        Taken { line, ..Taken::default() }
     };
-    let (webhook, how) = match found {
-        Found::NoEndpoint => return without("The SavvyCal API has no /v1/webhooks (HTTP 404)".to_owned()),
+    let (webhook, how, note) = match found {
+        Found::NoEndpoint => {
+            return without("The SavvyCal API has no /v1/webhooks (HTTP 404).".to_owned(), None);
+        }
         Found::NoMatch { checked } => {
-            return without(format!(
-                "No webhook of this SavvyCal account ({checked} checked) has the URL {}; if its URL differs, name it with \
-                 --webhook-id wh_…",
-                display_url(webhook_url)
-            ));
+            return without(
+                format!("No webhook of this SavvyCal account ({checked} checked) has the URL of --webhook-url."),
+                Some(format!(
+                    "--webhook-url is {}; if the webhook's URL differs, name it with --webhook-id wh_…",
+                    display_url(webhook_url)
+                )),
+            );
         }
-        Found::ByUrl { webhook, others: 0 } => (webhook, "matches --webhook-url".to_owned()),
-        Found::ByUrl { webhook, others } => {
-            (webhook, format!("matches --webhook-url ({others} more have this URL; pick another with --webhook-id)"))
-        }
-        Found::ById { webhook } if same_url(webhook_url, &webhook.url) => (webhook, "named by --webhook-id".to_owned()),
+        Found::ByUrl { webhook, others: 0 } => (webhook, "matches --webhook-url", None),
+        Found::ByUrl { webhook, others } => (
+            webhook,
+            "matches --webhook-url",
+            Some(format!("{others} more have this URL; pick another with --webhook-id")),
+        ),
+        Found::ById { webhook } if same_url(webhook_url, &webhook.url) => (webhook, "named by --webhook-id", None),
         Found::ById { webhook } => {
             let url = Url::parse(&webhook.url).map_or_else(|_| webhook.url.clone(), |u| display_url(&u));
-            (webhook, format!("named by --webhook-id (its URL is {url}; replaying into --webhook-url as it)"))
+            (webhook, "named by --webhook-id", Some(format!("its URL is {url}; replaying into --webhook-url as it")))
         }
     };
     let version = webhook.version.clone().filter(|v| !v.trim().is_empty());
@@ -233,19 +243,21 @@ pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_
     if let Some(v) = &version {
         from_it.push(format!("version {v}"));
     }
-    let secret = match (secret_given, webhook.secret) {
-        (true, _) => {
-            from_it.push("not its secret (--signing-secret is given)".to_owned());
+    // Said on a line of its own when the requests go unsigned: the one thing to act on.
+    let mut unsigned = None;
+    let secret = match (secret_from, webhook.secret) {
+        (Some(from), _) => {
+            from_it.push(format!("not its secret ({from} is used)"));
             None
         }
-        (false, Some(s)) => {
+        (None, Some(s)) => {
             from_it.push("its signing secret (masked)".to_owned());
             Some(s)
         }
-        (false, None) => {
-            from_it.push(
-                "no signing secret (the API returned none: requests go unsigned unless --signing-secret is given)"
-                    .to_owned(),
+        (None, None) => {
+            unsigned = Some(
+                "no signing secret: the API returned none, so requests go unsigned unless --signing-secret or \
+                 SAVVYCAL_WEBHOOK_SECRET is given",
             );
             None
         }
@@ -270,18 +282,23 @@ pub fn take(found: Found, webhook_url: &Url, secret_given: bool, created_before_
     };
     let warning = matches!(webhook.state.as_str(), "disabled" | "deleted").then(|| {
         format!(
-            "webhook {} is {} in SavvyCal: it gets no new events there, but the replay goes to --webhook-url anyway",
+            "webhook {} is {} in SavvyCal\n  it gets no new events there, but the replay goes to --webhook-url anyway",
             webhook.id, webhook.state
         )
     });
     let state = if webhook.state.is_empty() { "state unknown" } else { webhook.state.as_str() };
-    let line = format!(
-        "{}Webhook {} ({state}, created {}) {how}; from it: {}.",
-        if warning.is_some() { "Warning: " } else { "" },
-        webhook.id,
+    let mut line = format!("Webhook {} {how}.", webhook.id);
+    if warning.is_some() {
+        line.push_str(&format!("\n  warning: it is {state} in SavvyCal"));
+    }
+    line.push_str(&format!(
+        "\n  {state}, created {}; from it: {}.",
         webhook.created_at.as_deref().unwrap_or("at an unknown time"),
         from_it.join(", ")
-    );
+    ));
+    for detail in note.iter().map(String::as_str).chain(unsigned) {
+        line.push_str(&format!("\n  {detail}"));
+    }
     Taken { webhook_id: Some(webhook.id), version, secret, created_before, no_bound, warning, line }
 }
 
@@ -351,43 +368,49 @@ mod tests {
     fn the_webhook_gives_what_the_user_did_not_set() {
         let u = url("https://h.example.com/x");
         let t =
-            take(Found::ByUrl { webhook: hook("wh_A", "active", "2026-03-01T09:00:00Z"), others: 0 }, &u, false, false);
+            take(Found::ByUrl { webhook: hook("wh_A", "active", "2026-03-01T09:00:00Z"), others: 0 }, &u, None, false);
         assert_eq!(t.webhook_id.as_deref(), Some("wh_A"));
         assert_eq!(t.version.as_deref(), Some("2020-11-18"));
         assert_eq!(t.secret.as_ref().unwrap().expose_secret(), "secret_of_wh_A");
         assert_eq!(t.created_before.unwrap().to_string(), "2026-03-01T09:00:00Z");
         assert!(t.warning.is_none());
-        assert!(
-            t.line.starts_with("Webhook wh_A (active, created 2026-03-01T09:00:00Z) matches --webhook-url"),
-            "{}",
-            t.line
-        );
+        let mut lines = t.line.lines();
+        assert_eq!(lines.next(), Some("Webhook wh_A matches --webhook-url."), "{}", t.line);
+        assert!(lines.all(|l| l.starts_with("  ")), "detail is indented: {}", t.line);
+        assert!(t.line.contains("active, created 2026-03-01T09:00:00Z"), "{}", t.line);
         assert!(t.line.contains("signing secret (masked)") && !t.line.contains("secret_of"), "{}", t.line);
         assert!(!format!("{t:?}").contains("secret_of"));
 
         let t = take(
             Found::ById { webhook: hook("wh_B", "disabled", "2026-03-01T09:00:00Z") },
             &url("https://s.example.com/"),
-            true,
+            Some("SAVVYCAL_WEBHOOK_SECRET"),
             true,
         );
         assert!(t.secret.is_none() && t.created_before.is_none());
-        assert!(t.warning.unwrap().contains("disabled"));
-        assert!(t.line.starts_with("Warning: ") && t.line.contains("its URL is https://h.example.com/x"), "{}", t.line);
+        assert!(t.warning.unwrap().starts_with("webhook wh_B is disabled in SavvyCal\n  "));
+        assert!(t.line.contains("warning: it is disabled") && t.line.contains("its URL is https://h.example.com/x"));
+        // Where the user's secret came from, as they gave it.
+        assert!(t.line.contains("not its secret (SAVVYCAL_WEBHOOK_SECRET is used)"), "{}", t.line);
 
         // An unreadable created_at is no bound: the caller stops unless --created-before is given.
         let t =
-            take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, false, false);
+            take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, None, false);
         assert!(t.created_before.is_none());
         assert_eq!(t.no_bound.as_deref(), Some("its created_at `2025-10-31 14:22:12` is not an RFC 3339 timestamp"));
         let t =
-            take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, false, true);
+            take(Found::ByUrl { webhook: hook("wh_C", "active", "2025-10-31 14:22:12"), others: 0 }, &u, None, true);
         assert!(t.no_bound.is_none() && t.created_before.is_none());
 
-        let t = take(Found::NoEndpoint, &u, false, true);
+        let mut no_secret = hook("wh_C", "active", "2026-03-01T09:00:00Z");
+        no_secret.secret = None;
+        let t = take(Found::ByUrl { webhook: no_secret, others: 0 }, &u, None, true);
+        assert!(t.line.lines().any(|l| l.starts_with("  no signing secret: ")), "{}", t.line);
+
+        let t = take(Found::NoEndpoint, &u, Some("--signing-secret"), true);
         assert!(t.webhook_id.is_none() && t.secret.is_none());
-        assert!(t.line.contains("no /v1/webhooks (HTTP 404)") && !t.line.contains("--created-before"), "{}", t.line);
-        assert_eq!(t.line.lines().count(), 1);
+        assert_eq!(t.line.lines().next(), Some("The SavvyCal API has no /v1/webhooks (HTTP 404)."));
+        assert!(!t.line.contains("--created-before") && !t.line.contains("unsigned"), "{}", t.line);
     }
 
     /// The webhook's `created_at` with twelve fractional digits (valid RFC 3339) still becomes
@@ -396,7 +419,7 @@ mod tests {
     fn a_webhook_created_at_with_twelve_fractional_digits_is_read() {
         let u = url("https://h.example.com/x");
         let webhook = hook("wh_A", "active", "2026-03-01T09:00:00.123456789012Z");
-        let t = take(Found::ByUrl { webhook, others: 0 }, &u, false, false);
+        let t = take(Found::ByUrl { webhook, others: 0 }, &u, None, false);
         assert_eq!(t.created_before.unwrap().to_string(), "2026-03-01T09:00:00.123456789Z");
     }
 
