@@ -95,6 +95,10 @@ const MIN_WINDOW: f64 = 1.0;
 /// receiver of 2,000/s from 10/s; a quarter of a second (with at least `MIN_ATTEMPTS` in it, so
 /// the first doublings from 10/s still take their second or half) takes three.
 const SLOW_START_WINDOW: f64 = 0.25;
+/// The last attempts over which the share of soft failures is taken.
+const NOISE_WINDOW: usize = 200;
+/// Soft failures (see [`Noise`]) count as congestion past this share of the last attempts.
+const NOISE_SHARE: f64 = 0.1;
 /// Fewest attempts a window needs before it says anything.
 const MIN_ATTEMPTS: u32 = 10;
 /// Refusals in a row, with no success between, that say a quota is used up.
@@ -142,6 +146,39 @@ impl Window {
     }
 }
 
+/// Soft failures among the last attempts: a 502, 503 or 504 without `Retry-After`, a reset
+/// connection, a timeout. Unlike a 429 they do not say "too fast" by name, and many receivers
+/// answer a few percent of requests that way whatever the rate (a flaky gateway, a pod being
+/// replaced). Taking each as a throttle held such a receiver to 40/s where it took 2,900/s
+/// unpaced, since every window had one. They count only while they are more than a background:
+/// one in ten of the last attempts, which a receiver that really is overloaded reaches within a
+/// window of its overshoot, and a background of a few percent does not reach by chance.
+#[derive(Debug, Clone, Default)]
+struct Noise {
+    last: VecDeque<bool>,
+    soft: u32,
+}
+
+impl Noise {
+    fn record(&mut self, soft: bool) {
+        if self.last.len() == NOISE_WINDOW && self.last.pop_front() == Some(true) {
+            self.soft -= 1;
+        }
+        self.last.push_back(soft);
+        self.soft += u32::from(soft);
+    }
+
+    /// Whether the soft failures are more than a background. Over fewer than fifty attempts, as
+    /// many as one in ten of fifty are needed: a few early ones are no pattern yet.
+    fn is_congestion(&self) -> bool {
+        f64::from(self.soft) > NOISE_SHARE * self.last.len().max(50) as f64
+    }
+}
+
+fn is_soft(outcome: Outcome) -> bool {
+    matches!(outcome, Outcome::Unavailable { retry_after: None, .. } | Outcome::Connection | Outcome::Timeout)
+}
+
 /// The adaptive rate. Feed it every finished attempt with [`Controller::record`].
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -174,6 +211,7 @@ pub struct Controller {
     hold: Option<(f64, f64)>,
     settled: Option<f64>,
     in_flight: InFlightCap,
+    noise: Noise,
 }
 
 impl Controller {
@@ -209,6 +247,7 @@ impl Controller {
             hold: None,
             settled: None,
             in_flight: InFlightCap::default(),
+            noise: Noise::default(),
         }
     }
 
@@ -276,7 +315,10 @@ impl Controller {
         let counted = outcome.is_throttle() && sent >= self.last_decrease && !down;
         // A refusal that says "too many at once", not "too fast", moves the cap on requests in
         // flight and leaves the rate alone.
-        let concurrency = self.in_flight.record(now, outcome, in_flight, counted);
+        self.noise.record(is_soft(outcome));
+        let congestion = self.noise.is_congestion();
+        let concurrency = self.in_flight.record(now, outcome, in_flight, counted, congestion);
+        let counted = counted && (!is_soft(outcome) || congestion);
         if sent >= self.last_decrease {
             let (n, refused, delivered) = self.fresh;
             let (r, d) = (u32::from(counted && !concurrency), u32::from(outcome == Outcome::Delivered));
