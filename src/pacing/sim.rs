@@ -361,6 +361,18 @@ fn quota_per_fixed_window() {
     let mut quota = Quota { n: 3000, window: 10.0, current: -1, used: 0 };
     let run = simulate(&mut quota, auto(None), 60.0, None);
     assert_finds_capacity("quota 3000/10s", &run, 300.0);
+    let settled = run.settled.unwrap_or_default();
+    assert!((270.0..=375.0).contains(&settled), "settled on {settled:.1}");
+}
+
+#[test]
+fn quota_of_400_per_2s() {
+    let mut quota = Quota { n: 400, window: 2.0, current: -1, used: 0 };
+    let run = simulate(&mut quota, auto(None), 60.0, None);
+    assert_finds_capacity("quota 400/2s", &run, 200.0);
+    // What the next run starts from, and the summary says: what the quota gives, not the bursts.
+    let settled = run.settled.unwrap_or_default();
+    assert!((180.0..=250.0).contains(&settled), "settled on {settled:.1}");
 }
 
 /// The model is not kinder than the real receiver: with sends a little late now and then, no
