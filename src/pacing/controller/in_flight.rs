@@ -104,7 +104,9 @@ impl InFlightCap {
             }
             None => {
                 let learned = congestion
-                    && self.ok >= MIN_ATTEMPTS && in_flight >= MIN_CAP && f64::from(in_flight) > self.mean_in_flight;
+                    && self.ok >= MIN_ATTEMPTS
+                    && in_flight >= MIN_CAP
+                    && f64::from(in_flight) > self.mean_in_flight;
                 if learned {
                     self.cap = Some(in_flight);
                     self.refused_at_cap = true;
