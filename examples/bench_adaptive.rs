@@ -101,6 +101,16 @@ fn scenarios(secs: f64) -> Vec<Scenario> {
             window: Some(10.0),
         },
         Scenario {
+            name: "quota 400 per 2 s",
+            capacity: 200.0,
+            receiver: ReceiverConfig {
+                quota: Some(Quota { n: 400, per: Duration::from_secs(2) }),
+                ..ReceiverConfig::default()
+            },
+            steps: Vec::new(),
+            window: Some(2.0),
+        },
+        Scenario {
             name: "10 in flight × 20 ms",
             capacity: 500.0,
             receiver: ReceiverConfig {

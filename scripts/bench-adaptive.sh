@@ -2,7 +2,7 @@
 # bench-adaptive.sh — how well does `--rate auto` find a receiver's capacity? (issue 10)
 #
 # Runs examples/bench_adaptive.rs: for each receiver — token buckets of C = 50, 300 and 2,000
-# requests/s, a quota of 1,000 per 10 s, 10 in flight × 20 ms, a latency knee at 300/s, and a
+# requests/s, quotas of 1,000 per 10 s and 400 per 2 s, 10 in flight × 20 ms, a latency knee at 300/s, and a
 # capacity step 300 → 75 → 300 — it replays generated events through the real pipeline
 # (--concurrency 32, ledger on, in-process) into the embedded receiver for S seconds (default 20),
 # with --rate auto and, beside it, a fixed --rate of 1.25·C and 0.8·C.
@@ -16,7 +16,7 @@
 # Run it on an otherwise idle machine: other load shows up as lower goodput for every column.
 #
 # Usage: scripts/bench-adaptive.sh [--secs S] [--steady S] [--svg PATH] [--only NAME] [--trace]
-#        (~7 minutes with the defaults: 7 receivers × 3 runs × 20 s)
+#        (~8 minutes with the defaults: 8 receivers × 3 runs × 20 s)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

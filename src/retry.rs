@@ -96,7 +96,15 @@ impl RetryPolicy {
     /// `None` when the retries are used up. The pager's loop asks this; the workers' loop decides
     /// the same way but keeps its own steps, because outages and the pacer change what counts.
     pub fn wait_before_retry(&self, retries: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        (retries < self.max_retries).then(|| retry_after.unwrap_or_else(|| self.backoff.next_delay(retries)))
+        (retries < self.max_retries).then(|| self.wait(retries, retry_after, fastrand::f64()))
+    }
+
+    /// The wait before retry number `retry` (0 = the first), given the server's `Retry-After` and
+    /// a uniform `jitter`: the later of the two. A `Retry-After` of zero (or a date already past)
+    /// means "now", and a receiver that says so while it keeps refusing would otherwise burn every
+    /// retry within milliseconds: the server may ask for more patience than the policy, never less.
+    pub fn wait(&self, retry: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        self.backoff.delay(retry, jitter).max(retry_after.unwrap_or(Duration::ZERO))
     }
 }
 
@@ -162,6 +170,37 @@ mod tests {
         let d = p.wait_before_retry(1, None).unwrap();
         assert!(d >= p.backoff.initial && d <= p.backoff.max, "{d:?}");
         assert_eq!(p.wait_before_retry(2, Some(Duration::from_secs(1))), None);
+    }
+
+    #[test]
+    fn retry_after_never_shortens_the_backoff() {
+        let p = RetryPolicy::default();
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // (retry, Retry-After, jitter, wait)
+        let cases = [
+            (0, None, 0.0, ms(500)),
+            (0, Some(Duration::ZERO), 0.0, ms(500)),
+            (0, Some(Duration::ZERO), 1.0, s(1)),
+            (3, Some(Duration::ZERO), 0.0, s(4)),
+            (0, Some(ms(100)), 0.0, ms(500)),
+            (2, Some(s(1)), 0.0, s(2)),
+            (0, Some(s(1)), 0.0, s(1)),
+            (0, Some(s(7)), 1.0, s(7)),
+            (9, Some(s(30)), 0.0, s(30)),
+        ];
+        for (retry, after, jitter, want) in cases {
+            assert_eq!(p.wait(retry, after, jitter), want, "retry {retry}, Retry-After {after:?}");
+        }
+        // A date in the past reads as zero, and still waits the policy's delay.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let Verdict::Retry { after } = classify(status(429, Some("Tue, 14 Nov 2023 22:00:00 GMT")), now, CAP) else {
+            panic!("a 429 is retried");
+        };
+        for retry in 0..p.max_retries {
+            let d = p.wait_before_retry(retry, after).unwrap();
+            assert!(d >= p.backoff.delay(retry, 0.0), "retry {retry}: {d:?}");
+        }
     }
 
     #[test]

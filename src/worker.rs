@@ -156,16 +156,17 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
                 if s.cancel.is_cancelled() {
                     return outcome(Status::Pending, attempts, last_status, last_error);
                 }
+                let retry = spent.saturating_sub(1);
                 let delay = match after {
                     Some(d) => {
                         // No request for this event goes before its Retry-After; the pacer says
                         // whether the rest of the pool waits too.
                         s.pacer.retry_after(d);
-                        d
+                        s.retry.wait(retry, Some(d), fastrand::f64())
                     }
                     // The pool is held for an outage: the probe schedule is the wait.
                     None if s.pacer.is_out() => Duration::ZERO,
-                    None => s.retry.backoff.next_delay(spent.saturating_sub(1)),
+                    None => s.retry.backoff.next_delay(retry),
                 };
                 let counted = if spends {
                     format!("retry {spent}/{}", s.retry.max_retries)

@@ -606,3 +606,65 @@ async fn a_retried_webhook_lookup_says_each_retry_off_a_terminal_unless_quiet() 
     assert_eq!(quiet.status.code(), Some(3), "{stderr}");
     assert!(!stderr.contains("Looking up the webhook at"), "-q: {stderr}");
 }
+
+// ---- Retry-After: 0 or a past date: "now", but never faster than the backoff ----
+
+/// `status` with a `Retry-After` of `value`.
+fn retry_after(status: u16, value: &'static str) -> Response<Body> {
+    let mut r = full(status, r#"{"error":"busy"}"#);
+    r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static(value));
+    r
+}
+
+/// A receiver briefly overloaded: 429 with `Retry-After: value` for 2 s from its first request,
+/// then 200. With the default retries (8, from 500 ms) at `--rate 200`, no event is lost.
+async fn brief_overload_loses_nothing(value: &'static str) {
+    let first = Arc::new(Mutex::new(None::<std::time::Instant>));
+    let (base, seen) = serve(move |_| {
+        let start = *first.lock().unwrap().get_or_insert_with(std::time::Instant::now);
+        if start.elapsed() < Duration::from_secs(2) { retry_after(429, value) } else { full(200, "{}") }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ids) = events_file(dir.path(), 100);
+    let (file, ledger) = (file.display().to_string(), dir.path().join("l.db").display().to_string());
+    let hook = format!("{base}/hook");
+
+    let out =
+        run(&["run", "--input", &file, "--webhook-url", &hook, "--ledger", &ledger, "--rate", "200", "--json"]).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = summary(&out);
+    assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64()), (Some(100), Some(0)), "{s}");
+    let posted: std::collections::BTreeSet<String> = seen.posted().into_iter().collect();
+    assert_eq!(posted, ids.into_iter().collect(), "every event reached the receiver");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_answering_retry_after_zero_for_a_while_loses_no_event() {
+    brief_overload_loses_nothing("0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_answering_a_past_retry_after_date_for_a_while_loses_no_event() {
+    brief_overload_loses_nothing("Wed, 21 Oct 2015 07:28:00 GMT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_answering_retry_after_zero_for_a_moment_does_not_end_the_run() {
+    let events = generate_bookings(3, 4);
+    let first = Arc::new(Mutex::new(None::<std::time::Instant>));
+    let (base, seen) = serve_api(move |_| {
+        let start = *first.lock().unwrap().get_or_insert_with(std::time::Instant::now);
+        if start.elapsed() < Duration::from_millis(300) { retry_after(429, "0") } else { page(&events, None) }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.ndjson");
+
+    let out = export(&base, &file).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
+    assert!(events_requests(&seen) <= 3, "retried no faster than the backoff: {:?}", seen.requests());
+}

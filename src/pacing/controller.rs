@@ -55,7 +55,16 @@
 //! than a window, or ten refusals in a row with no success between (a quota used up until its
 //! window ends refuses everything; a token bucket refuses only the excess). So a quota is not
 //! hammered with requests it will refuse, and a token bucket's `Retry-After: 1` on one overshoot
-//! does not stall the whole pool for a second. Time held is left out of the measured rate.
+//! does not stall the whole pool for a second. Time held is left out of the measured rate. A
+//! used-up quota is not a rate too high: the run of refusals that shut the door does not lower the
+//! rate, which is instead capped at twice what the quota delivered per second (see
+//! [`Controller::shut_door`]), so each window's share is spent even when a whole-second
+//! `Retry-After` ends the hold late.
+//!
+//! # A background of random errors
+//! A 502, 503 or 504 without `Retry-After`, a reset or a timeout counts as congestion only while
+//! such failures are more than one in ten of the last attempts (see [`Noise`]): a receiver that
+//! fails 2% of requests whatever the rate costs retries, never the rate.
 //!
 //! Time is a [`Duration`] since any fixed origin (the run's start); the controller never reads a
 //! clock. Decreases come at most once per window, slow start doubles once per window, and the
@@ -95,6 +104,13 @@ const MIN_WINDOW: f64 = 1.0;
 /// receiver of 2,000/s from 10/s; a quarter of a second (with at least `MIN_ATTEMPTS` in it, so
 /// the first doublings from 10/s still take their second or half) takes three.
 const SLOW_START_WINDOW: f64 = 0.25;
+/// The last attempts over which the share of soft failures is taken.
+const NOISE_WINDOW: usize = 200;
+/// Soft failures (see [`Noise`]) count as congestion past this share of the last attempts.
+const NOISE_SHARE: f64 = 0.1;
+/// How far above a quota's rate (what it delivered per second, holds included) the rate may be
+/// when its window is used up; see [`Controller::shut_door`].
+const QUOTA_HEADROOM: f64 = 2.0;
 /// Fewest attempts a window needs before it says anything.
 const MIN_ATTEMPTS: u32 = 10;
 /// Refusals in a row, with no success between, that say a quota is used up.
@@ -142,6 +158,39 @@ impl Window {
     }
 }
 
+/// Soft failures among the last attempts: a 502, 503 or 504 without `Retry-After`, a reset
+/// connection, a timeout. Unlike a 429 they do not say "too fast" by name, and many receivers
+/// answer a few percent of requests that way whatever the rate (a flaky gateway, a pod being
+/// replaced). Taking each as a throttle held such a receiver to 40/s where it took 2,900/s
+/// unpaced, since every window had one. They count only while they are more than a background:
+/// one in ten of the last attempts, which a receiver that really is overloaded reaches within a
+/// window of its overshoot, and a background of a few percent does not reach by chance.
+#[derive(Debug, Clone, Default)]
+struct Noise {
+    last: VecDeque<bool>,
+    soft: u32,
+}
+
+impl Noise {
+    fn record(&mut self, soft: bool) {
+        if self.last.len() == NOISE_WINDOW && self.last.pop_front() == Some(true) {
+            self.soft -= 1;
+        }
+        self.last.push_back(soft);
+        self.soft += u32::from(soft);
+    }
+
+    /// Whether the soft failures are more than a background. Over fewer than fifty attempts, as
+    /// many as one in ten of fifty are needed: a few early ones are no pattern yet.
+    fn is_congestion(&self) -> bool {
+        f64::from(self.soft) > NOISE_SHARE * self.last.len().max(50) as f64
+    }
+}
+
+fn is_soft(outcome: Outcome) -> bool {
+    matches!(outcome, Outcome::Unavailable { retry_after: None, .. } | Outcome::Connection | Outcome::Timeout)
+}
+
 /// The adaptive rate. Feed it every finished attempt with [`Controller::record`].
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -174,6 +223,11 @@ pub struct Controller {
     hold: Option<(f64, f64)>,
     settled: Option<f64>,
     in_flight: InFlightCap,
+    noise: Noise,
+    /// The rate and phase before the current run of refusals began.
+    before_refusals: Option<(f64, Phase)>,
+    /// When a quota's window was last used up.
+    last_shut: Option<f64>,
 }
 
 impl Controller {
@@ -209,6 +263,9 @@ impl Controller {
             hold: None,
             settled: None,
             in_flight: InFlightCap::default(),
+            noise: Noise::default(),
+            before_refusals: None,
+            last_shut: None,
         }
     }
 
@@ -255,7 +312,11 @@ impl Controller {
             self.window.latency_sum += latency;
             self.add_success(now);
             self.refused_in_a_row = 0;
+            self.before_refusals = None;
         } else if outcome.is_throttle() {
+            if self.refused_in_a_row == 0 {
+                self.before_refusals = Some((self.rate, self.phase));
+            }
             self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
         }
 
@@ -267,16 +328,27 @@ impl Controller {
             && (after > self.window_len() || self.refused_in_a_row >= SHUT_DOOR)
         {
             self.hold_for(now, after);
+            // A quota used up is not a rate too high: the hold answers it. Undo what the run of
+            // refusals that led here did to the rate, or each window's end would cut it anew and
+            // the next window's quota would go unused.
+            if let Some((rate, phase)) = self.before_refusals.take() {
+                (self.rate, self.phase, self.pending_throttle) = (self.rate.max(rate), phase, false);
+                self.shut_door(now);
+            }
         }
 
         // An answer to a request sent before the last decrease is an echo of that overshoot. And
         // refused connections with no success at all in the last window are not a capacity but an
         // outage — the outage detector's business; the rate is kept for when it ends.
         let down = outcome.is_outage_failure() && self.delivered_rate(now).is_some_and(|r| r == 0.0);
-        let counted = outcome.is_throttle() && sent >= self.last_decrease && !down;
+        let held = self.hold.is_some_and(|(from, until)| sent <= until && now >= from);
+        let counted = outcome.is_throttle() && sent >= self.last_decrease && !down && !held;
         // A refusal that says "too many at once", not "too fast", moves the cap on requests in
         // flight and leaves the rate alone.
-        let concurrency = self.in_flight.record(now, outcome, in_flight, counted);
+        self.noise.record(is_soft(outcome));
+        let congestion = self.noise.is_congestion();
+        let concurrency = self.in_flight.record(now, outcome, in_flight, counted, congestion);
+        let counted = counted && (!is_soft(outcome) || congestion);
         if sent >= self.last_decrease {
             let (n, refused, delivered) = self.fresh;
             let (r, d) = (u32::from(counted && !concurrency), u32::from(outcome == Outcome::Delivered));
@@ -321,6 +393,41 @@ impl Controller {
             Some((from, old)) if old >= now => Some((from, old.max(until))),
             _ => Some((now, until)),
         };
+    }
+
+    /// Successes per second over the history kept (about a minute), holds included.
+    fn quota_rate(&self, now: f64) -> Option<f64> {
+        let first = self.successes.front()?.0;
+        let from = (first as f64 * BUCKET).max(self.first_sent?);
+        let span = now - from;
+        let count: u32 = self.successes.iter().map(|(_, n)| n).sum();
+        (span >= MIN_WINDOW).then(|| f64::from(count) / span)
+    }
+
+    /// A quota's window is used up (the pool is held until it ends). Twice what was delivered
+    /// per second over the last cycle, holds included, spends the next window's quota in half of
+    /// it at most: all of it even when the hold ends late (a `Retry-After` in whole seconds ends it
+    /// up to a second after the window), without winding the rate up window after window to a
+    /// burst of every worker at once. From there the cubic starts on its plateau.
+    fn shut_door(&mut self, now: f64) {
+        let from = self.last_shut.or(self.first_sent).unwrap_or(0.0);
+        self.last_shut = Some(now);
+        // Windows close rarely once each share is spent early: the level is measured here.
+        if let Some(q) = self.quota_rate(now) {
+            self.settled = Some(q);
+        }
+        let first = (from / BUCKET).floor() as i64;
+        let span = now - first as f64 * BUCKET;
+        if span < MIN_WINDOW {
+            return;
+        }
+        let count: u32 = self.successes.iter().filter(|(b, _)| *b >= first).map(|(_, n)| n).sum();
+        let ceiling = self.clamp(QUOTA_HEADROOM * f64::from(count) / span);
+        if self.rate > ceiling {
+            self.rate = ceiling;
+            self.phase = Phase::Recover { since: now - CUBIC_K, last_max: ceiling, k: CUBIC_K };
+            self.last_update = now;
+        }
     }
 
     fn clamp(&self, rate: f64) -> f64 {
@@ -391,6 +498,9 @@ impl Controller {
     fn settle(&mut self, now: f64) {
         let rate = match (self.in_flight.cap, self.delivered_rate(now)) {
             (Some(_), Some(delivered)) if delivered > 0.0 => delivered.min(self.rate),
+            // Under a quota the rate spends each window's share early and the pool then waits:
+            // what it delivers per second, waits included, is the level.
+            _ if self.last_shut.is_some() => self.quota_rate(now).map_or(self.rate, |q| q.min(self.rate)),
             _ => self.rate,
         };
         self.settled = Some(self.settled.map_or(rate, |s| 0.8 * s + 0.2 * rate));

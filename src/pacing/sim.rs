@@ -151,6 +151,20 @@ impl<R: Receive> Receive for Down<R> {
     }
 }
 
+/// No limit at all, but a random `share` of the requests fail whatever the rate: `fail` says how
+/// (a 503 without `Retry-After`, a reset connection).
+struct Noisy {
+    share: f64,
+    fail: Outcome,
+    dice: Dice,
+}
+
+impl Receive for Noisy {
+    fn arrive(&mut self, _t: f64) -> (Outcome, f64) {
+        if self.dice.roll() < self.share { (self.fail, QUICK) } else { (Outcome::Delivered, 0.005) }
+    }
+}
+
 /// What happened in one second of the run.
 #[derive(Debug, Clone, Copy, Default)]
 struct Second {
@@ -347,6 +361,18 @@ fn quota_per_fixed_window() {
     let mut quota = Quota { n: 3000, window: 10.0, current: -1, used: 0 };
     let run = simulate(&mut quota, auto(None), 60.0, None);
     assert_finds_capacity("quota 3000/10s", &run, 300.0);
+    let settled = run.settled.unwrap_or_default();
+    assert!((270.0..=375.0).contains(&settled), "settled on {settled:.1}");
+}
+
+#[test]
+fn quota_of_400_per_2s() {
+    let mut quota = Quota { n: 400, window: 2.0, current: -1, used: 0 };
+    let run = simulate(&mut quota, auto(None), 60.0, None);
+    assert_finds_capacity("quota 400/2s", &run, 200.0);
+    // What the next run starts from, and the summary says: what the quota gives, not the bursts.
+    let settled = run.settled.unwrap_or_default();
+    assert!((180.0..=250.0).contains(&settled), "settled on {settled:.1}");
 }
 
 /// The model is not kinder than the real receiver: with sends a little late now and then, no
@@ -435,4 +461,22 @@ fn a_six_second_outage_pauses_and_resumes() {
     assert!(during <= 60, "{during} requests during the outage");
     let after = run.goodput(32, 40);
     assert!(after >= 0.8 * 300.0, "goodput after the outage: {after:.1}");
+}
+
+/// A background of random errors is not congestion: the rate must not fall for it.
+#[test]
+fn a_background_of_random_errors_is_not_congestion() {
+    let fails = [
+        Outcome::Unavailable { status: 503, retry_after: None },
+        Outcome::Unavailable { status: 502, retry_after: None },
+        Outcome::Connection,
+    ];
+    for fail in fails {
+        let noisy = || Noisy { share: 0.02, fail, dice: Dice(3) };
+        let unlimited = simulate(&mut noisy(), Pacing::Fixed(f64::INFINITY), 30.0, None).goodput(10, 30);
+        let run = simulate(&mut noisy(), auto(None), 30.0, None);
+        let goodput = run.goodput(10, 30);
+        assert!(goodput >= 0.8 * unlimited, "{fail:?}: {goodput:.0}/s of the {unlimited:.0}/s unpaced");
+        assert!(run.entered_outage.is_none(), "{fail:?}: an outage at {:?}", run.entered_outage);
+    }
 }

@@ -29,7 +29,15 @@ pub(super) struct InFlightCap {
     binding: bool,
     /// A refusal at the cap in the current second.
     refused_at_cap: bool,
+    /// Requests sent in the current second with the cap full but for themselves, and refusals
+    /// the cap would answer: a receiver at its limit refuses most sends at the cap, a receiver
+    /// with a background of random errors only a few percent of them.
+    sends_at_cap: u32,
+    refusals: u32,
 }
+
+/// The cap comes down when more than one in this many sends at the cap were refused.
+const AT_CAP_ONE_IN: u32 = 10;
 
 /// The lowest cap on requests in flight ever learned: below it refusals say nothing certain.
 const MIN_CAP: u32 = 4;
@@ -37,7 +45,17 @@ const MIN_CAP: u32 = 4;
 impl InFlightCap {
     /// Counts one attempt sent with `in_flight` others in flight; returns whether its refusal (if
     /// `counted`) is explained by the cap on requests in flight, so the rate should not drop.
-    pub(super) fn record(&mut self, now: f64, outcome: Outcome, in_flight: u32, counted: bool) -> bool {
+    /// `congestion`: the refusals are more than a background of random errors; only then is a
+    /// new cap learned (a random 503 that happened to come with many in flight once set a cap
+    /// of 5 that took half a minute to climb back to the pool's size).
+    pub(super) fn record(
+        &mut self,
+        now: f64,
+        outcome: Outcome,
+        in_flight: u32,
+        counted: bool,
+        congestion: bool,
+    ) -> bool {
         if now - self.since >= MIN_WINDOW {
             if let Some(cap) = self.cap
                 && self.binding
@@ -46,9 +64,11 @@ impl InFlightCap {
                 self.cap = Some(cap.saturating_add(1));
             }
             (self.since, self.binding, self.refused_at_cap) = (now, false, false);
+            (self.sends_at_cap, self.refusals) = (0, 0);
         }
         if self.cap.is_some_and(|cap| in_flight.saturating_add(1) >= cap) {
             self.binding = true;
+            self.sends_at_cap = self.sends_at_cap.saturating_add(1);
         }
         if outcome == Outcome::Delivered {
             self.ok = self.ok.saturating_add(1);
@@ -72,16 +92,21 @@ impl InFlightCap {
             // requests sent after it can reach the receiver before it, so that number is often a
             // few short of what the receiver counted (real runs fell to a cap of 4 for a limit
             // of 10 that way).
+            // A refusal that is one of a few percent of the sends at the cap is background noise
+            // (it still costs a retry): lowering the cap for each would take it to the floor.
             Some(cap) => {
-                if !self.refused_at_cap {
+                self.refusals = self.refusals.saturating_add(1);
+                if !self.refused_at_cap && self.refusals.saturating_mul(AT_CAP_ONE_IN) > self.sends_at_cap {
                     self.cap = Some(cap.saturating_sub(1).max(MIN_CAP));
                     self.refused_at_cap = true;
                 }
                 true
             }
             None => {
-                let learned =
-                    self.ok >= MIN_ATTEMPTS && in_flight >= MIN_CAP && f64::from(in_flight) > self.mean_in_flight;
+                let learned = congestion
+                    && self.ok >= MIN_ATTEMPTS
+                    && in_flight >= MIN_CAP
+                    && f64::from(in_flight) > self.mean_in_flight;
                 if learned {
                     self.cap = Some(in_flight);
                     self.refused_at_cap = true;
