@@ -1,13 +1,11 @@
 //! The replay pipeline in-process against real loopback servers: paging, byte-exact payloads, the
 //! envelope and signature, rate limiting, retries and API faults (issue #2's "must show").
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use savvy_replay::fake::{ApiFault, ReceiverConfig, generate_bookings};
 use savvy_replay::signature;
 use tokio_util::sync::CancellationToken;

@@ -1,8 +1,6 @@
 //! Shared by the integration tests: real loopback servers (the crate's own fake SavvyCal API and
 //! webhook receiver), a fast run configuration, and a way to run the real binary.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
