@@ -521,6 +521,10 @@ fn mode(p: &Path) -> u32 {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_and_written_events_are_the_owners_only() {
+    // The umask is the whole process's: alone, so no other test's files are made under it.
+    if !alone("hostile::the_ledger_and_written_events_are_the_owners_only").await {
+        return;
+    }
     // The usual umask, under which files were world-readable; children inherit it.
     // SAFETY: umask has no memory-safety preconditions.
     unsafe { libc::umask(0o022) };

@@ -92,6 +92,10 @@ fn capture_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_retried_and_retry_after_is_honoured() {
+    // The log subscriber is global: alone, so only this run's lines are in the log.
+    if !alone("replay::transient_failures_are_retried_and_retry_after_is_honoured").await {
+        return;
+    }
     capture_log();
     let events = generate_bookings(400, 3);
     let api = api(events, vec![]).await;
