@@ -20,6 +20,7 @@ mod replay;
 mod resume;
 mod savvycal;
 mod selection;
+mod signature;
 mod terminal;
 mod tls;
 mod transport;
