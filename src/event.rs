@@ -267,3 +267,62 @@ mod tests {
         assert_eq!(v["version"], "2024-01-01");
     }
 }
+
+/// Property tests (proptest): every JSON object survives the envelope byte for byte.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::{Envelope, Event};
+
+    /// Any JSON value, nested a few levels.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+            any::<String>().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_json_object_is_the_envelope_payload_byte_for_byte(
+            mut fields in prop::collection::btree_map(any::<String>(), json(), 0..8),
+            id in any::<String>().prop_filter("an id is not empty", |s| !s.is_empty()),
+            pretty in any::<bool>(),
+        ) {
+            fields.insert("id".to_owned(), serde_json::Value::from(id.clone()));
+            let object = serde_json::Value::Object(fields.into_iter().collect());
+            let raw = if pretty { serde_json::to_vec_pretty(&object) } else { serde_json::to_vec(&object) }.expect("JSON");
+            let event = Event::from_raw(bytes::Bytes::from(raw.clone())).expect("an object with a string id is an event");
+            prop_assert_eq!(&*event.id, id.as_str());
+
+            let envelope = Envelope::build("event.created", &event, || "2026-01-01T00:00:00Z".to_owned());
+            #[derive(serde::Deserialize)]
+            struct Parsed<'a> {
+                #[serde(rename = "type")]
+                kind: String,
+                id: String,
+                #[serde(borrow)]
+                payload: &'a serde_json::value::RawValue,
+            }
+            let parsed: Parsed<'_> = serde_json::from_slice(&envelope.body).expect("the envelope is JSON");
+            prop_assert_eq!(parsed.kind, "event.created");
+            prop_assert_eq!(parsed.id, envelope.id.clone());
+            prop_assert_eq!(parsed.payload.get().as_bytes(), &raw[..]);
+            prop_assert_eq!(&envelope.payload()[..], &raw[..]);
+        }
+    }
+}

@@ -35,8 +35,6 @@ pub(crate) mod pipeline;
 pub(crate) mod private;
 pub(crate) mod producer;
 pub(crate) mod progress;
-#[cfg(test)]
-mod properties;
 pub(crate) mod proxy;
 pub(crate) mod rate;
 pub(crate) mod report;

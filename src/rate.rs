@@ -422,3 +422,6 @@ mod tests {
         assert!(Instant::now() >= start + Duration::from_secs(2));
     }
 }
+
+#[cfg(test)]
+mod properties;

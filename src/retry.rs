@@ -298,3 +298,39 @@ mod tests {
         }
     }
 }
+
+/// Property tests (proptest): Retry-After, as a server may write it, never panics and round-trips.
+#[cfg(test)]
+mod properties {
+    use std::time::{Duration, SystemTime};
+
+    use proptest::prelude::*;
+
+    use super::parse_retry_after;
+
+    /// A fixed "now" on a whole second, so HTTP dates (whole seconds) round-trip exactly.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000)
+    }
+
+    proptest! {
+        #[test]
+        fn retry_after_never_panics(s in ".*") {
+            let _ = parse_retry_after(&s, now());
+        }
+
+        #[test]
+        fn retry_after_seconds_round_trip(n in any::<u64>(), pad in "[ \t]{0,2}") {
+            prop_assert_eq!(parse_retry_after(&format!("{pad}{n}{pad}"), now()), Some(Duration::from_secs(n)));
+        }
+
+        #[test]
+        fn retry_after_dates_round_trip(n in 0u64..10_000_000) {
+            let date = httpdate::fmt_http_date(now() + Duration::from_secs(n));
+            prop_assert_eq!(parse_retry_after(&date, now()), Some(Duration::from_secs(n)));
+            // A date in the past means "now".
+            let past = httpdate::fmt_http_date(now() - Duration::from_secs(n));
+            prop_assert_eq!(parse_retry_after(&past, now()), Some(Duration::ZERO));
+        }
+    }
+}

@@ -384,3 +384,6 @@ mod tests {
         assert_eq!(r.read_fraction(), None);
     }
 }
+
+#[cfg(test)]
+mod properties;

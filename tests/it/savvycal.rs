@@ -2,14 +2,12 @@
 //! accepts, SavvyCal's headers, and the webhook's own id, secret, version and start date taken
 //! from the account — through the real binary where the user would see it.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::util::*;
 use savvy_replay::signature::HexCase;
 use savvy_replay_fake::{FakeWebhook, ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;

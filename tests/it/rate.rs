@@ -1,11 +1,9 @@
 //! The rate limit as the receiver sees it. In a file of its own so no other test competes for the
 //! CPU while it measures arrival times.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use savvy_replay::{Rate, RateSetting};
 use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;

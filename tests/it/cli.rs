@@ -1,11 +1,9 @@
 //! The real binary: exit codes, error messages, the JSON summary, secrets kept out of output, and
 //! the newcomer commands (demo, sink, export, dry-run, completions).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 
 async fn bin_output(args: &[&str]) -> std::process::Output {

@@ -10,12 +10,10 @@
 
 #![cfg(unix)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Stdio;
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::ReceiverConfig;
 
 const EVENTS: usize = 200;

@@ -6,14 +6,12 @@
 //! come within the first third of the run. That is reasoned from the frames' own counts, not from
 //! the wall clock.
 
-mod common;
-
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{FakeWebhook, ReceiverConfig, generate_bookings};
 
 /// Run the binary with stderr on an 80-column pty; returns (everything drawn on the pty, stdout,

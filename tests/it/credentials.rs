@@ -3,12 +3,10 @@
 //! auth exactly as written, and never sit in the ledger file; spellings of one webhook URL are one
 //! target; and a ledger written by the previous release (schema 1) keeps its outcomes.
 
-mod common;
-
 use std::path::Path;
 
+use crate::util::*;
 use base64::Engine;
-use common::*;
 use savvy_replay_fake::ReceiverConfig;
 
 /// `n` events, one NDJSON line each.

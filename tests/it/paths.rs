@@ -1,14 +1,12 @@
 //! Paths nothing tested before (issue #8, item 12), through the real binary: the API still failing
 //! after its retries, events left pending by an interrupt mid-retry and the rerun, `--input -`,
 //! more than 1,000 malformed lines, `-H` replacing a default header, and HTTPS to the API.
-//! (Retries exhausted on the webhook: `tests/hostile.rs`, `status_says_how_many_attempts_once`.)
-
-mod common;
+//! (Retries exhausted on the webhook: `tests/it/hostile.rs`, `status_says_how_many_attempts_once`.)
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{ApiFault, ReceiverConfig, generate_bookings};
 use tokio::io::AsyncWriteExt;
 
@@ -142,7 +140,7 @@ async fn more_than_a_thousand_malformed_lines_stop_the_run_with_exit_3() {
 }
 
 /// HTTPS to the API: paging through a TLS front whose certificate the machine trusts
-/// (`SSL_CERT_FILE`) replays everything. Failures of TLS are `tests/tls.rs`.
+/// (`SSL_CERT_FILE`) replays everything. Failures of TLS are `tests/it/tls.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_over_https_with_a_trusted_certificate_replays_everything() {
     const N: usize = 150;

@@ -2,12 +2,10 @@
 //! pipe to `head`), a full disk behind stdout or stderr, Ctrl-C after the reader of stderr has
 //! gone, and the second Ctrl-C that quits at once. All through the real binary.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 use tokio::io::AsyncBufReadExt;
 

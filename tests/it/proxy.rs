@@ -5,11 +5,9 @@
 //! Hosts named `*.test` do not resolve: only the proxy knows they are this machine. So a delivery
 //! to `webhook.test` that arrives at all went through the proxy.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{Receiver, generate_bookings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -1,9 +1,7 @@
 //! Nothing dropped silently and one delivery per event id per run (issue #8, items 5 and 7;
 //! SPEC §3, Selection), through the real binary, from the fake API and from `--input`.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 use serde_json::Value;
 

@@ -1,13 +1,11 @@
 //! The replay pipeline in-process against real loopback servers: paging, byte-exact payloads, the
 //! envelope and signature, rate limiting, retries and API faults (issue #2's "must show").
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use savvy_replay::signature;
 use savvy_replay_fake::{ApiFault, ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;
@@ -94,6 +92,10 @@ fn capture_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_retried_and_retry_after_is_honoured() {
+    // The log subscriber is global: alone, so only this run's lines are in the log.
+    if !alone("replay::transient_failures_are_retried_and_retry_after_is_honoured").await {
+        return;
+    }
     capture_log();
     let events = generate_bookings(400, 3);
     let api = api(events, vec![]).await;

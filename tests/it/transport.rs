@@ -2,8 +2,6 @@
 //! untrusted certificate fails for good; a trusted one via `SSL_CERT_FILE` works), and servers that
 //! close connections after every answer, when idle, or without answering, or answer too slowly.
 
-mod common;
-
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -11,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use savvy_replay::signature;
 use savvy_replay::{Rate, RateSetting, Report, RunConfig};
 use savvy_replay_fake::{FakeApi, generate_bookings};

@@ -1,11 +1,9 @@
 //! What the binary tells a user to do is right: the demo does not advise resuming from a ledger it
 //! deletes, and the rough edges of the first try (issue 11) say what to type instead.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::generate_bookings;
 use tokio::io::{AsyncBufReadExt, BufReader};
 

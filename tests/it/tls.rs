@@ -2,9 +2,7 @@
 //! API path (reqwest): an untrusted (self-signed) certificate, a wrong host name, an expired
 //! certificate. Certificates are made with rcgen; the binary trusts exactly `SSL_CERT_FILE`.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::generate_bookings;
 
 /// What a run against a bad certificate looks like: the exit status, stderr, and the ledger's

@@ -2,9 +2,7 @@
 //! cause (oha's "error distribution", SPEC §5 `errors`), and a source that fails before anything
 //! was sent reported by its error alone.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{ApiFault, generate_bookings};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;

@@ -2,11 +2,9 @@
 //! outage mid-run, a dead webhook (exit 4), and the settled rate remembered across runs. Lenient
 //! on purpose: what is asserted is counts and order, never how fast.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{Receiver, ReceiverConfig, generate_bookings};
 
 fn strings(args: &[&str]) -> Vec<String> {

@@ -1,11 +1,9 @@
 //! Durability through the real binary: kill -9 and Ctrl-C mid-run, then rerun the same command;
 //! failed events exported and re-sent; the ledger refusing to be shared or misused (issue #3).
 
-mod common;
-
 use std::process::Stdio;
 
-use common::*;
+use crate::util::*;
 use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 
 fn signal(child: &tokio::process::Child, sig: i32) {

@@ -1,8 +1,6 @@
 //! Shared by the integration tests: real loopback servers (the crate's own fake SavvyCal API and
 //! webhook receiver), a fast run configuration, and a way to run the real binary.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
@@ -256,4 +254,28 @@ pub async fn silent_server() -> (String, Arc<std::sync::atomic::AtomicU64>) {
         }
     });
     (base, requests)
+}
+
+/// The variable that tells a child process of this test binary which test it runs alone.
+const ALONE: &str = "SAVVY_REPLAY_TEST_ALONE";
+
+/// Whether the test `test` (`module::name`) runs here: yes in the child process that runs it
+/// alone; anywhere else this runs that child (this binary, filtered to `test`), asserts that it
+/// passed, and says no. For tests that change what the whole process shares (the global log
+/// subscriber, the umask), which would otherwise reach every other test of this binary.
+pub async fn alone(test: &str) -> bool {
+    if std::env::var_os(ALONE).is_some_and(|t| t == test) {
+        return true;
+    }
+    let out = tokio::process::Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, test)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run the test binary");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{test}, alone in a child process, failed:\n{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains(" 1 passed"), "{test} did not run in the child process:\n{stdout}");
+    false
 }

@@ -2,8 +2,6 @@
 //! refusing; APIs whose paging cycles or never ends, whose page bodies never end, or that answer
 //! 500 forever. Each server here is a few lines of hyper that misbehave on purpose.
 
-mod common;
-
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::path::Path;
@@ -12,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::util::*;
 use bytes::Bytes;
-use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -523,6 +521,10 @@ fn mode(p: &Path) -> u32 {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_and_written_events_are_the_owners_only() {
+    // The umask is the whole process's: alone, so no other test's files are made under it.
+    if !alone("hostile::the_ledger_and_written_events_are_the_owners_only").await {
+        return;
+    }
     // The usual umask, under which files were world-readable; children inherit it.
     // SAFETY: umask has no memory-safety preconditions.
     unsafe { libc::umask(0o022) };
