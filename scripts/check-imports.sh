@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check the module import graph of src/, then of crates/fake/src/ (outside #[cfg(test)] blocks):
-# prints every edge, then fails if any two modules import each other, directly or through others.
+# prints every edge, then fails if any two top-level modules (folders) import each other, directly
+# or through others, or if a module of src/ imports one above it in the layers below.
 # Usage: scripts/check-imports.sh [-v]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,6 +93,20 @@ if sccs:
     for c in sccs:
         print(f"{src}: import circle among:", " ".join(c))
     sys.exit(1)
-print(f"{src}: no import circles among {len(top_edges)} modules")
+# The product's layers, top to bottom, in the order of ARCHITECTURE.md: a module uses only the
+# ones below it. A new top-level module must be placed here.
+LAYERS = ["app", "demo", "run", "report", "error", "config", "cli", "source", "output", "deliver",
+          "pacing", "ledger", "event", "words"]
+if src == "src":
+    unplaced = sorted(t for t in top_edges if t not in LAYERS)
+    upward = sorted(f"{a} -> {b}" for a, ts in top_edges.items() for b in ts
+                    if a in LAYERS and b in LAYERS and LAYERS.index(b) < LAYERS.index(a))
+    if unplaced:
+        print(f"{src}: modules not placed in LAYERS:", " ".join(unplaced))
+    if upward:
+        print(f"{src}: imports that go up a layer:", ", ".join(upward))
+    if unplaced or upward:
+        sys.exit(1)
+print(f"{src}: no import circles among {len(top_edges)} modules" + (", none going up a layer" if src == "src" else ""))
 PY
 done

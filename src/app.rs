@@ -4,7 +4,7 @@
 //! ([`AppError::exit_code`]): 0 all delivered, 1 some failed, 2 usage or configuration, 3 the
 //! source failed, 130 interrupted.
 
-use crate::console::{errln, outln};
+use crate::output::print::{errln, outln};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
 use crate::config::{self, ParseError};
 use crate::error::{AppError, exit};
-use crate::hint;
 use crate::ledger::{self, Status};
+use crate::output::hint;
 use crate::report::{Kept, is_broken_pipe, open_out, print_report};
-use crate::signal::spawn_signal_handler;
+use crate::run::signal::spawn_signal_handler;
 use crate::words;
-use crate::{pipeline, producer};
+
+use crate::run::producer;
 use indicatif::HumanCount;
 
 /// Run the command line `argv` (with the `--config` file it names); never panics on input,
@@ -61,7 +62,7 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         Command::Sink(args) => crate::demo::sink(&args, &global).await,
         Command::Completions { shell } => {
             // Built in a buffer first: `generate` panics when its writer fails (`| head`).
-            crate::console::stdout(&completion_script(shell));
+            crate::output::print::stdout(&completion_script(shell));
             Ok(exit::OK)
         }
     }
@@ -109,7 +110,7 @@ struct BarAwareStderr;
 
 impl Write for BarAwareStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = crate::progress::write_stderr(buf);
+        let _ = crate::output::progress::write_stderr(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -133,7 +134,7 @@ async fn run(cfg: config::RunConfig) -> Result<u8, AppError> {
         webhook_key: ledger::target_key(&cfg.webhook_url),
         event_type: cfg.event_type.clone(),
     };
-    let report = pipeline::run(cfg, cancel).await?;
+    let report = crate::run::run(cfg, cancel).await?;
     print_report(&report, json, quiet, Some(&kept));
     Ok(report.exit_code())
 }
@@ -148,7 +149,7 @@ async fn export(args: &ExportArgs, quiet: bool) -> Result<u8, AppError> {
             .await?;
     let out_path = args.out.clone();
     let mut out = blocking(move || open_out(out_path.as_ref())).await??;
-    let counters = std::sync::Arc::new(crate::progress::Counters::default());
+    let counters = std::sync::Arc::new(crate::output::progress::Counters::default());
     let (events, producer) =
         producer::spawn_producer(source, sel, config::Resume::Fresh, None, counters, 256, cancel.clone());
     // The file (or stdout) is written on a blocking thread, fed by the producer's channel.
@@ -206,7 +207,7 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
             text.push_str(&serde_json::to_string(t).map_err(AppError::Json)?);
             text.push('\n');
         }
-        crate::console::stdout(&text);
+        crate::output::print::stdout(&text);
         return Ok(exit::OK);
     }
     if targets.is_empty() {
@@ -248,7 +249,7 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
             text.push_str(&format!("  export the failed events: {}\n", hint::failed(path, target, true)));
         }
     }
-    crate::console::stdout_message(&text);
+    crate::output::print::stdout_message(&text);
     Ok(exit::OK)
 }
 

@@ -3,7 +3,7 @@
 //! Both use the embedded servers in [`savvy_replay_fake`] — the same ones the integration tests use — and
 //! `demo` drives the real pipeline against them, so what it shows is what a real run does.
 
-use crate::console::errln;
+use crate::output::print::errln;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{DemoArgs, GlobalArgs, ReceiverArgs, SinkArgs};
 use crate::config::{RunConfig, SourceConfig};
 use crate::deliver::WEBHOOK_USER_AGENT;
+use crate::deliver::retry::{Backoff, RetryPolicy};
+use crate::deliver::signature::HexCase;
 use crate::error::{AppError, exit};
 use crate::report::print_report;
-use crate::retry::{Backoff, RetryPolicy};
-use crate::signal::{spawn_signal_handler, wait_for_signal};
-use crate::signature::HexCase;
+use crate::run::signal::{spawn_signal_handler, wait_for_signal};
 use crate::source::ApiQuery;
 use indicatif::HumanCount;
 use savvy_replay_fake::{FakeApi, FakeApiConfig, FakeWebhook, Quota, Receiver, ReceiverConfig, generate_bookings};
@@ -101,7 +101,7 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     };
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let report = crate::pipeline::run(cfg, cancel).await?;
+    let report = crate::run::run(cfg, cancel).await?;
     // The demo's ledger is deleted on exit: no advice to rerun or to look at it.
     print_report(&report, args.json, global.quiet, None);
     let got = receiver.stats();

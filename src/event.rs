@@ -10,6 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+/// The envelope's `type` unless `--event-type` says otherwise: what SavvyCal sends for a booking.
+pub const DEFAULT_EVENT_TYPE: &str = "event.created";
+
 /// The envelope `version` SavvyCal sends.
 pub const ENVELOPE_VERSION: &str = "2020-11-18";
 

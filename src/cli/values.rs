@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::deliver::Header;
 use crate::pacing::RateSetting;
-use crate::rate::Rate;
+use crate::pacing::gate::Rate;
 
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     s.parse()

@@ -14,10 +14,10 @@ use url::Url;
 
 use crate::cli::{self, CreatedBefore, GlobalArgs, RunArgs, SelectArgs, SourceArgs};
 use crate::deliver::Header;
+use crate::deliver::retry::{Backoff, RetryPolicy};
+use crate::deliver::signature::HexCase;
 use crate::pacing::RateSetting;
-use crate::rate::Rate;
-use crate::retry::{Backoff, RetryPolicy};
-use crate::signature::HexCase;
+use crate::pacing::gate::Rate;
 use crate::source::ApiQuery;
 
 mod file;

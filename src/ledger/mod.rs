@@ -14,6 +14,9 @@
 //! migrates the file, [`mod@writer`] is the writer thread and [`read`] the read side for `status`
 //! and `failed`.
 
+pub(crate) mod owner_only;
+pub(crate) mod target_url;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +34,9 @@ use open::{Opened, SCHEMA_VERSION};
 pub use read::{read_status, write_failed};
 pub(crate) use target::target_key;
 use writer::{Msg, writer};
+
+/// Where the ledger lives unless `--ledger` says otherwise: beside the command, in the current directory.
+pub const DEFAULT_LEDGER: &str = ".savvy-replay/ledger.db";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

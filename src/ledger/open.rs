@@ -70,13 +70,13 @@ pub(super) struct Opened {
 pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Result<Opened, LedgerError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // It holds bookers' personal data: the owner's only (see `private`).
-        crate::private::create_dir_all(dir).map_err(|error| LedgerError::Io {
+        crate::ledger::owner_only::create_dir_all(dir).map_err(|error| LedgerError::Io {
             action: "create the ledger directory",
             path: dir.to_owned(),
             error,
         })?;
     }
-    crate::private::touch(path).map_err(|error| LedgerError::Io {
+    crate::ledger::owner_only::touch(path).map_err(|error| LedgerError::Io {
         action: "create the ledger",
         path: path.to_owned(),
         error,
@@ -163,7 +163,7 @@ pub(crate) fn open_checked(path: &Path, flags: OpenFlags) -> Result<Connection, 
 fn take_lock(real: &Path, shown: &Path) -> Result<File, LedgerError> {
     use std::io::{Read, Seek, Write};
     let lpath = lock_path(real);
-    let mut f = crate::private::options()
+    let mut f = crate::ledger::owner_only::options()
         .read(true)
         .write(true)
         .create(true)

@@ -21,9 +21,9 @@ use url::Url;
 const PASSWORD_SALT: &[u8] = b"savvy-replay ledger target password v2\0";
 
 /// The ledger's name for the webhook `url` (schema 2): its canonical spelling
-/// ([`crate::target_url`]) with the password hashed.
+/// ([`crate::ledger::target_url`]) with the password hashed.
 pub(crate) fn target_key(url: &Url) -> String {
-    let mut key = crate::target_url::canonical(url);
+    let mut key = crate::ledger::target_url::canonical(url);
     if let Some(password) = url.password() {
         // Hash what the receiver gets (the decoded password), so `%41` and `A` are one target.
         let decoded: Vec<u8> = percent_decode_str(password).collect();

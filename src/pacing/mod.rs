@@ -2,7 +2,7 @@
 //!
 //! Both parts are pure state machines. They are fed *(time, outcome, latency)* for every finished
 //! attempt and answer with a rate, a hold or a probe schedule; they read no clock, open no socket
-//! and never sleep. The wiring (workers, the [`crate::rate`] gate) owns time and does the waiting.
+//! and never sleep. The wiring (workers, the [`crate::pacing::gate`] gate) owns time and does the waiting.
 //! That keeps every decision reproducible: the simulation tests in `sim.rs` drive them in virtual
 //! time against modelled receivers, tens of thousands of attempts in milliseconds.
 //!
@@ -10,7 +10,7 @@
 //!   recovery, at most one decrease per measurement window).
 //! * [`outage`]: notices that the webhook stopped answering as a whole, stops events from spending
 //!   their retries, sends one probe at a time, and says when to give up (exit 4).
-//! * [`pacer`]: both at run time — the clock, the waiting, and the [`crate::rate::Gate`] they steer.
+//! * [`pacer`]: both at run time — the clock, the waiting, and the [`crate::pacing::gate::Gate`] they steer.
 //!
 //! [`Outcome`] is the one vocabulary both share: what an attempt's result means for pacing.
 //!
@@ -24,6 +24,8 @@
 //!   still holds that event back in every mode (SPEC §3).
 //! * At the end: [`Controller::settled`] is the summary's `rate.final_per_sec` and what the
 //!   ledger remembers for the target.
+
+pub mod gate;
 
 pub mod controller;
 pub mod outage;
@@ -40,8 +42,8 @@ pub use status::PaceStatus;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use crate::rate::Rate;
-use crate::retry::{AttemptResult, TransportError, parse_retry_after};
+use crate::deliver::retry::{AttemptResult, TransportError, parse_retry_after};
+use crate::pacing::gate::Rate;
 
 /// A `--rate` value: a fixed rate, or `auto` (the [`Controller`] finds it).
 #[derive(Debug, Clone, Copy, PartialEq)]

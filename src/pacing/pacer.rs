@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Outcome, PaceStatus, Permit};
-use crate::rate::{Gate, Rate};
+use crate::pacing::gate::{Gate, Rate};
 
 /// How a run paces: a fixed rate, or `auto` with what the controller needs.
 #[derive(Debug, Clone, Copy, PartialEq)]

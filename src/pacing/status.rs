@@ -1,6 +1,6 @@
 //! What pacing shows while a run goes: the current rate and why the pool is held. Atomics the
 //! [`super::Pacer`] writes when something changes and the progress bar reads ten times a second
-//! (its words are [`crate::progress::line`]'s).
+//! (its words are [`crate::output::progress::line`]'s).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;

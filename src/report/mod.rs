@@ -1,7 +1,7 @@
 //! The end of a run as the user sees it: the summary in words and as JSON (SPEC §5), the dry-run
-//! report, hints about what to do next, and error lines. Live progress is [`crate::progress`].
+//! report, hints about what to do next, and error lines. Live progress is [`crate::output::progress`].
 
-use crate::console::errln;
+use crate::output::print::errln;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use crate::error::{AppError, exit};
 use crate::ledger::LedgerError;
-use crate::producer::Undated;
-use crate::progress::{Counters, Latency, round};
+use crate::output::progress::{Counters, Latency, round};
 use crate::source::SourceError;
 use indicatif::HumanCount;
 
@@ -37,7 +36,7 @@ pub struct Summary {
     pub dry_run: bool,
     pub interrupted: bool,
     pub rate: RateSummary,
-    /// Attempts that got no HTTP answer, by cause ([`crate::cause::Cause`] keys).
+    /// Attempts that got no HTTP answer, by cause ([`crate::deliver::cause::Cause`] keys).
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -177,8 +176,8 @@ pub struct Report {
     /// The run stopped because the webhook was unreachable for `--give-up-after` (exit status 4):
     /// the cause, in words.
     pub gave_up: Option<String>,
-    /// The run stopped early for a reason ([`crate::stop`]): its exit status and advice.
-    pub stopped: Option<crate::stop::StopReason>,
+    /// The run stopped early for a reason ([`crate::run::stop`]): its exit status and advice.
+    pub stopped: Option<crate::error::StopReason>,
     /// `--dry-run`: the human report (count, ETA, sample request).
     pub dry_run_text: Option<String>,
     /// Where events went, for the human summary.
@@ -225,6 +224,13 @@ pub struct Kept {
     pub event_type: String,
 }
 
+/// Events a time filter could not place: how many, and the first few with what is wrong.
+#[derive(Debug, Default)]
+pub struct Undated {
+    pub count: u64,
+    pub first: Vec<String>,
+}
+
 /// The end of a run as the user sees it: dry-run report, human summary, hints, JSON.
 ///
 /// `kept` is where the run's state is kept; `None` when it is not kept (the demo's ledger
@@ -237,11 +243,11 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
         // The words are wrapped to the terminal; the sample request is shown byte for byte.
         let (words, request) = text.split_at(text.find(dry_run::SAMPLE_HEADING).unwrap_or(text.len()));
         if json {
-            crate::console::stderr(words);
-            crate::console::stderr_verbatim(request);
+            crate::output::print::stderr(words);
+            crate::output::print::stderr_verbatim(request);
         } else {
-            crate::console::stdout_message(words);
-            crate::console::stdout(request);
+            crate::output::print::stdout_message(words);
+            crate::output::print::stdout(request);
         }
     } else if !quiet && !report.failed_before_sending() {
         let stopped = if report.ledger_error.is_some() {
@@ -253,7 +259,7 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
         } else {
             None
         };
-        crate::console::stderr(&s.human(&report.target, report.pending, stopped, kept.is_some()));
+        crate::output::print::stderr(&s.human(&report.target, report.pending, stopped, kept.is_some()));
         if let Some(line) = &report.webhook {
             errln!("{line}");
         }
@@ -301,14 +307,14 @@ pub fn print_report(report: &Report, json: bool, quiet: bool, kept: Option<&Kept
                 "{} for good: `{}` shows why; `{}` exports them, \
                  and the same command with --only-failed retries them.",
                 crate::words::count(s.failed, "event failed", "events failed"),
-                crate::hint::status(ledger_path),
-                crate::hint::failed(ledger_path, Some((&kept.webhook_key, &kept.event_type)), false),
+                crate::output::hint::status(ledger_path),
+                crate::output::hint::failed(ledger_path, Some((&kept.webhook_key, &kept.event_type)), false),
             );
         }
     }
     if json {
         match serde_json::to_string(s) {
-            Ok(line) => crate::console::stdout(&format!("{line}\n")),
+            Ok(line) => crate::output::print::stdout(&format!("{line}\n")),
             Err(e) => errln!("Error: cannot write the JSON summary: {e}"),
         }
     }
@@ -341,7 +347,8 @@ pub fn open_out(path: Option<&PathBuf>) -> Result<Box<dyn Write + Send>, AppErro
     Ok(match path {
         Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufWriter::with_capacity(
             256 * 1024,
-            crate::private::create(p).map_err(|error| AppError::CreateOut { path: p.display().to_string(), error })?,
+            crate::ledger::owner_only::create(p)
+                .map_err(|error| AppError::CreateOut { path: p.display().to_string(), error })?,
         )),
         _ => Box::new(std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout())),
     })
@@ -367,7 +374,7 @@ mod tests {
         c.record_attempt(Some(200), Duration::from_millis(5));
         c.record_attempt(Some(422), Duration::from_millis(7));
         c.record_attempt(None, Duration::from_millis(9));
-        c.record_error(crate::cause::Cause::Refused);
+        c.record_error(crate::deliver::cause::Cause::Refused);
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         let v = serde_json::to_value(&s).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();

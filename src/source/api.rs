@@ -206,7 +206,7 @@ mod tests {
         let api = ApiClient::new(
             Url::parse("https://api.example.com/base/").unwrap(),
             secrecy::SecretString::from("pt_secret_x"),
-            crate::retry::RetryPolicy::default(),
+            crate::deliver::retry::RetryPolicy::default(),
             std::time::Duration::from_secs(30),
             tokio_util::sync::CancellationToken::new(),
         )

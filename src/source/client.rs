@@ -18,11 +18,11 @@ use tracing::debug;
 use url::Url;
 
 use super::SourceError;
-use crate::cause::Cause;
-use crate::console::errln;
-use crate::http::{BODY_READ_MAX, error_message, root_cause};
-use crate::progress::Waiting;
-use crate::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
+use crate::deliver::cause::Cause;
+use crate::deliver::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
+use crate::deliver::shared::{BODY_READ_MAX, error_message, root_cause};
+use crate::output::print::errln;
+use crate::output::progress::Waiting;
 
 /// `GET /v1/me`, as far as we use it.
 #[derive(Debug, Deserialize)]
@@ -177,7 +177,7 @@ impl ApiClient {
                             Some((kind, content_type)) => {
                                 return Err(SourceError::NotJson {
                                     what: what.to_owned(),
-                                    url: crate::http::display_url(&url),
+                                    url: crate::deliver::shared::display_url(&url),
                                     kind,
                                     content_type,
                                     start: self.redact(&body_start(&body)),
@@ -195,7 +195,7 @@ impl ApiClient {
                         (verdict, body) => {
                             let body = body.unwrap_or_else(|(_, partial)| partial);
                             let message = if (300..400).contains(&status) {
-                                crate::http::redirect_message(&headers)
+                                crate::deliver::shared::redirect_message(&headers)
                             } else {
                                 self.redact(&error_message(&body))
                             };
@@ -203,8 +203,8 @@ impl ApiClient {
                                 // Only a proxy asks for proxy credentials (an `http://` base
                                 // behind HTTP_PROXY: the request went to the proxy in full).
                                 _ if status == 407
-                                    && let Ok(crate::proxy::Route::Forward(proxy)) =
-                                        crate::proxy::Route::from_env(&url) =>
+                                    && let Ok(crate::deliver::proxy::Route::Forward(proxy)) =
+                                        crate::deliver::proxy::Route::from_env(&url) =>
                                 {
                                     return Err(SourceError::ProxyRefused(proxy.wants_credentials()));
                                 }
@@ -274,13 +274,15 @@ impl ApiClient {
     /// reqwest's CONNECT says only "unsuccessful" for every answer but 200 and 407, and a 403
     /// (the proxy's policy: a configuration error) must not be retried like a 502 (the API down
     /// behind the proxy). So when its tunnel failed, ask the proxy once ourselves for its answer.
-    async fn ask_the_proxy(&self, e: &reqwest::Error, url: &Url) -> Option<crate::proxy::ProxyError> {
+    async fn ask_the_proxy(&self, e: &reqwest::Error, url: &Url) -> Option<crate::deliver::proxy::ProxyError> {
         let tunnel_failed = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| e.source())
-            .any(|e| e.downcast_ref::<crate::proxy::TunnelError>().is_some());
+            .any(|e| e.downcast_ref::<crate::deliver::proxy::TunnelError>().is_some());
         if !tunnel_failed {
             return None;
         }
-        let Ok(crate::proxy::Route::Tunnel(proxy)) = crate::proxy::Route::from_env(url) else { return None };
+        let Ok(crate::deliver::proxy::Route::Tunnel(proxy)) = crate::deliver::proxy::Route::from_env(url) else {
+            return None;
+        };
         let host = url.host_str()?.trim_matches(['[', ']']);
         let port = url.port_or_known_default()?;
         let asked = tokio::select! {
@@ -454,18 +456,18 @@ impl Failure {
 
 /// The HTTP client for the API; `timeout` bounds each whole request.
 fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    crate::http::install_crypto_provider();
+    crate::deliver::shared::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
-        .user_agent(crate::http::USER_AGENT)
+        .user_agent(crate::deliver::shared::USER_AGENT)
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
 }
 
-/// Sort a transport failure into what [`crate::retry::classify`] needs.
+/// Sort a transport failure into what [`crate::deliver::retry::classify`] needs.
 fn transport_error(e: &reqwest::Error) -> TransportError {
-    if crate::tls::explain(e, "").is_some() {
+    if crate::deliver::tls::explain(e, "").is_some() {
         // A certificate or TLS protocol problem will not fix itself on retry.
         TransportError::Other
     } else if e.is_timeout() {
@@ -488,7 +490,7 @@ fn describe_error(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    if let Some(words) = crate::tls::explain(e, "the SavvyCal API") {
+    if let Some(words) = crate::deliver::tls::explain(e, "the SavvyCal API") {
         return format!("TLS handshake failed: {words}");
     }
     match std::error::Error::source(e) {

@@ -91,7 +91,7 @@ impl Source {
     }
 
     /// How much of a file has been read, when its size is known. The API says nothing of the
-    /// sort: the producer tells its progress from `created_at` ([`crate::estimate`]).
+    /// sort: the producer tells its progress from `created_at` ([`crate::output::estimate`]).
     pub fn read_fraction(&self) -> Option<f64> {
         match self {
             Source::Api(_) => None,

@@ -151,7 +151,7 @@ impl NdjsonReader {
 
     /// How much of the file has been read (`None` for stdin or a pipe, whose size is unknown).
     pub fn read_fraction(&self) -> Option<f64> {
-        crate::estimate::byte_fraction(self.consumed, self.size)
+        crate::output::estimate::byte_fraction(self.consumed, self.size)
     }
 
     pub fn from_reader(reader: Box<dyn AsyncRead + Send + Unpin>, name: String) -> NdjsonReader {

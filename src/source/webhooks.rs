@@ -171,9 +171,9 @@ fn pick(mut matches: Vec<Webhook>) -> Option<Webhook> {
     matches.into_iter().next()
 }
 
-/// Whether a webhook's URL is `--webhook-url`: the same target ([`crate::target_url`]).
+/// Whether a webhook's URL is `--webhook-url`: the same target ([`crate::ledger::target_url`]).
 pub fn same_url(ours: &Url, theirs: &str) -> bool {
-    Url::parse(theirs.trim()).is_ok_and(|theirs| crate::target_url::same(ours, &theirs))
+    Url::parse(theirs.trim()).is_ok_and(|theirs| crate::ledger::target_url::same(ours, &theirs))
 }
 
 /// What the run takes from the webhook, given what the user set themselves, and the message that

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use crate::cli::{DEFAULT_EVENT_TYPE, DEFAULT_LEDGER};
+use crate::event::DEFAULT_EVENT_TYPE;
+use crate::ledger::DEFAULT_LEDGER;
 
 /// `savvy-replay` followed by `words`, each quoted for a POSIX shell where it needs it.
 pub fn command<S: AsRef<str>>(words: &[S]) -> String {

@@ -2,7 +2,7 @@
 //! and reqwest read them.
 //!
 //! The API path gets this from reqwest. The webhook path speaks hyper directly
-//! ([`crate::connection`]), so it asks the same library reqwest asks: hyper-util's proxy
+//! ([`crate::deliver::connection`]), so it asks the same library reqwest asks: hyper-util's proxy
 //! [`Matcher`] reads the variables (also `ALL_PROXY`, and none of them in a CGI process) and applies
 //! `NO_PROXY`, and its [`Tunnel`] connector opens CONNECT tunnels. Both paths thus agree on which
 //! host goes through which proxy. What is left to us is the choice curl makes: an `http://` webhook
@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 use url::Url;
 
-use crate::http::root_cause;
+use crate::deliver::shared::root_cause;
 
 /// How the webhook's connections are made.
 pub enum Route {

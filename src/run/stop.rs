@@ -10,81 +10,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::exit;
-
-/// Why a run stopped before its end.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
-    /// Every first answer of the run was 401/403: the signature or the credentials are wrong,
-    /// and every other event would fail the same way.
-    Rejected {
-        /// The status of the last of those answers.
-        status: u16,
-        answers: u32,
-        /// What the run authenticated with, to name in the advice.
-        auth: AuthUsed,
-    },
-    /// The proxy in front of the webhook refused us (CONNECT answered 4xx, or a 407): the
-    /// message names the proxy and its answer, never its credentials.
-    ProxyRefused(String),
-}
-
-/// How the requests were authenticated, for the advice after a rejection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AuthUsed {
-    /// Requests were signed (`--signing-secret`, `SAVVYCAL_WEBHOOK_SECRET` or the webhook's).
-    pub signed: bool,
-    /// The webhook URL carries Basic auth.
-    pub basic: bool,
-    /// `-H` headers were given.
-    pub headers: bool,
-}
-
-impl StopReason {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            StopReason::Rejected { .. } | StopReason::ProxyRefused(_) => exit::USAGE,
-        }
-    }
-
-    /// Why, in a few words, for the summary's head ("Stopped after 1.2s (…)").
-    pub fn short(&self) -> &'static str {
-        match self {
-            StopReason::Rejected { .. } => "the receiver rejected the signature or credentials",
-            StopReason::ProxyRefused(_) => "the proxy refused",
-        }
-    }
-
-    /// The error line and what to do, for the end of the summary.
-    pub fn message(&self) -> String {
-        match self {
-            StopReason::ProxyRefused(answer) => format!(
-                "{answer}.\n  Nothing was marked failed: run the same command again once the proxy lets the \
-                 requests through."
-            ),
-            StopReason::Rejected { status, answers, auth } => {
-                let secret = if auth.signed {
-                    "Check --signing-secret / SAVVYCAL_WEBHOOK_SECRET: it must be the receiver's"
-                } else {
-                    "Requests went unsigned: set --signing-secret or SAVVYCAL_WEBHOOK_SECRET"
-                };
-                let mut also = Vec::new();
-                if auth.basic {
-                    also.push("the user and password in --webhook-url");
-                }
-                if auth.headers {
-                    also.push("the -H headers");
-                }
-                let also = if also.is_empty() { String::new() } else { format!(", and {}", also.join(" and ")) };
-                let statuses = if *status == 401 { "401" } else { "401/403" };
-                format!(
-                    "the receiver rejects the signature or credentials ({answers} answers: {statuses}).\n  \
-                     {secret}{also}.\n  Nothing was marked failed: rerun with the right secret to send the events."
-                )
-            }
-        }
-    }
-}
+use crate::error::StopReason;
 
 /// The run's stop token and the first reason it was stopped for.
 #[derive(Debug, Default)]
@@ -179,6 +105,7 @@ impl FirstAnswers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::AuthUsed;
 
     #[test]
     fn rejections_stop_the_run_only_while_nothing_else_was_answered() {

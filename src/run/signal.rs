@@ -5,8 +5,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::console::errln;
 use crate::error::exit;
+use crate::output::print::errln;
 
 /// Ctrl-C or SIGTERM once: cancel gracefully. Twice: exit at once (the ledger's transactions keep
 /// it consistent either way).

@@ -14,13 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::{Resume, Selection, SourceConfig};
-use crate::dedupe::InFlight;
+use crate::deliver::retry::RetryPolicy;
 use crate::error::RunError;
-use crate::estimate::{TimeProgress, to_ppm};
 use crate::event::{Event, created_at_problem};
 use crate::ledger::{LedgerError, LedgerHandle, Status};
-use crate::progress::Counters;
-use crate::retry::RetryPolicy;
+use crate::output::estimate::{TimeProgress, to_ppm};
+use crate::output::progress::Counters;
+use crate::report::Undated;
+use crate::run::dedupe::InFlight;
 use crate::source::{ApiClient, ApiPager, NdjsonReader, Source, SourceError};
 
 /// Open the configured source.
@@ -66,13 +67,6 @@ pub fn place(sel: &Selection, ev: &Event) -> Placed {
     } else {
         Placed::Outside
     }
-}
-
-/// Events a time filter could not place: how many, and the first few with what is wrong.
-#[derive(Debug, Default)]
-pub struct Undated {
-    pub count: u64,
-    pub first: Vec<String>,
 }
 
 /// How reading the source ended.
@@ -127,7 +121,7 @@ async fn produce(
 ) -> Produced {
     let mut p = Produced::default();
     let limit = sel.limit.unwrap_or(u64::MAX);
-    // How far through the source we are, for the bar's total and ETA ([`crate::estimate`]): a
+    // How far through the source we are, for the bar's total and ETA ([`crate::output::estimate`]): a
     // file by its bytes, the API by `created_at` towards the end of the selection.
     let mut clock = matches!(source, Source::Api(_)).then(|| match sel.created_before {
         Some(end) => TimeProgress::new(end),
@@ -176,7 +170,7 @@ async fn produce(
         let per_event = read_after.map(|after| (after - read_before) / events.len().max(1) as f64);
         let mut read_at = read_before;
         read_before = read_after.unwrap_or(read_before);
-        // In flight first, then the ledger: see `crate::dedupe` for why this order.
+        // In flight first, then the ledger: see `crate::run::dedupe` for why this order.
         let (in_flight_before, recorded) = match &ledger {
             Some((l, in_flight)) if !events.is_empty() => {
                 let before = in_flight.snapshot(events.iter().map(|e| &*e.id));

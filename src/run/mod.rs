@@ -1,5 +1,5 @@
-//! The replay itself: wires a producer ([`crate::producer`]) to a pool of workers
-//! ([`crate::worker`]), the ledger and the progress bar, and turns how they ended into a
+//! The replay itself: wires a producer ([`crate::run::producer`]) to a pool of workers
+//! ([`crate::run::worker`]), the ledger and the progress bar, and turns how they ended into a
 //! [`Report`]. With `--dry-run`, the events are counted and the first request is rendered instead.
 //!
 //! Pacing ([`crate::pacing::Pacer`]) is set up here: a fixed `--rate` or `auto` starting from the
@@ -10,6 +10,13 @@
 //! have in flight (bounded by `--timeout`), record it, and start nothing new. Events still in the
 //! channel were never attempted and are simply fetched again by the next run.
 
+pub(crate) mod dedupe;
+pub(crate) mod defaults;
+pub(crate) mod producer;
+pub(crate) mod signal;
+pub(crate) mod stop;
+pub(crate) mod worker;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -18,18 +25,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::RunConfig;
-use crate::dedupe::InFlight;
 use crate::deliver::{self, Deliverer, Target};
+use crate::error::AuthUsed;
 use crate::error::RunError;
 use crate::event::Event;
 use crate::ledger::{Ledger, LedgerError};
+use crate::output::progress::{Counters, Progress};
 use crate::pacing::{ControllerSettings, Mode, OutageSettings, Pacer, RateSetting};
-use crate::producer::{Produced, open_source, produced, spawn_producer};
-use crate::progress::{Counters, Progress};
 use crate::report::{DryRun, RateSummary, Report, Summary};
+use crate::run::dedupe::InFlight;
+use crate::run::producer::{Produced, open_source, produced, spawn_producer};
+use crate::run::stop::{FirstAnswers, Stopper};
+use crate::run::worker::{Shared, work};
 use crate::source::Source;
-use crate::stop::{AuthUsed, FirstAnswers, Stopper};
-use crate::worker::{Shared, work};
 
 /// Run the replay described by `cfg` until done or `cancel`led.
 pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report, RunError> {
@@ -44,7 +52,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         }
         _ => None,
     };
-    let webhook = crate::webhook_defaults::apply(&mut cfg, &source).await?;
+    let webhook = crate::run::defaults::apply(&mut cfg, &source).await?;
     let target = Target {
         url: cfg.webhook_url.clone(),
         event_type: cfg.event_type.clone(),
@@ -71,7 +79,7 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     // Room for a couple of pages, so the next page is fetched while this one is delivered.
     let capacity = (2 * 100).max(2 * cfg.concurrency);
     // Stops the run like Ctrl-C does, but for giving up on an unreachable webhook (exit 4) or a
-    // [`crate::stop::Stop`] reason.
+    // [`crate::run::stop::Stop`] reason.
     let stop = cancel.child_token();
     let in_flight = Arc::new(InFlight::default());
     let (rx, producer) = spawn_producer(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::HumanCount;
 
-use crate::estimate::Estimate;
+use crate::output::estimate::Estimate;
 
 /// The counters as one frame of the bar sees them: each read once.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

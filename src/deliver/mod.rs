@@ -3,7 +3,15 @@
 //! Everything that is the same for every request (Host, Content-Type, User-Agent, `-H` headers) is
 //! built once per run; per event we build the envelope body, the signature and the
 //! `Idempotency-Key` once, and every retry reuses them (the body is a cheap `Bytes` clone). The
-//! bytes travel over the worker's own connection ([`crate::connection`]).
+//! bytes travel over the worker's own connection ([`crate::deliver::connection`]).
+
+pub(crate) mod cause;
+pub(crate) mod connection;
+pub(crate) mod proxy;
+pub(crate) mod retry;
+pub(crate) mod shared;
+pub mod signature;
+pub(crate) mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -12,13 +20,13 @@ use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::cause::Cause;
-use crate::connection::{Connection, Endpoint, EndpointError, SendError};
+use crate::deliver::cause::Cause;
+use crate::deliver::connection::{Connection, Endpoint, EndpointError, SendError};
+use crate::deliver::retry::TransportError;
+pub use crate::deliver::shared::display_url;
+use crate::deliver::shared::{error_message, redirect_message};
 use crate::event::{Envelope, Event, now_rfc3339};
-pub use crate::http::display_url;
-use crate::http::{error_message, redirect_message};
-use crate::retry::TransportError;
-use crate::signature::{self, HexCase};
+use signature::HexCase;
 
 /// One `-H 'Name: value'`, already checked to be a valid HTTP header.
 #[derive(Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 //! TLS is rustls (ring) with the platform's certificate verifier, HTTP/1.1 only (ALPN
 //! `http/1.1`). A connection is opened on first use and after any failure; a request found to be
 //! unsent on a reused connection (the server closed it while idle) goes once more on a fresh one.
-//! Proxies from the environment are honoured as [`crate::proxy`] decides.
+//! Proxies from the environment are honoured as [`crate::deliver::proxy`] decides.
 
 use std::io;
 use std::sync::Arc;
@@ -26,9 +26,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use url::Url;
 
-use crate::cause::Cause;
-use crate::http::BODY_READ_MAX;
-use crate::proxy::{ProxyError, Route};
+use crate::deliver::cause::Cause;
+use crate::deliver::proxy::{ProxyError, Route};
+use crate::deliver::shared::BODY_READ_MAX;
 
 /// Where the webhook lives, resolved once per run.
 pub struct Endpoint {
@@ -73,8 +73,8 @@ pub enum SendError {
 
 /// A failed connection in words; running out of file descriptors is ours to fix, so say how.
 fn connect_failure(e: &io::Error) -> String {
-    if crate::cause::is_out_of_files(e) {
-        crate::cause::OUT_OF_FILES_HINT.to_owned()
+    if crate::deliver::cause::is_out_of_files(e) {
+        crate::deliver::cause::OUT_OF_FILES_HINT.to_owned()
     } else {
         format!("connection failed: {e}")
     }
@@ -82,7 +82,7 @@ fn connect_failure(e: &io::Error) -> String {
 
 /// A TLS failure in words when we can say it better than rustls (a refused certificate).
 fn tls_failure(e: &io::Error) -> String {
-    crate::tls::explain(e, "the webhook").unwrap_or_else(|| e.to_string())
+    crate::deliver::tls::explain(e, "the webhook").unwrap_or_else(|| e.to_string())
 }
 
 /// A hyper error in words: a garbled response, or the whole chain of why the connection broke.
@@ -189,7 +189,7 @@ impl Endpoint {
         };
         let port = url.port_or_known_default().ok_or(EndpointError::NoPort)?;
         let tls = if https {
-            crate::http::install_crypto_provider();
+            crate::deliver::shared::install_crypto_provider();
             let mut config =
                 <rustls::ClientConfig as rustls_platform_verifier::ConfigVerifierExt>::with_platform_verifier()
                     .map_err(EndpointError::TlsRoots)?;
@@ -227,7 +227,7 @@ impl Endpoint {
     }
 
     /// The proxy requests go to in absolute form (an `http://` webhook behind `HTTP_PROXY`).
-    pub fn forward_proxy(&self) -> Option<&crate::proxy::Proxy> {
+    pub fn forward_proxy(&self) -> Option<&crate::deliver::proxy::Proxy> {
         match &self.route {
             Route::Forward(proxy) => Some(proxy),
             Route::Direct | Route::Tunnel(_) => None,

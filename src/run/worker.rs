@@ -9,15 +9,16 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::connection::Connection;
-use crate::dedupe::InFlight;
+use crate::deliver::connection::Connection;
+use crate::deliver::retry::{AttemptResult, RetryPolicy, Verdict, classify};
 use crate::deliver::{Attempt, Deliverer, Prepared};
+use crate::error::{AuthUsed, StopReason};
 use crate::event::Event;
 use crate::ledger::{Committed, LedgerError, LedgerHandle, Outcome, Status};
+use crate::output::progress::Counters;
 use crate::pacing::{self, Pacer, Turn};
-use crate::progress::Counters;
-use crate::retry::{AttemptResult, RetryPolicy, Verdict, classify};
-use crate::stop::{self, AuthUsed, FirstAnswers, StopReason, Stopper};
+use crate::run::dedupe::InFlight;
+use crate::run::stop::{self, FirstAnswers, Stopper};
 
 /// Everything a worker shares with the others.
 pub struct Shared {
@@ -97,7 +98,7 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
                 AttemptResult::Transport(*kind)
             }
             Attempt::ProxyRefused { message, .. } => {
-                s.counters.record_error(crate::cause::Cause::Proxy);
+                s.counters.record_error(crate::deliver::cause::Cause::Proxy);
                 // Neither the event's fault nor an outage: the event stays pending for the rerun.
                 s.stopper.stop(StopReason::ProxyRefused(message.clone()));
                 return outcome(Status::Pending, attempts, None, Some(message.clone()));
@@ -237,7 +238,7 @@ pub async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: Le
 /// Wait for an outcome to be committed, then count it.
 async fn settle(s: &Shared, (status, id, committed): (Status, Box<str>, Committed)) -> Result<(), LedgerError> {
     committed.wait().await?;
-    // Only now: a repeat of this id is found in the ledger from here on (see `crate::dedupe`).
+    // Only now: a repeat of this id is found in the ledger from here on (see `crate::run::dedupe`).
     s.in_flight.remove(&id);
     match status {
         Status::Delivered => s.counters.delivered.fetch_add(1, Relaxed),

@@ -1,4 +1,4 @@
-//! What both HTTP paths share — the webhook workers (hyper, [`crate::connection`]) and the
+//! What both HTTP paths share — the webhook workers (hyper, [`crate::deliver::connection`]) and the
 //! SavvyCal pager (reqwest, [`crate::source::api`]): who we say we are, the TLS crypto provider,
 //! how an error response's body is read, and how URLs and redirects are shown in messages. A leaf:
 //! it imports nothing from the crate.

@@ -13,15 +13,15 @@ use clap::{Args, Parser, Subcommand};
 mod values;
 pub use values::*;
 
+use crate::deliver::signature::HexCase;
 use crate::deliver::{Header, WEBHOOK_USER_AGENT};
 use crate::pacing::RateSetting;
-use crate::rate::{Quota, Rate};
-use crate::signature::HexCase;
+use crate::pacing::gate::{Quota, Rate};
 use crate::source::api::{Attendance, Period, State};
 
 pub const DEFAULT_API_BASE: &str = "https://api.savvycal.com";
-pub const DEFAULT_LEDGER: &str = ".savvy-replay/ledger.db";
-pub const DEFAULT_EVENT_TYPE: &str = "event.created";
+pub use crate::event::DEFAULT_EVENT_TYPE;
+pub use crate::ledger::DEFAULT_LEDGER;
 
 // Every line fits in 80 columns, so clap never wraps one: a command broken across lines by the
 // help's wrapping could not be copied. Long commands continue with `\` like a shell script.

@@ -19,12 +19,12 @@ use std::io::Write;
 /// write is ignored.
 pub fn stderr(text: &str) {
     let text = wrap(text, width(&console::Term::stderr()));
-    let _ = crate::progress::write_stderr(text.as_bytes());
+    let _ = crate::output::progress::write_stderr(text.as_bytes());
 }
 
 /// Write `text` to stderr as it is (a request shown byte for byte); a failed write is ignored.
 pub fn stderr_verbatim(text: &str) {
-    let _ = crate::progress::write_stderr(text.as_bytes());
+    let _ = crate::output::progress::write_stderr(text.as_bytes());
 }
 
 /// Write `text` to stdout as it is and flush it (JSON, a completion script, an exported request); a
@@ -92,7 +92,7 @@ pub fn wrap(text: &str, width: Option<usize>) -> String {
 /// stderr cannot be written.
 macro_rules! errln {
     ($($arg:tt)*) => {
-        $crate::console::stderr(&format!("{}\n", format_args!($($arg)*)))
+        $crate::output::print::stderr(&format!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -100,7 +100,7 @@ macro_rules! errln {
 /// stdout cannot be written.
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::console::stdout_message(&format!("{}\n", format_args!($($arg)*)))
+        $crate::output::print::stdout_message(&format!("{}\n", format_args!($($arg)*)))
     };
 }
 

@@ -6,7 +6,7 @@
 //! `run --token … --webhook-url …` alone replays exactly what the webhook missed. Kept out of
 //! the pipeline so the lookup is one step with one result: the line that tells the user.
 
-use crate::console::errln;
+use crate::output::print::errln;
 
 use crate::config::RunConfig;
 use crate::source::Source;

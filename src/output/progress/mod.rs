@@ -14,8 +14,8 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::cause::Cause;
-use crate::estimate::{Estimator, Reading};
+use crate::deliver::cause::Cause;
+use crate::output::estimate::{Estimator, Reading};
 use crate::pacing::PaceStatus;
 
 mod line;
@@ -45,7 +45,7 @@ pub struct Counters {
     /// The source has been read to the end, so `selected` is the total.
     pub source_done: AtomicBool,
     /// How much of the source has been read, in millionths; 0 until that can be told. Set by the
-    /// producer ([`crate::estimate`] says how).
+    /// producer ([`crate::output::estimate`] says how).
     pub source_read_ppm: AtomicU64,
     status_codes: Box<[AtomicU64]>,
     /// Attempts without an HTTP answer, by [`Cause`] (indexed as `Cause::ALL`).
