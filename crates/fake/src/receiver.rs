@@ -68,6 +68,9 @@ pub struct ReceiverConfig {
     pub retry_after_secs: u64,
     /// Fraction (0..=1) of requests whose connection is dropped without an answer.
     pub drop_rate: f64,
+    /// Fraction (0..=1) of requests answered 502 or 503 without `Retry-After`, whatever the load:
+    /// a background of random errors (a flaky proxy in front of the receiver), not congestion.
+    pub noise_rate: f64,
     /// Event ids (`payload.id`) always answered 422.
     pub reject_ids: Vec<String>,
     /// Keep every [`Delivery`] (with its body) in memory, for tests.
@@ -99,6 +102,7 @@ impl Default for ReceiverConfig {
             fail_rate: 0.0,
             retry_after_secs: 1,
             drop_rate: 0.0,
+            noise_rate: 0.0,
             reject_ids: Vec::new(),
             record: false,
             seed: 0,
@@ -283,6 +287,7 @@ struct ReceiverState {
     /// `f64` bits, so it can change while running.
     fail_rate: AtomicU64,
     drop_rate: f64,
+    noise_rate: f64,
     retry_after: HeaderValue,
     /// Milliseconds between two 429 answers at least (twice the Retry-After).
     min_429_gap_ms: u64,
@@ -326,6 +331,7 @@ struct PayloadProbe<'a> {
 enum Verdict {
     Drop,
     Unavailable,
+    BadGateway,
     TooManyRequests,
     BadSignature,
     WrongUserAgent,
@@ -344,6 +350,7 @@ impl ReceiverState {
             user_agent: config.user_agent,
             fail_rate: AtomicU64::new(clamp_rate(config.fail_rate).to_bits()),
             drop_rate: clamp_rate(config.drop_rate),
+            noise_rate: clamp_rate(config.noise_rate),
             retry_after: HeaderValue::from(config.retry_after_secs),
             min_429_gap_ms: config.retry_after_secs.saturating_mul(2000),
             next_429_ms: AtomicU64::new(0),
@@ -416,6 +423,7 @@ impl ReceiverState {
         let (status, counter) = match verdict {
             Verdict::Drop => (None, &counters.dropped),
             Verdict::Unavailable => (Some(StatusCode::SERVICE_UNAVAILABLE), &counters.transient),
+            Verdict::BadGateway => (Some(StatusCode::BAD_GATEWAY), &counters.transient),
             Verdict::TooManyRequests => (Some(StatusCode::TOO_MANY_REQUESTS), &counters.transient),
             Verdict::BadSignature => (Some(StatusCode::UNAUTHORIZED), &counters.signature_failures),
             Verdict::WrongUserAgent => (Some(StatusCode::NOT_FOUND), &counters.user_agent_failures),
@@ -468,6 +476,7 @@ impl ReceiverState {
             Verdict::Unavailable => {
                 Ok(answer(StatusCode::SERVICE_UNAVAILABLE, br#"{"ok":false,"error":"unavailable"}"#))
             }
+            Verdict::BadGateway => Ok(answer(StatusCode::BAD_GATEWAY, br#"{"ok":false,"error":"bad gateway"}"#)),
             Verdict::TooManyRequests => {
                 let mut response = answer(StatusCode::TOO_MANY_REQUESTS, br#"{"ok":false,"error":"slow down"}"#);
                 response.headers_mut().insert(RETRY_AFTER, self.retry_after.clone());
@@ -506,6 +515,10 @@ impl ReceiverState {
         let (drop_roll, fail_roll, as_429) = (rng.f64(), rng.f64(), rng.bool());
         if drop_roll < self.drop_rate {
             return Verdict::Drop;
+        }
+        // Rolled after the others, so adding it changed no other configuration's dice.
+        if rng.f64() < self.noise_rate {
+            return if as_429 { Verdict::BadGateway } else { Verdict::Unavailable };
         }
         if fail_roll < f64::from_bits(self.fail_rate.load(Ordering::Relaxed)) {
             return if as_429 && self.may_answer_429() { Verdict::TooManyRequests } else { Verdict::Unavailable };
@@ -737,6 +750,17 @@ mod tests {
         assert_eq!(deliveries[0].event_id.as_deref(), Some("event_x"));
         assert!(receiver.url().ends_with("/webhook"));
         receiver.shutdown().await;
+    }
+
+    #[test]
+    fn noise_is_502_or_503_without_retry_after_at_its_rate() {
+        let state = ReceiverState::new(ReceiverConfig { noise_rate: 0.02, seed: 3, ..ReceiverConfig::default() });
+        let verdicts: Vec<Verdict> = (0..20_000).map(|_| state.decide(None, None, None)).collect();
+        let bad_gateway = verdicts.iter().filter(|v| matches!(v, Verdict::BadGateway)).count();
+        let unavailable = verdicts.iter().filter(|v| matches!(v, Verdict::Unavailable)).count();
+        assert!((300..500).contains(&(bad_gateway + unavailable)), "{bad_gateway} + {unavailable}");
+        assert!(bad_gateway > 100 && unavailable > 100, "both kinds: {bad_gateway} / {unavailable}");
+        assert!(verdicts.iter().all(|v| matches!(v, Verdict::Accepted | Verdict::BadGateway | Verdict::Unavailable)));
     }
 
     #[test]
