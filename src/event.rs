@@ -111,8 +111,16 @@ pub fn envelope_id(event_type: &str, event_id: &str) -> String {
     h.update([0u8]);
     h.update(event_id.as_bytes());
     let digest = h.finalize();
-    format!("payload_{}", hex::encode(&digest[..16]))
+    let mut hex = [0u8; 32];
+    // 16 bytes always fit 32 hex digits.
+    let _ = hex::encode_to_slice(&digest[..16], &mut hex);
+    let mut id = String::with_capacity(PREFIX.len() + hex.len());
+    id.push_str(PREFIX);
+    id.extend(hex.iter().map(|&b| char::from(b)));
+    id
 }
+
+const PREFIX: &str = "payload_";
 
 /// The body SavvyCal would have POSTed, built once per event:
 /// `{"type":…,"id":…,"version":"2020-11-18","occurred_at":…,"payload":<the event's bytes>}`.
@@ -162,11 +170,8 @@ impl Envelope {
 }
 
 fn put_json_string(buf: &mut BytesMut, s: &str) {
-    // serde_json's escaping; strings here are short (type, id, timestamp).
-    match serde_json::to_string(s) {
-        Ok(quoted) => buf.put_slice(quoted.as_bytes()),
-        Err(_) => buf.put_slice(b"\"\""),
-    }
+    // serde_json's escaping, written straight into the body (writing to memory cannot fail).
+    let _ = serde_json::to_writer(buf.writer(), s);
 }
 
 /// Now, in the second-precision RFC 3339 form SavvyCal uses (`2020-11-20T19:53:47Z`).

@@ -292,6 +292,35 @@ mod tests {
         assert_eq!(buf, b"{\"id\":\"b\"}\n");
     }
 
+    /// Outcomes submitted from many tasks at once: when a wait returns, another connection (as a
+    /// rerun after `kill -9` would) finds that outcome committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_returns_only_once_its_own_outcome_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let (h, path) = (l.handle(), path.clone());
+                tokio::spawn(async move {
+                    let other = Connection::open(&path).unwrap();
+                    for i in 0..20 {
+                        let id = format!("evt_{t}_{i}");
+                        h.submit(outcome(&id, Status::Delivered)).unwrap().wait().await.unwrap();
+                        let n: i64 = other
+                            .query_row("SELECT count(*) FROM outcomes WHERE event_id = ?1", [&id], |r| r.get(0))
+                            .unwrap();
+                        assert_eq!(n, 1, "{id} was not committed when its wait returned");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        l.close().await.unwrap();
+    }
+
     #[tokio::test]
     async fn the_settled_rate_is_remembered_per_target() {
         let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,13 @@
 //! `period`, `state` and `attendance` explicitly. Pages are parsed once, with entries borrowed as
 //! raw JSON; each event's bytes are a slice of the page buffer (no copy). The requests themselves
 //! (token, retries, timeouts) are [`super::client`]'s.
+//!
+//! The next page is requested as soon as its cursor is known, before this page's events are even
+//! queued: against a slow API, paging then overlaps delivery instead of adding to it.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::info;
@@ -86,7 +92,7 @@ impl Default for ApiQuery {
 
 /// `/v1/events`, a page at a time.
 pub struct ApiPager {
-    api: ApiClient,
+    api: Arc<ApiClient>,
     query: ApiQuery,
     after: Option<String>,
     pages: u64,
@@ -94,6 +100,17 @@ pub struct ApiPager {
     paging: PagingGuard,
     /// Why paging stopped after the last page returned, to report on the next call.
     stopped: Option<SourceError>,
+    /// The next page, already on its way.
+    next: Option<Prefetch>,
+}
+
+/// A page request running on its own task; dropping it (the run stopped) abandons the request.
+struct Prefetch(tokio::task::JoinHandle<Result<Bytes, SourceError>>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Deserialize)]
@@ -112,13 +129,14 @@ struct Metadata {
 impl ApiPager {
     pub fn new(api: ApiClient, query: ApiQuery) -> ApiPager {
         ApiPager {
-            api,
+            api: Arc::new(api),
             query,
             after: None,
             pages: 0,
             done: false,
             paging: PagingGuard::new("/v1/events"),
             stopped: None,
+            next: None,
         }
     }
 
@@ -155,9 +173,14 @@ impl ApiPager {
         if self.done {
             return Ok(None);
         }
-        let url = self.events_url();
-        let what = format!("page {} of /v1/events", self.pages + 1);
-        let body = self.api.get(url, &what).await.map_err(|e| match e {
+        let what = self.what();
+        let fetched = match self.next.take() {
+            Some(mut prefetch) => (&mut prefetch.0)
+                .await
+                .unwrap_or_else(|e| Err(SourceError::Malformed(format!("{what}: the request stopped: {e}")))),
+            None => self.api.get(self.events_url(), &what).await,
+        };
+        let body = fetched.map_err(|e| match e {
             // Fewer events per page is the one thing the user can do about a page that big.
             SourceError::TooLarge { what, max_mib, .. } if self.query.page_size > 1 => SourceError::TooLarge {
                 what,
@@ -184,7 +207,10 @@ impl ApiPager {
         info!(page = self.pages, events = page.entries.len(), "fetched a page from the SavvyCal API");
         match page.metadata.after {
             Some(next) => match self.paging.check(self.pages, &next, page.entries.is_empty()) {
-                Ok(()) => self.after = Some(next),
+                Ok(()) => {
+                    self.after = Some(next);
+                    self.prefetch();
+                }
                 // This page's events are as good as any: process them, then stop.
                 Err(e) => {
                     self.stopped = Some(e);
@@ -194,6 +220,17 @@ impl ApiPager {
             None => self.done = true,
         }
         Ok(Some(batch))
+    }
+
+    /// `page N of /v1/events`, N the next page's number.
+    fn what(&self) -> String {
+        format!("page {} of /v1/events", self.pages + 1)
+    }
+
+    /// Send the request for the next page now; [`ApiPager::next_page`] picks up its answer.
+    fn prefetch(&mut self) {
+        let (api, url, what) = (Arc::clone(&self.api), self.events_url(), self.what());
+        self.next = Some(Prefetch(tokio::spawn(async move { api.get(url, &what).await })));
     }
 }
 
@@ -218,5 +255,45 @@ mod tests {
         );
         p.after = Some("g3Q+AAA=".into());
         assert!(p.events_url().as_str().ends_with("&after=g3Q%2BAAA%3D"));
+    }
+
+    /// While one page's events are being handled (here: not at all), the next page is already
+    /// on its way; and nothing is requested past the last page.
+    #[tokio::test]
+    async fn the_next_page_is_requested_before_it_is_asked_for() {
+        use savvy_replay_fake::{FakeApi, FakeApiConfig, generate_bookings};
+        const TOKEN: &str = "pt_secret_prefetch";
+        let api = FakeApi::start(FakeApiConfig {
+            token: TOKEN.into(),
+            events: generate_bookings(250, 3),
+            ..FakeApiConfig::default()
+        })
+        .await
+        .unwrap();
+        let client = ApiClient::new(
+            crate::config::api_base(&api.base_url()).unwrap(),
+            secrecy::SecretString::from(TOKEN),
+            crate::deliver::retry::RetryPolicy::default(),
+            std::time::Duration::from_secs(5),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap();
+        let mut pager = ApiPager::new(client, ApiQuery::default());
+        let first = pager.next_page().await.unwrap().unwrap();
+        assert_eq!(first.events.len(), 100);
+        let waited = std::time::Instant::now();
+        while api.events_requests() < 2 {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(10),
+                "page 2 was not requested while page 1 was being handled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut total = first.events.len();
+        while let Some(page) = pager.next_page().await.unwrap() {
+            total += page.events.len();
+        }
+        assert_eq!(total, 250);
+        assert_eq!(api.events_requests(), 3, "three pages, no request after the last");
     }
 }

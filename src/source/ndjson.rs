@@ -68,7 +68,8 @@ impl Decoder for LineCodec {
     type Error = io::Error;
 
     fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Line>> {
-        let newline = buf[self.scanned..].iter().position(|&b| b == b'\n').map(|i| i + self.scanned);
+        // memchr looks at a word at a time; a byte-by-byte search was a visible share of the CPU.
+        let newline = memchr::memchr(b'\n', &buf[self.scanned..]).map(|i| i + self.scanned);
         match newline {
             Some(i) => {
                 self.scanned = 0;

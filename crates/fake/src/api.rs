@@ -91,7 +91,13 @@ impl FakeApi {
         let handler_state = Arc::clone(&state);
         let handler = move |request: Request<Incoming>| {
             let state = Arc::clone(&handler_state);
-            async move { state.handle(&request) }
+            async move {
+                let delay = state.page_delay_ms.load(Ordering::Relaxed);
+                if delay > 0 && request.uri().path() == "/v1/events" {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                }
+                state.handle(&request)
+            }
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let server = Server::start(addr, handler).await?;
@@ -116,6 +122,12 @@ impl FakeApi {
     /// The path and query of each `/v1/webhooks…` request, in arrival order.
     pub fn webhook_requests(&self) -> Vec<String> {
         self.state.webhook_requests.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// From now on, every `/v1/events` answer takes `delay` longer (a slow API, for benchmarks).
+    pub fn delay_pages(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.state.page_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Stops the server, letting in-flight requests finish.
@@ -196,6 +208,8 @@ struct ApiState {
     order: Vec<usize>,
     faults: HashMap<u64, ApiFault>,
     events_requests: AtomicU64,
+    /// [`FakeApi::delay_pages`], in milliseconds.
+    page_delay_ms: AtomicU64,
     queries: Mutex<Vec<String>>,
     webhooks: Option<Webhooks>,
     webhook_requests: Mutex<Vec<String>>,
@@ -219,6 +233,7 @@ impl ApiState {
             order,
             faults,
             events_requests: AtomicU64::new(0),
+            page_delay_ms: AtomicU64::new(0),
             queries: Mutex::new(Vec::new()),
             webhooks: config.webhooks.as_deref().map(Webhooks::new),
             webhook_requests: Mutex::new(Vec::new()),
