@@ -1,78 +1,16 @@
 //! The adaptive rate of `--rate auto`: a pure state machine that finds the receiver's capacity.
 //!
-//! # Why a rate, not a concurrency
-//! Vector's adaptive request concurrency (ARC) is AIMD on the number of requests in flight, driven
-//! by an EWMA of round-trip time. It suits sinks whose limit is how much work they hold at once, but
-//! webhook receivers mostly limit *requests per second* (token buckets, quotas per window), and
-//! Vector's own test fixtures expect only 31–75% of a 100 req/s rate cap. So this controller paces
-//! a rate, and `--concurrency` stays what it was: a hard cap on requests in flight.
-//!
-//! # Why CUBIC
-//! It follows the AWS SDK's adaptive retry mode, which runs CUBIC on a token bucket's fill rate:
-//! * **Slow start.** From a gentle start (10/s, or the rate the last run for this target settled
-//!   on) the rate doubles every quarter of a second (and at least ten attempts) until the first
-//!   throttle signal.
-//! * **Multiplicative decrease from what was measured.** On a throttle the rate drops to 0.7× the
-//!   rate the receiver was *measured* to accept (successes per second over the last window, with
-//!   time the pool was held left out), not 0.7× the target: after a capacity step from 300 to 75
-//!   a target of 300 is meaningless, and 0.7 × 75 is where the next requests should go.
-//! * **Cubic recovery.** The rate then climbs on `W·(1 + c·(t − K)³)` towards `W`, the measured
-//!   rate at the throttle: fast while far below it, flat near it (where goodput is made), then
-//!   faster again past it, so a receiver that got more capacity is found within seconds. We scale
-//!   the curve to `W` (AWS uses an absolute constant tuned for SDK call rates), so a receiver of
-//!   50/s and one of 2,000/s settle in the same few seconds.
-//! * **Gentler on latency.** A window whose mean latency rises well above its own baseline (twice
-//!   the baseline plus 5 ms) is a softer signal: the receiver is queueing, not refusing. The rate
-//!   drops to 0.8× the measured rate, so the queue drains, and the cubic aims at 0.9×, just under
-//!   where the queue began. Only calm windows move the baseline; when ten congested windows in a
-//!   row show that slowing down does not help, the receiver is simply slower and that is the new
-//!   baseline.
-//! * **A cap on requests in flight, when that is the receiver's limit.** A receiver that answers
-//!   503 only when more requests than usual are in flight limits requests at once, and no rate
-//!   meets it well (see [`InFlightCap`]); the controller then caps requests in flight and leaves
-//!   the rate alone. The simulation showed why: 0.84 of such a receiver's capacity with the rate
-//!   alone once sends leave up to a millisecond late, as real timers make them, and 0.96 with the
-//!   cap (real runs: 0.72 before).
-//! * **Never more than twice what was sent.** A run held back by `--concurrency` or a slow source
-//!   does not wind its rate up to a number it never tried (the AWS SDK caps its fill rate the same
-//!   way).
-//!
-//! # Why at most one decrease per measurement window
-//! One overshoot produces a burst of 429s — every request already on its way gets one. Counting
-//! each as a signal would collapse the rate to its floor. A decrease therefore needs a full window
-//! since the previous one (`max(1 s, 2 × mean latency)`, and at least 10 attempts), and answers to
-//! requests *sent before* the last decrease are echoes of the same overshoot and never count. The
-//! one exception: when most of at least ten requests sent *after* a decrease were refused, it
-//! missed by far (a capacity step), and the rate drops again at once from what those delivered.
-//!
-//! Refused connections and timeouts are throttle signals too, but not when nothing at all got
-//! through in the last window: that is an outage, the [`super::outage`] detector's business, and
-//! the rate is kept for when the receiver is back.
-//!
-//! # Retry-After
-//! The rate reacts to a 429 like to any throttle. The pool is additionally held (see
-//! [`Controller::hold_until`]) when the receiver says the door is shut: a `Retry-After` longer
-//! than a window, or ten refusals in a row with no success between (a quota used up until its
-//! window ends refuses everything; a token bucket refuses only the excess). So a quota is not
-//! hammered with requests it will refuse, and a token bucket's `Retry-After: 1` on one overshoot
-//! does not stall the whole pool for a second. Time held is left out of the measured rate. A
-//! used-up quota is not a rate too high: the run of refusals that shut the door does not lower the
-//! rate, which is instead capped at twice what the quota delivered per second (see
-//! [`Controller::shut_door`]), so each window's share is spent even when a whole-second
-//! `Retry-After` ends the hold late.
-//!
-//! # A background of random errors
-//! A 502, 503 or 504 without `Retry-After`, a reset or a timeout counts as congestion only while
-//! such failures are more than one in ten of the last attempts (see [`Noise`]): a receiver that
-//! fails 2% of requests whatever the rate costs retries, never the rate.
+//! It paces a rate rather than a number of requests in flight, because webhook receivers mostly
+//! limit requests per second: slow start to the first throttle signal, a decrease to 0.7× the rate
+//! the receiver was measured to accept (at most once per measurement window), then CUBIC back up.
+//! It learns a cap on requests in flight ([`InFlightCap`]) for receivers that limit those instead,
+//! holds the pool while a quota's window is used up ([`quota`]), and takes a background of random
+//! errors for what it is ([`Noise`]). The design and the reasoning behind it are in
+//! `docs/pacing.md`.
 //!
 //! Time is a [`Duration`] since any fixed origin (the run's start); the controller never reads a
-//! clock. Decreases come at most once per window, slow start doubles once per window, and the
-//! cubic is followed in steps of 100 ms: the caller rebuilds its limiter at most ten times a
-//! second, and a climb back is smooth instead of a staircase of whole seconds.
-//!
-//! The simulation tests (`sim.rs`) hold the targets of issue 10 against token buckets of 50, 300
-//! and 2,000/s, a quota per window, a max-in-flight receiver, a latency knee and capacity steps.
+//! clock, so the tests drive it in virtual time (`controller/tests.rs` rule by rule, `sim.rs`
+//! against modelled receivers).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -80,7 +18,13 @@ use std::time::Duration;
 use super::Outcome;
 
 mod in_flight;
+mod measured;
+mod noise;
+mod quota;
 use in_flight::InFlightCap;
+use measured::BUCKET;
+use noise::{Noise, is_soft};
+use quota::SHUT_DOOR;
 
 /// Where a run without a remembered rate starts, per second.
 pub const DEFAULT_START: f64 = 10.0;
@@ -104,21 +48,8 @@ const MIN_WINDOW: f64 = 1.0;
 /// receiver of 2,000/s from 10/s; a quarter of a second (with at least `MIN_ATTEMPTS` in it, so
 /// the first doublings from 10/s still take their second or half) takes three.
 const SLOW_START_WINDOW: f64 = 0.25;
-/// The last attempts over which the share of soft failures is taken.
-const NOISE_WINDOW: usize = 200;
-/// Soft failures (see [`Noise`]) count as congestion past this share of the last attempts.
-const NOISE_SHARE: f64 = 0.1;
-/// How far above a quota's rate (what it delivered per second, holds included) the rate may be
-/// when its window is used up; see [`Controller::shut_door`].
-const QUOTA_HEADROOM: f64 = 2.0;
 /// Fewest attempts a window needs before it says anything.
 const MIN_ATTEMPTS: u32 = 10;
-/// Refusals in a row, with no success between, that say a quota is used up.
-const SHUT_DOOR: u32 = 10;
-/// How far back the success history reaches, seconds: a window plus the longest hold.
-const HISTORY: f64 = 64.0;
-/// Granularity of the success history, seconds.
-const BUCKET: f64 = 0.1;
 /// Latency is "well above its baseline" past `LATENCY_FACTOR × baseline + LATENCY_SLACK`.
 const LATENCY_FACTOR: f64 = 2.0;
 const LATENCY_SLACK: f64 = 0.005;
@@ -156,39 +87,6 @@ impl Window {
     fn open(start: f64) -> Window {
         Window { start, attempts: 0, delivered: 0, latency_sum: 0.0 }
     }
-}
-
-/// Soft failures among the last attempts: a 502, 503 or 504 without `Retry-After`, a reset
-/// connection, a timeout. Unlike a 429 they do not say "too fast" by name, and many receivers
-/// answer a few percent of requests that way whatever the rate (a flaky gateway, a pod being
-/// replaced). Taking each as a throttle held such a receiver to 40/s where it took 2,900/s
-/// unpaced, since every window had one. They count only while they are more than a background:
-/// one in ten of the last attempts, which a receiver that really is overloaded reaches within a
-/// window of its overshoot, and a background of a few percent does not reach by chance.
-#[derive(Debug, Clone, Default)]
-struct Noise {
-    last: VecDeque<bool>,
-    soft: u32,
-}
-
-impl Noise {
-    fn record(&mut self, soft: bool) {
-        if self.last.len() == NOISE_WINDOW && self.last.pop_front() == Some(true) {
-            self.soft -= 1;
-        }
-        self.last.push_back(soft);
-        self.soft += u32::from(soft);
-    }
-
-    /// Whether the soft failures are more than a background. Over fewer than fifty attempts, as
-    /// many as one in ten of fifty are needed: a few early ones are no pattern yet.
-    fn is_congestion(&self) -> bool {
-        f64::from(self.soft) > NOISE_SHARE * self.last.len().max(50) as f64
-    }
-}
-
-fn is_soft(outcome: Outcome) -> bool {
-    matches!(outcome, Outcome::Unavailable { retry_after: None, .. } | Outcome::Connection | Outcome::Timeout)
 }
 
 /// The adaptive rate. Feed it every finished attempt with [`Controller::record`].
@@ -387,49 +285,6 @@ impl Controller {
         now - self.last_decrease >= self.window_len() && self.attempts_since_decrease >= MIN_ATTEMPTS
     }
 
-    fn hold_for(&mut self, now: f64, secs: f64) {
-        let until = now + secs;
-        self.hold = match self.hold {
-            Some((from, old)) if old >= now => Some((from, old.max(until))),
-            _ => Some((now, until)),
-        };
-    }
-
-    /// Successes per second over the history kept (about a minute), holds included.
-    fn quota_rate(&self, now: f64) -> Option<f64> {
-        let first = self.successes.front()?.0;
-        let from = (first as f64 * BUCKET).max(self.first_sent?);
-        let span = now - from;
-        let count: u32 = self.successes.iter().map(|(_, n)| n).sum();
-        (span >= MIN_WINDOW).then(|| f64::from(count) / span)
-    }
-
-    /// A quota's window is used up (the pool is held until it ends). Twice what was delivered
-    /// per second over the last cycle, holds included, spends the next window's quota in half of
-    /// it at most: all of it even when the hold ends late (a `Retry-After` in whole seconds ends it
-    /// up to a second after the window), without winding the rate up window after window to a
-    /// burst of every worker at once. From there the cubic starts on its plateau.
-    fn shut_door(&mut self, now: f64) {
-        let from = self.last_shut.or(self.first_sent).unwrap_or(0.0);
-        self.last_shut = Some(now);
-        // Windows close rarely once each share is spent early: the level is measured here.
-        if let Some(q) = self.quota_rate(now) {
-            self.settled = Some(q);
-        }
-        let first = (from / BUCKET).floor() as i64;
-        let span = now - first as f64 * BUCKET;
-        if span < MIN_WINDOW {
-            return;
-        }
-        let count: u32 = self.successes.iter().filter(|(b, _)| *b >= first).map(|(_, n)| n).sum();
-        let ceiling = self.clamp(QUOTA_HEADROOM * f64::from(count) / span);
-        if self.rate > ceiling {
-            self.rate = ceiling;
-            self.phase = Phase::Recover { since: now - CUBIC_K, last_max: ceiling, k: CUBIC_K };
-            self.last_update = now;
-        }
-    }
-
     fn clamp(&self, rate: f64) -> f64 {
         rate.max(self.min_rate).min(self.max_rate)
     }
@@ -539,44 +394,6 @@ impl Controller {
         self.fresh = (0, 0, 0);
         self.pending_throttle = false;
         self.window = Window::open(now);
-    }
-
-    fn add_success(&mut self, now: f64) {
-        let bucket = (now / BUCKET).floor() as i64;
-        match self.successes.back_mut() {
-            Some((b, n)) if *b == bucket => *n = n.saturating_add(1),
-            _ => self.successes.push_back((bucket, 1)),
-        }
-        let keep = ((self.window_len() + HISTORY) / BUCKET).ceil() as i64;
-        while self.successes.front().is_some_and(|(b, _)| *b < bucket - keep) {
-            self.successes.pop_front();
-        }
-    }
-
-    /// Successes per second over the last window of time the pool was not held (a hold says
-    /// nothing about capacity, so the window reaches back past it). In slow start the window is
-    /// shorter — a quarter of a second, or ten attempts' time — because the rate doubles that often
-    /// and a whole second would average over rates long left behind.
-    fn delivered_rate(&self, now: f64) -> Option<f64> {
-        let len = match self.phase {
-            Phase::SlowStart => self.close_after().max(f64::from(MIN_ATTEMPTS) / self.rate).min(self.window_len()),
-            Phase::Recover { .. } => self.window_len(),
-        };
-        let from = now - len - (len - self.active(now - len, now));
-        // From the start of the bucket it falls in, so the count and the time cover the same span.
-        let first = (from.max(self.first_sent?) / BUCKET).floor() as i64;
-        let active = self.active(first as f64 * BUCKET, now);
-        if active < 2.0 * BUCKET {
-            return None;
-        }
-        let count: u32 = self.successes.iter().filter(|(b, _)| *b >= first).map(|(_, n)| n).sum();
-        Some(f64::from(count) / active)
-    }
-
-    /// Seconds in `[from, to]` the pool was not held.
-    fn active(&self, from: f64, to: f64) -> f64 {
-        let held = self.hold.map_or(0.0, |(a, b)| (b.min(to) - a.max(from)).max(0.0));
-        (to - from - held).max(0.0)
     }
 }
 

@@ -2,168 +2,20 @@
 //!
 //! The client side is what the pipeline does, reduced to what pacing sees: an endless backlog, a
 //! hard cap on requests in flight (and the controller's own, when it learned one), a limiter that
-//! sends at most `rate` a second on a schedule each send leaves a little late from, the pool hold of [`Controller::hold_until`] and the probes of the
-//! [`OutageDetector`]. The receivers model the ones `sink --capacity/--quota/--max-in-flight` serve,
-//! plus a latency knee, a capacity step and a dead webhook. Everything is deterministic, so the
-//! targets of issue 10 are plain assertions here, and a minute of traffic at 2,000/s runs in a
-//! fraction of a second.
-
+//! sends at most `rate` a second on a schedule each send leaves a little late from, the pool hold
+//! of [`Controller::hold_until`] and the probes of the [`OutageDetector`]. The receivers (in
+//! `receivers.rs`) model the ones `sink --capacity/--quota/--max-in-flight` serve, plus a latency
+//! knee, a capacity step and a dead webhook. Everything is deterministic, so the targets
+//! `--rate auto` is held to (docs/performance.md, "Adaptive pacing") are plain assertions here, and
+//! a minute of traffic at 2,000/s runs in a fraction of a second.
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Outcome, Permit};
 
-/// Service time of an answer that carries no work (a 429, a refused connection).
-const QUICK: f64 = 0.001;
-/// How late a timer fires, at most, seconds: a send leaves up to this long after its slot (tokio's
-/// timer wheel ticks every millisecond), so requests never come exactly evenly spaced.
-const JITTER: f64 = 0.001;
-
-/// A modelled webhook receiver.
-trait Receive {
-    /// A request arrives at `t`: what is answered, and after how long.
-    fn arrive(&mut self, t: f64) -> (Outcome, f64);
-    /// The answer to a request that arrived earlier has left at `t`.
-    fn leave(&mut self, _t: f64, _outcome: Outcome) {}
-}
-
-/// `sink --capacity`: a token bucket of `rate(t)` a second holding 0.1 s worth, 429 +
-/// `Retry-After: 1` when empty.
-struct TokenBucket<F: Fn(f64) -> f64> {
-    rate: F,
-    tokens: f64,
-    last: f64,
-    latency: f64,
-}
-
-fn token_bucket(capacity: f64) -> TokenBucket<impl Fn(f64) -> f64> {
-    stepped(move |_| capacity)
-}
-
-fn stepped<F: Fn(f64) -> f64>(rate: F) -> TokenBucket<F> {
-    TokenBucket { rate, tokens: 1.0, last: 0.0, latency: 0.005 }
-}
-
-impl<F: Fn(f64) -> f64> Receive for TokenBucket<F> {
-    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
-        let rate = (self.rate)(t);
-        let size = (rate * 0.1).max(1.0);
-        self.tokens = (self.tokens + (t - self.last) * rate).min(size);
-        self.last = t;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            (Outcome::Delivered, self.latency)
-        } else {
-            (Outcome::TooManyRequests { retry_after: Some(Duration::from_secs(1)) }, QUICK)
-        }
-    }
-}
-
-/// `sink --quota N/W`: N per fixed window, then 429 with `Retry-After` = seconds to its end.
-struct Quota {
-    n: u32,
-    window: f64,
-    current: i64,
-    used: u32,
-}
-
-impl Receive for Quota {
-    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
-        let index = (t / self.window).floor() as i64;
-        if index != self.current {
-            (self.current, self.used) = (index, 0);
-        }
-        if self.used < self.n {
-            self.used += 1;
-            return (Outcome::Delivered, 0.005);
-        }
-        let left = (index + 1) as f64 * self.window - t;
-        (Outcome::TooManyRequests { retry_after: Some(Duration::from_secs(left.ceil() as u64)) }, QUICK)
-    }
-}
-
-/// A deterministic source of jitter in `[0, 1)` (an LCG: the simulation must replay exactly).
-struct Dice(u64);
-
-impl Dice {
-    fn roll(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1_u64 << 53) as f64
-    }
-}
-
-/// `sink --max-in-flight K --latency L`: 503 above K concurrent requests. The real one holds a
-/// place for L plus up to `JITTER` more (its timer wakes on a millisecond tick, then the answer
-/// is written), so it takes a little less than K/L a second, and only if requests come evenly.
-struct MaxInFlight {
-    k: u32,
-    latency: f64,
-    in_flight: u32,
-    dice: Dice,
-}
-
-fn in_flight_limit(k: u32, latency: f64) -> MaxInFlight {
-    MaxInFlight { k, latency, in_flight: 0, dice: Dice(7) }
-}
-
-impl Receive for MaxInFlight {
-    fn arrive(&mut self, _t: f64) -> (Outcome, f64) {
-        if self.in_flight >= self.k {
-            return (Outcome::Unavailable { status: 503, retry_after: None }, QUICK);
-        }
-        self.in_flight += 1;
-        (Outcome::Delivered, self.latency + 1.5 * JITTER * self.dice.roll())
-    }
-
-    fn leave(&mut self, _t: f64, outcome: Outcome) {
-        if outcome == Outcome::Delivered {
-            self.in_flight -= 1;
-        }
-    }
-}
-
-/// No errors ever, but one request at a time is worked on, `1/capacity` each: past the capacity
-/// a queue builds and latency rises.
-struct Knee {
-    capacity: f64,
-    base: f64,
-    busy_until: f64,
-}
-
-impl Receive for Knee {
-    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
-        self.busy_until = self.busy_until.max(t) + 1.0 / self.capacity;
-        (Outcome::Delivered, self.base + self.busy_until - t)
-    }
-}
-
-/// Down between `from` and `to` (refused connections); a token bucket of 300/s otherwise.
-struct Down<R> {
-    from: f64,
-    to: f64,
-    up: R,
-}
-
-impl<R: Receive> Receive for Down<R> {
-    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
-        if (self.from..self.to).contains(&t) { (Outcome::Connection, QUICK) } else { self.up.arrive(t) }
-    }
-}
-
-/// No limit at all, but a random `share` of the requests fail whatever the rate: `fail` says how
-/// (a 503 without `Retry-After`, a reset connection).
-struct Noisy {
-    share: f64,
-    fail: Outcome,
-    dice: Dice,
-}
-
-impl Receive for Noisy {
-    fn arrive(&mut self, _t: f64) -> (Outcome, f64) {
-        if self.dice.roll() < self.share { (self.fail, QUICK) } else { (Outcome::Delivered, 0.005) }
-    }
-}
+mod receivers;
+use receivers::*;
 
 /// What happened in one second of the run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -337,7 +189,7 @@ fn auto(max_rate: Option<f64>) -> Pacing {
     Pacing::Auto(Box::new(Controller::new(ControllerSettings { start: None, max_rate })))
 }
 
-/// The targets of issue 10 for a receiver of steady capacity `c`.
+/// The targets of `--rate auto` (docs/performance.md) for a receiver of steady capacity `c`.
 fn assert_finds_capacity(name: &str, run: &Run, c: f64) {
     let goodput = run.goodput(20, 60);
     assert!(goodput >= 0.9 * c, "{name}: steady goodput {goodput:.1} of {c}");

@@ -9,7 +9,7 @@ use crate::pacing::Outcome;
 /// A rate cannot meet such a receiver: it refuses whenever sends bunch up, which timers and the
 /// scheduler make them do now and then, long before the mean rate reaches its capacity (10 in
 /// flight of 20 ms each is 500/s only if requests come exactly 2 ms apart). Answering each such
-/// refusal with a 0.7× drop held real runs to 0.72 of capacity. Refusals that came only when more
+/// refusal with a 0.7× drop held real runs well short of capacity. Refusals that came only when more
 /// were in flight than usual — at least `MIN_CAP` others, and more than the recent successes
 /// had on average — say "too many at once": the cap becomes that many, the rate is
 /// left alone, and a request waits for one in flight to finish instead. A token bucket's
