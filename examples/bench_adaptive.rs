@@ -1,4 +1,4 @@
-//! How well `--rate auto` finds a receiver's capacity (issue 10), used by
+//! How well `--rate auto` finds a receiver's capacity, used by
 //! `scripts/bench-adaptive.sh`.
 //!
 //! For each receiver it starts the embedded webhook receiver with a capacity of its own (recording

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-adaptive.sh — how well does `--rate auto` find a receiver's capacity? (issue 10)
+# bench-adaptive.sh — how well does `--rate auto` find a receiver's capacity? (docs/pacing.md)
 #
 # Runs examples/bench_adaptive.rs: for each receiver — token buckets of C = 50, 300 and 2,000
 # requests/s, quotas of 1,000 per 10 s and 400 per 2 s, 10 in flight × 20 ms, a latency knee at 300/s, and a

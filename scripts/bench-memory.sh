@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench-memory.sh — memory stays flat: 1,000,000 events replayed at --rate 0 --concurrency 32 must
-# keep savvy-replay's peak RSS under 64 MiB (SPEC §6: bounded channel, no list of events or ids).
+# keep savvy-replay's peak RSS under 64 MiB (a bounded channel, no list of events or ids).
 #
 # Generates N (default 1,000,000) small but realistic events (~500 bytes a line, shaped like
 # shared/examples/event.json with one attendee) and replays them into the product's own receiver

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench-rate.sh — does `--rate R` hold, measured at the receiver? (SPEC goal: within 1% from 10 to
-# 5,000 requests/s, burst 1.)
+# bench-rate.sh — does `--rate R` hold, measured at the receiver? (The target: within 1% from 10
+# to 5,000 requests/s, burst 1; docs/performance.md.)
 #
 # Runs examples/rate_probe.rs: for each rate R (default 10 100 1000 5000) and concurrency (default
 # 32 and 8) it replays R × 3 s generated events (5 s below 50/s) through the real pipeline

@@ -1,6 +1,6 @@
 //! The subcommands: each turns parsed arguments into work and an exit status.
 //!
-//! Errors surface here once, as `Error: …` on stderr with the exit status SPEC §3 gives them
+//! Errors surface here once, as `Error: …` on stderr with their exit status
 //! ([`AppError::exit_code`]): 0 all delivered, 1 some failed, 2 usage or configuration, 3 the
 //! source failed, 130 interrupted.
 

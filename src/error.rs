@@ -1,4 +1,4 @@
-//! Errors that end a command, and the exit statuses they map to (SPEC §3).
+//! Errors that end a command, and the exit statuses they map to.
 //!
 //! The table of exit statuses lives here, and [`AppError::exit_code`] is the one place that says
 //! which failure gives which status. Subcommands return `Result<u8, AppError>` and use `?`; the
@@ -11,7 +11,7 @@ use crate::source::SourceError;
 use crate::source::client::ClientError;
 use crate::source::webhooks::WebhookError;
 
-/// Exit statuses (SPEC §3).
+/// Exit statuses, as README.md ("Exit status") lists them.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;
@@ -84,7 +84,7 @@ pub fn source_exit_code(e: &SourceError) -> u8 {
 }
 
 impl AppError {
-    /// The exit status for this error (SPEC §3).
+    /// The exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Run(RunError::Source(e))

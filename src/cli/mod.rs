@@ -325,7 +325,7 @@ pub struct DemoArgs {
     pub receiver: ReceiverArgs,
 }
 
-/// How the local receiver of `sink` and `demo` limits what it takes (SPEC §3), so pacing can be
+/// How the local receiver of `sink` and `demo` limits what it takes, so pacing can be
 /// tried against something that pushes back.
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Receiver limits")]

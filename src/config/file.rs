@@ -128,7 +128,7 @@ impl FileConfig {
 }
 
 /// The whole command line: [`cli::Cli`]'s definition plus a `--no-…` twin for every on/off flag
-/// (SPEC §3), so a command line can turn off what the config file turned on.
+/// (`--no-json` beside `--json`), so a command line can turn off what the config file turned on.
 ///
 /// The twin is generated rather than written next to each flag, so no flag can miss it. It makes
 /// the flag's value `false` through a conditional default, and the two override each other, so

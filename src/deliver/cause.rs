@@ -1,6 +1,6 @@
 //! Why an attempt got no HTTP answer, as a short stable key: oha's "error distribution".
 //!
-//! The summary counts attempts without an answer by cause (SPEC §5: `"errors": {"connection
+//! The summary counts attempts without an answer by cause (in JSON, `"errors": {"connection
 //! refused": 12, "timeout": 3}`), so a user sees at once whether the receiver was down, resetting
 //! connections, or slow, without `-v`. The keys are part of the JSON contract: never rename one.
 //! A leaf module: the connection code decides the cause, the counters count it.

@@ -237,7 +237,7 @@ impl Deliverer {
                     body_start: if status.is_success() {
                         String::new()
                     } else if status.is_redirection() {
-                        // Not followed (SPEC §3): say where it pointed, so the user can fix the URL.
+                        // Not followed: say where it pointed, so the user can fix the URL.
                         redirect_message(resp.headers())
                     } else {
                         error_message(&kept)

@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(flat.delay(0, 1.0), Duration::from_millis(500));
     }
 
-    /// The issue this pins down: 123 of 123 first retries waited exactly `--retry-initial`, so
+    /// What this pins down: once, 123 of 123 first retries waited exactly `--retry-initial`, so
     /// workers that failed together retried together.
     #[test]
     fn every_retry_is_jittered_the_first_included() {

@@ -6,8 +6,9 @@
 use serde::Deserialize;
 use url::Url;
 
-/// Most of a response body we read for a message, on both HTTP paths (SPEC §3: the status line
-/// decides). A larger body is not an error: reading stops there and the connection is dropped.
+/// Most of a response body we read for a message, on both HTTP paths (the status line decides,
+/// the body only explains). A larger body is not an error: reading stops there and the connection
+/// is dropped.
 pub const BODY_READ_MAX: usize = 64 << 10;
 
 /// `User-Agent: savvy-replay/<version>`.

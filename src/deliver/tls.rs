@@ -1,4 +1,4 @@
-//! TLS failures in words (SPEC §3 Network), for the webhook and the SavvyCal API alike.
+//! TLS failures in words, for the webhook and the SavvyCal API alike.
 //!
 //! rustls reports a refused certificate as an enum (`invalid peer certificate: UnknownIssuer`,
 //! `Other(OtherError(CaUsedAsEndEntity))`), which tells a user neither what is wrong nor what to

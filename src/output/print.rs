@@ -1,8 +1,7 @@
 //! Printing that never panics, and fits the terminal. `println!`/`eprintln!` panic when the write
 //! fails — a pipe to `head` that has closed, `2>/dev/full` — and a panic in the signal handler's
 //! task used to leave Ctrl-C ignored. Everything the program prints goes through here instead, and
-//! a failed write is dropped: the reader has gone, so the run carries on silently (SPEC §3, "Output
-//! never panics").
+//! a failed write is dropped: the reader has gone, so the run carries on silently.
 //!
 //! Messages for people are written the way cargo writes them: the fact on one short line, detail
 //! on indented lines below. A line longer than the terminal is wrapped here, at spaces, to the

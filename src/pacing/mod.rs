@@ -1,4 +1,4 @@
-//! Receiver-aware pacing: the adaptive rate of `--rate auto` and the outage pause (SPEC §3).
+//! Receiver-aware pacing: the adaptive rate of `--rate auto` and the outage pause.
 //!
 //! Both parts are pure state machines. They are fed *(time, outcome, latency)* for every finished
 //! attempt and answer with a rate, a hold or a probe schedule; they read no clock, open no socket
@@ -6,8 +6,8 @@
 //! That keeps every decision reproducible: the simulation tests in `sim.rs` drive them in virtual
 //! time against modelled receivers, tens of thousands of attempts in milliseconds.
 //!
-//! * [`controller`]: finds the receiver's capacity. See its docs for the design (rate-based, CUBIC
-//!   recovery, at most one decrease per measurement window).
+//! * [`controller`]: finds the receiver's capacity (rate-based, CUBIC recovery, at most one
+//!   decrease per measurement window); the design and its reasoning are in `docs/pacing.md`.
 //! * [`outage`]: notices that the webhook stopped answering as a whole, stops events from spending
 //!   their retries, sends one probe at a time, and says when to give up (exit 4).
 //! * [`pacer`]: both at run time — the clock, the waiting, and the [`crate::pacing::gate::Gate`] they steer.
@@ -21,7 +21,7 @@
 //!   [`OutageDetector::record`]; [`OutageDetector::spends_retry`] says whether the event's retry
 //!   counter moves. A new rate from `record` rebuilds the gate's limiter (at most ten times a
 //!   second); [`Controller::hold_until`] becomes a pool-wide pause. An event's own `Retry-After`
-//!   still holds that event back in every mode (SPEC §3).
+//!   still holds that event back in every mode.
 //! * At the end: [`Controller::settled`] is the summary's `rate.final_per_sec` and what the
 //!   ledger remembers for the target.
 

@@ -2,7 +2,7 @@
 //!
 //! Without it a dead receiver costs every event its full retry budget — 16 events took 150 s and
 //! ended in exit 1, and 3,000 would have taken hours — and a six-second hiccup marks events failed
-//! that a minute later would have gone through. With it (SPEC §3, Retries):
+//! that a minute later would have gone through. With it (docs/GUIDE.md, "Retries and outages"):
 //!
 //! * **Entering.** Every attempt finished for at least [`QUIET`] failed the way outages fail
 //!   (refused or reset connections, timeouts, 502/503/504; see [`Outcome::is_outage_failure`]),

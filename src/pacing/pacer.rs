@@ -258,7 +258,7 @@ impl Pacer {
         spends
     }
 
-    /// A `Retry-After` came back. With a fixed rate it pauses the whole pool (SPEC §3); with
+    /// A `Retry-After` came back. With a fixed rate it pauses the whole pool; with
     /// `auto` the controller has already decided how the pool reacts. Either way the event itself
     /// waits it out (the caller does).
     pub fn retry_after(&self, after: Duration) {

@@ -1,5 +1,6 @@
-//! The end of a run as the user sees it: the summary in words and as JSON (SPEC §5), the dry-run
-//! report, hints about what to do next, and error lines. Live progress is [`crate::output::progress`].
+//! The end of a run as the user sees it: the summary in words and as JSON (docs/GUIDE.md,
+//! "Output"), the dry-run report, hints about what to do next, and error lines. Live progress is
+//! [`crate::output::progress`].
 
 use crate::output::print::errln;
 use std::collections::BTreeMap;
@@ -18,14 +19,14 @@ use indicatif::HumanCount;
 mod dry_run;
 pub use dry_run::DryRun;
 
-/// The end-of-run summary: SPEC §5, field for field.
+/// The end-of-run summary, field for field the JSON object of `--json` (docs/GUIDE.md, "Output").
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub events: u64,
     pub delivered: u64,
     pub failed: u64,
     pub skipped: u64,
-    /// Repeats of an event id already seen in this run, sent once (SPEC §3, Selection).
+    /// Repeats of an event id already seen in this run, sent once.
     pub duplicates: u64,
     pub attempts: u64,
     pub retries: u64,
@@ -40,7 +41,7 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
 }
 
-/// The summary's `rate` (SPEC §5): the configured rate, or where `--rate auto` settled.
+/// The summary's `rate`: the configured rate, or where `--rate auto` settled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct RateSummary {
     pub mode: RateMode,
@@ -193,7 +194,7 @@ impl Report {
         self.source_error.is_some() && self.summary.attempts == 0 && self.summary.skipped == 0
     }
 
-    /// SPEC §3: 2 the ledger failed (like a ledger that cannot be opened), 130 interrupted,
+    /// 2 the ledger failed (like a ledger that cannot be opened), 130 interrupted,
     /// 4 the webhook was unreachable, 3 source failed, 1 some failed, 0 all delivered.
     pub fn exit_code(&self) -> u8 {
         if self.ledger_error.is_some() {

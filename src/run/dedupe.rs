@@ -1,5 +1,5 @@
-//! One event, one delivery per run (SPEC §3, Selection) — without a set of every id, so memory
-//! stays flat (SPEC §6).
+//! One event, one delivery per run — without a set of every id, so memory stays flat in the
+//! number of events.
 //!
 //! A repeat of an id is found in one of two places, depending on how far its first copy got:
 //! - not yet recorded (queued in the channel, being delivered, or its outcome not yet committed):

@@ -1,4 +1,5 @@
-//! The run's defaults from the SavvyCal webhook it stands in for (SPEC §3, Delivery).
+//! The run's defaults from the SavvyCal webhook it stands in for (docs/GUIDE.md, "Where the
+//! defaults come from").
 //!
 //! Between the source and the pipeline: with the API source, find the webhook
 //! ([`crate::source::webhooks`]) and fill in what the user did not set — the

@@ -52,7 +52,7 @@ pub enum Placed {
     Selected,
     Outside,
     /// A time filter is set and the event has no readable `created_at`: it cannot be placed in
-    /// time, so it is not sent, and it is reported (SPEC §3: nothing is dropped silently).
+    /// time, so it is not sent, and it is reported: nothing is dropped silently.
     Undated,
 }
 

@@ -1,5 +1,5 @@
 //! What the binary tells a user to do is right: the demo does not advise resuming from a ledger it
-//! deletes, and the rough edges of the first try (issue 11) say what to type instead.
+//! deletes, and the rough edges of a first try say what to type instead.
 
 use std::process::Stdio;
 

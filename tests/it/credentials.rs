@@ -1,4 +1,4 @@
-//! Credentials in URLs, through the real binary (issue 8, item 4): a token in `--api-base` is
+//! Credentials in URLs, through the real binary: a token in `--api-base` is
 //! refused and never repeated; a webhook URL's user and password arrive at the receiver as Basic
 //! auth exactly as written, and never sit in the ledger file; spellings of one webhook URL are one
 //! target; and a ledger written by the previous release (schema 1) keeps its outcomes.

@@ -1,4 +1,4 @@
-//! A ledger that cannot be written mid-run, through the real binary (issue 8, item 10): the error
+//! A ledger that cannot be written mid-run, through the real binary: the error
 //! names what failed, where and why; the partial summary still comes out, `--json` included; the
 //! exit status is 2; and a rerun loses nothing, re-sending at most the events in flight.
 //!

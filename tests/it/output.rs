@@ -1,4 +1,4 @@
-//! Output never panics, and signals always work (issue #8, item 1; SPEC §3): a closed stderr (a
+//! Output never panics, and signals always work: a closed stderr (a
 //! pipe to `head`), a full disk behind stdout or stderr, Ctrl-C after the reader of stderr has
 //! gone, and the second Ctrl-C that quits at once. All through the real binary.
 

@@ -1,4 +1,4 @@
-//! Pacing with the real binary (issue 10): `--rate auto` against a receiver with a capacity, an
+//! Pacing with the real binary: `--rate auto` against a receiver with a capacity, an
 //! outage mid-run, a dead webhook (exit 4), and the settled rate remembered across runs. Lenient
 //! on purpose: what is asserted is counts and order, never how fast.
 

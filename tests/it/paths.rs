@@ -1,4 +1,4 @@
-//! Paths nothing tested before (issue #8, item 12), through the real binary: the API still failing
+//! Paths no other test takes, through the real binary: the API still failing
 //! after its retries, events left pending by an interrupt mid-retry and the rerun, `--input -`,
 //! more than 1,000 malformed lines, `-H` replacing a default header, and HTTPS to the API.
 //! (Retries exhausted on the webhook: `tests/it/hostile.rs`, `status_says_how_many_attempts_once`.)

@@ -1,5 +1,5 @@
 //! The replay pipeline in-process against real loopback servers: paging, byte-exact payloads, the
-//! envelope and signature, rate limiting, retries and API faults (issue #2's "must show").
+//! envelope and signature, rate limiting, retries and API faults.
 
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -1,5 +1,5 @@
 //! Durability through the real binary: kill -9 and Ctrl-C mid-run, then rerun the same command;
-//! failed events exported and re-sent; the ledger refusing to be shared or misused (issue #3).
+//! failed events exported and re-sent; the ledger refusing to be shared or misused.
 
 use std::process::Stdio;
 

@@ -1,4 +1,4 @@
-//! Exactly as SavvyCal sends it (issue 7): signatures a receiver written from SavvyCal's docs
+//! Exactly as SavvyCal sends it: signatures a receiver written from SavvyCal's docs
 //! accepts, SavvyCal's headers, and the webhook's own id, secret, version and start date taken
 //! from the account — through the real binary where the user would see it.
 

@@ -1,5 +1,5 @@
-//! Nothing dropped silently and one delivery per event id per run (issue #8, items 5 and 7;
-//! SPEC §3, Selection), through the real binary, from the fake API and from `--input`.
+//! Nothing dropped silently and one delivery per event id per run (docs/GUIDE.md, "Selection"),
+//! through the real binary, from the fake API and from `--input`.
 
 use crate::util::*;
 use savvy_replay_fake::{ReceiverConfig, generate_bookings};

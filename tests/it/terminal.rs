@@ -1,4 +1,4 @@
-//! What a user watches: the real binary on a pseudo-terminal 80 columns wide (SPEC §3 Output).
+//! What a user watches: the real binary on a pseudo-terminal 80 columns wide.
 //!
 //! The progress bar only draws on a terminal, so these tests give the binary's stderr one: a pty
 //! from `openpty(3)` with its window set to 80×24, read to the end from the master side. Every

@@ -1,4 +1,4 @@
-//! TLS failures said in words (SPEC §3 Network), on the webhook path (hyper + tokio-rustls) and the
+//! TLS failures said in words, on the webhook path (hyper + tokio-rustls) and the
 //! API path (reqwest): an untrusted (self-signed) certificate, a wrong host name, an expired
 //! certificate. Certificates are made with rcgen; the binary trusts exactly `SSL_CERT_FILE`.
 

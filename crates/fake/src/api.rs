@@ -2,7 +2,7 @@
 //! account's webhooks (`GET /v1/webhooks`, `GET /v1/webhooks/:id`, served by [`super::webhooks`]).
 //!
 //! It exists so `demo`, the integration tests and the benchmarks can exercise the real paging
-//! client without an account. It is faithful to the parts of SavvyCal the tool depends on (SPEC §2):
+//! client without an account. It is faithful to the parts of SavvyCal the tool depends on:
 //! bearer auth with the documented 401 body, the query parameters and their *defaults that hide
 //! past, canceled and not-attending bookings*, opaque `after`/`before` cursors and the
 //! `{"entries":…,"metadata":…}` page shape. Entries are served byte-for-byte as configured, never

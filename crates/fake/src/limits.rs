@@ -1,5 +1,5 @@
 //! Capacity limits of the embedded receiver: what `sink` and `demo` do with `--capacity R`,
-//! `--quota N/DURATION`, `--max-in-flight K` and `--latency DURATION` (SPEC §3).
+//! `--quota N/DURATION`, `--max-in-flight K` and `--latency DURATION`.
 //!
 //! They model the receivers `--rate auto` must find its way with — a token bucket that answers 429
 //! with `Retry-After: 1` above R requests a second, a quota of N per fixed window that answers 429

@@ -48,7 +48,7 @@ pub enum Pause {
     Outage(Duration),
 }
 
-/// The widest the line gets, whatever the terminal (SPEC §3: it fits in 80 columns).
+/// The widest the line gets, whatever the terminal (it fits in 80 columns).
 pub const MAX_WIDTH: usize = 80;
 /// A bar narrower than this says nothing: leave it out.
 const BAR_MIN: usize = 10;
@@ -209,7 +209,7 @@ mod tests {
         assert!(l.contains("1,747/6,000") && l.contains("ETA 41s"), "{l}");
     }
 
-    /// The frame the issue saw: `1,747 done` next to `delivered 1,696` with 0 failed. From one
+    /// A frame once seen: `1,747 done` next to `delivered 1,696` with 0 failed. From one
     /// snapshot, done is delivered + failed + skipped, always.
     #[test]
     fn the_counts_on_a_frame_agree() {

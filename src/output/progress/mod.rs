@@ -101,7 +101,7 @@ impl Counters {
         }
     }
 
-    /// Attempts without an answer so far, by cause key (SPEC §5 `errors`).
+    /// Attempts without an answer so far, by cause key (the summary's `errors`).
     pub fn errors(&self) -> BTreeMap<String, u64> {
         Cause::ALL
             .iter()
@@ -152,7 +152,8 @@ impl Counters {
         }
     }
 
-    /// How many answers had each HTTP status so far, keyed by the status as text (SPEC §5).
+    /// How many answers had each HTTP status so far, keyed by the status as text (the summary's
+    /// `status_codes`).
     pub fn status_codes(&self) -> BTreeMap<String, u64> {
         self.status_codes
             .iter()
