@@ -277,9 +277,9 @@ mod tests {
         assert_eq!(e.observe(reading(0, 0, 100, Some(0.1))).unwrap().eta, None);
     }
 
-    /// The bar an ETA must clear: shown a third of the way into a steady run, it is within 2× of the
-    /// real remaining time. Simulated: 3,000 events at 50/s (60 s) behind a reader that runs ahead
-    /// of delivery, with a slow first second (connecting, the webhook lookup).
+    /// The bar an ETA must clear: shown a third of the way into a steady run, it is within 2× of
+    /// the real remaining time. Simulated: 3,000 events at 50/s (60 s) behind a reader that runs
+    /// ahead of delivery, with a slow first second (connecting, the webhook lookup).
     #[test]
     fn a_steady_run_gets_an_eta_within_twice_the_truth_a_third_of_the_way_in() {
         for (total, speed) in [(3000u64, 50.0f64), (900, 300.0), (20_000, 500.0)] {

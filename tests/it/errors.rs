@@ -1,6 +1,6 @@
 //! Errors as the user reads them at the end of a run: attempts without an HTTP answer counted by
-//! cause (oha's "error distribution", the summary's `errors`), and a source that fails before anything
-//! was sent reported by its error alone.
+//! cause (oha's "error distribution", the summary's `errors`), and a source that fails before
+//! anything was sent reported by its error alone.
 
 use crate::util::*;
 use savvy_replay_fake::{ApiFault, generate_bookings};
