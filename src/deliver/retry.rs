@@ -92,7 +92,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// After a transient failure, with `retries` retries already made: the wait before the next
-    /// attempt (the server's `Retry-After`, already capped by [`classify`], else the backoff), or
+    /// attempt (the server's `Retry-After`, already capped by `classify`, else the backoff), or
     /// `None` when the retries are used up. The pager's loop asks this; the workers' loop decides
     /// the same way but keeps its own steps, because outages and the pacer change what counts.
     pub fn wait_before_retry(&self, retries: u32, retry_after: Option<Duration>) -> Option<Duration> {

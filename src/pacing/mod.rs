@@ -45,7 +45,7 @@ use std::time::{Duration, SystemTime};
 use crate::deliver::retry::{AttemptResult, TransportError, parse_retry_after};
 use crate::pacing::gate::Rate;
 
-/// A `--rate` value: a fixed rate, or `auto` (the [`Controller`] finds it).
+/// A `--rate` value: a fixed rate, or `auto` (the controller finds it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RateSetting {
     Fixed(Rate),

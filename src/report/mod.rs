@@ -37,7 +37,7 @@ pub struct Summary {
     pub dry_run: bool,
     pub interrupted: bool,
     pub rate: RateSummary,
-    /// Attempts that got no HTTP answer, by cause ([`crate::deliver::cause::Cause`] keys).
+    /// Attempts that got no HTTP answer, by cause (the keys of `deliver::cause`).
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -177,7 +177,7 @@ pub struct Report {
     /// The run stopped because the webhook was unreachable for `--give-up-after` (exit status 4):
     /// the cause, in words.
     pub gave_up: Option<String>,
-    /// The run stopped early for a reason ([`crate::run::stop`]): its exit status and advice.
+    /// The run stopped early for a reason (`run::stop`): its exit status and advice.
     pub stopped: Option<crate::error::StopReason>,
     /// `--dry-run`: the human report (count, ETA, sample request).
     pub dry_run_text: Option<String>,

@@ -2,7 +2,7 @@
 //!
 //! Every frame is drawn from one [`Snapshot`]: each counter is read once and every number on the
 //! line derives from those reads, so a frame's counts always agree (done = delivered + failed +
-//! skipped). The line is laid out by [`line`], a pure function tested for width: it fits in 80
+//! skipped). The line is laid out by [`line()`], a pure function tested for width: it fits in 80
 //! columns (less on a narrower terminal) by dropping its least useful parts first.
 
 use std::time::Duration;

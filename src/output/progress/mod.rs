@@ -3,7 +3,7 @@
 //! Workers only bump atomics (and record a latency under a short lock); the progress bar reads the
 //! counters ten times a second from its own task, so the hot path never touches the terminal.
 //!
-//! Every frame is drawn from one [`Snapshot`] by [`line`] (in `progress/line.rs`).
+//! Every frame is drawn from one [`Snapshot`] by [`line()`] (in `progress/line.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
