@@ -98,7 +98,7 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// A run from `source` to `webhook_url` with every other setting at its default: the defaults
-    /// of the flags' one definition in `cli.rs`, the environment left out.
+    /// of the flags' one definition in `cli/mod.rs`, the environment left out.
     pub fn new(source: SourceConfig, webhook_url: Url) -> RunConfig {
         use clap::FromArgMatches;
         let no_env = |cmd: clap::Command| {

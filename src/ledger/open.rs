@@ -69,7 +69,7 @@ pub(super) struct Opened {
 /// create or migrate the file, and register the target.
 pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Result<Opened, LedgerError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // It holds bookers' personal data: the owner's only (see `private`).
+        // It holds bookers' personal data: the owner's only (see `owner_only`).
         crate::ledger::owner_only::create_dir_all(dir).map_err(|error| LedgerError::Io {
             action: "create the ledger directory",
             path: dir.to_owned(),

@@ -28,7 +28,7 @@ async fn rate_limit_spreads_requests_and_never_exceeds_it() {
     // The receiver's side: 299 gaps of 5 ms, ~1.5 s, never much faster (the first arrival may
     // have been delayed more than the last). Counting requests per 1 s window at the receiver is
     // not done: a stalled receiver reads delayed requests in a bunch, which says nothing about the
-    // sender; bursts are checked at the gate itself (`rate.rs` unit tests).
+    // sender; bursts are checked at the gate itself (`src/pacing/gate.rs` unit tests).
     let mut at: Vec<_> = rcv.deliveries().iter().map(|d| d.at).collect();
     at.sort();
     let span = at[at.len() - 1] - at[0];
