@@ -332,25 +332,23 @@ fn closed_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// `run --limit 10` from the API at `base`, watched: stderr and the exit status, after checking
+/// that the first line came at once. Generous bounds on a loaded machine: the point is not
+/// silence until the retries run out (9 attempts, 82 s before).
+fn said_at_once(base: &str) -> (String, Option<i32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db").display().to_string();
+    let args =
+        ["run", "--api-base", base, "--webhook-url", "http://127.0.0.1:9/h", "--limit", "10", "--ledger", &ledger];
+    let (first_at, stderr, code) = watch_stderr(&args);
+    assert!(first_at < std::time::Duration::from_secs(5), "first line after {first_at:?}: {stderr}");
+    (stderr, code)
+}
+
 #[test]
 fn an_api_base_where_nothing_listens_is_said_at_once_and_ends_the_run_with_3() {
     let base = format!("http://127.0.0.1:{}", closed_port());
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db").display().to_string();
-    let (first_at, stderr, code) = watch_stderr(&[
-        "run",
-        "--api-base",
-        &base,
-        "--webhook-url",
-        "http://127.0.0.1:9/h",
-        "--limit",
-        "10",
-        "--ledger",
-        &ledger,
-    ]);
-    // Generous bounds on a loaded machine: the point is not silence until the retries run out
-    // (9 attempts, 82 s before).
-    assert!(first_at < std::time::Duration::from_secs(5), "first line after {first_at:?}: {stderr}");
+    let (stderr, code) = said_at_once(&base);
     assert_eq!(code, Some(3), "the source failed: {stderr}");
     for part in [base.as_str(), "connection refused", "--api-base", "proxy"] {
         assert!(stderr.contains(part), "{part:?} missing: {stderr}");
@@ -362,20 +360,7 @@ fn an_api_base_where_nothing_listens_is_said_at_once_and_ends_the_run_with_3() {
 fn an_api_host_that_does_not_resolve_is_said_at_once_and_ends_the_run_with_3() {
     // RFC 6761: names under .invalid never resolve, with or without a network.
     let base = "https://api.savvy-replay-test.invalid";
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db").display().to_string();
-    let (first_at, stderr, code) = watch_stderr(&[
-        "run",
-        "--api-base",
-        base,
-        "--webhook-url",
-        "http://127.0.0.1:9/h",
-        "--limit",
-        "10",
-        "--ledger",
-        &ledger,
-    ]);
-    assert!(first_at < std::time::Duration::from_secs(5), "first line after {first_at:?}: {stderr}");
+    let (stderr, code) = said_at_once(base);
     assert_eq!(code, Some(3), "{stderr}");
     for part in [base, "unknown host", "--api-base"] {
         assert!(stderr.contains(part), "{part:?} missing: {stderr}");

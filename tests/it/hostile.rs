@@ -1,15 +1,16 @@
 //! Hostile peers, through the real binary: receivers whose answers are huge, slow, redirecting or
-//! refusing; APIs whose paging cycles or never ends, whose page bodies never end, or that answer
-//! 500 forever. Each server here is a few lines of hyper that misbehave on purpose.
+//! refusing, input that is malformed or slow, and files of personal data left readable. Each
+//! server here is a few lines of hyper that misbehave on purpose; [`crate::hostile_api`] turns
+//! them on the SavvyCal API.
 
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::hostile_api::export;
 use crate::util::*;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -19,29 +20,29 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use savvy_replay_fake::{ApiFault, ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 use tokio::net::TcpListener;
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// What a hostile server saw: each request's path and query, and each POSTed envelope's event id.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     requests: Mutex<Vec<String>>,
     posted: Mutex<Vec<String>>,
 }
 
 impl Seen {
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
-    fn posted(&self) -> Vec<String> {
+    pub(crate) fn posted(&self) -> Vec<String> {
         self.posted.lock().unwrap().clone()
     }
 }
 
 /// Serve `answer(path_and_query)` on loopback; the base URL and what was seen.
-async fn serve(answer: impl Fn(&str) -> Response<Body> + Send + Sync + 'static) -> (String, Arc<Seen>) {
+pub(crate) async fn serve(answer: impl Fn(&str) -> Response<Body> + Send + Sync + 'static) -> (String, Arc<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Seen::default());
@@ -72,7 +73,7 @@ async fn serve(answer: impl Fn(&str) -> Response<Body> + Send + Sync + 'static) 
     (base, seen)
 }
 
-fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
@@ -80,14 +81,14 @@ fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 /// A redirect to `location`, with no body.
-fn redirect(status: u16, location: &'static str) -> Response<Body> {
+pub(crate) fn redirect(status: u16, location: &'static str) -> Response<Body> {
     let mut r = full(status, "");
     r.headers_mut().insert(http::header::LOCATION, http::HeaderValue::from_static(location));
     r
 }
 
 /// A body that sends `chunk` every `every` and never ends.
-fn endless(status: u16, chunk: &'static [u8], every: Duration) -> Response<Body> {
+pub(crate) fn endless(status: u16, chunk: &'static [u8], every: Duration) -> Response<Body> {
     let stream = futures_util::stream::unfold(0u64, move |n| async move {
         if n > 0 && !every.is_zero() {
             tokio::time::sleep(every).await;
@@ -124,19 +125,20 @@ fn events_file(dir: &Path, n: usize) -> (std::path::PathBuf, Vec<String>) {
     (path, events.iter().map(|e| id_of(e)).collect())
 }
 
-/// Run the binary with no token in the environment (nothing here should reach a real API), and
-/// kill it if it has not finished in a minute: a run that never ends is the bug some tests catch.
-async fn run(args: &[&str]) -> Output {
-    let child = tokio::process::Command::new(bin())
-        .args(args)
-        .env_remove("SAVVYCAL_TOKEN")
-        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+/// The binary with no token in the environment (nothing here should reach a real API), its output
+/// piped, killed when dropped.
+fn command(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.args(args).env_remove("SAVVYCAL_TOKEN").env("SAVVYCAL_WEBHOOK_SECRET", SECRET);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Run [`command`], and kill it if it has not finished in a minute: a run that never ends is the
+/// bug some tests catch.
+pub(crate) async fn run(args: &[&str]) -> Output {
+    let child = command(args).spawn().unwrap();
     match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
         Ok(out) => out.unwrap(),
         Err(_) => panic!("savvy-replay {args:?} did not finish in 60s"),
@@ -255,186 +257,6 @@ async fn a_redirect_names_where_it_pointed() {
     assert!(shown.contains("HTTP 301: redirected to https://elsewhere.example/new-hook"), "{shown}");
 }
 
-// ---- the API: paging never loops, bodies are bounded ----
-
-const EMPTY_ME: &str = r#"{"id":"user_1","email":"a@example.com","display_name":"A"}"#;
-
-/// A page of `entries` (raw JSON) pointing to `after`.
-fn page(entries: &[String], after: Option<&str>) -> Response<Body> {
-    let after = after.map_or("null".to_owned(), |a| format!("{a:?}"));
-    full(
-        200,
-        format!(r#"{{"entries":[{}],"metadata":{{"after":{after},"before":null,"limit":100}}}}"#, entries.join(",")),
-    )
-}
-
-/// An API: `/v1/me` and an empty `/v1/webhooks` answer as SavvyCal would; `/v1/events` requests go
-/// to `events`; anything else is 404.
-async fn serve_api(events: impl Fn(&str) -> Response<Body> + Send + Sync + 'static) -> (String, Arc<Seen>) {
-    serve(move |target| match target {
-        t if t.starts_with("/v1/events") => events(t),
-        t if t.starts_with("/v1/me") => full(200, EMPTY_ME),
-        t if t.starts_with("/v1/webhooks") => page(&[], None),
-        _ => full(404, r#"{"errors":[{"message":"Not found"}]}"#),
-    })
-    .await
-}
-
-/// The `after` query parameter of a request target.
-fn after_of(target: &str) -> Option<String> {
-    let url = url::Url::parse(&format!("http://x{target}")).unwrap();
-    url.query_pairs().find(|(k, _)| k == "after").map(|(_, v)| v.into_owned())
-}
-
-/// `export` (default timeout and retries) to `out`.
-async fn export(base: &str, out: &Path) -> Output {
-    run(&["export", "--api-base", base, "--token", TOKEN, "--out", &out.display().to_string()]).await
-}
-
-/// `run --dry-run` against the API at `base`, with a 1 s timeout and one retry.
-async fn dry_run(base: &str) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db").display().to_string();
-    run(&[
-        "run",
-        "--ledger",
-        &ledger,
-        "--dry-run",
-        "--api-base",
-        base,
-        "--token",
-        TOKEN,
-        "--webhook-url",
-        "https://hooks.example.com/in",
-        "--timeout",
-        "1s",
-        "--max-retries",
-        "1",
-        "--retry-initial",
-        "10ms",
-        "--retry-max",
-        "50ms",
-    ])
-    .await
-}
-
-fn events_requests(seen: &Seen) -> usize {
-    seen.requests().iter().filter(|r| r.starts_with("/v1/events")).count()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cursor_that_cycles_is_a_source_error_and_export_stops() {
-    let events = generate_bookings(3, 5);
-    let e = events.clone();
-    // No cursor → A → B → A → …
-    let (base, seen) = serve_api(move |t| match after_of(t).as_deref() {
-        None => page(&e[0..1], Some("A")),
-        Some("A") => page(&e[1..2], Some("B")),
-        Some(_) => page(&e[2..3], Some("A")),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("out.ndjson");
-
-    let out = export(&base, &file).await;
-
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("cursor \"A\" again"), "{stderr}");
-    assert!(stderr.contains("page 1 already returned"), "{stderr}");
-    assert_eq!(events_requests(&seen), 3);
-    let written = std::fs::read_to_string(&file).unwrap();
-    assert_eq!(written.lines().count(), 3, "each page exported once: {written}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endless_empty_pages_are_a_source_error() {
-    let n = Arc::new(AtomicU64::new(0));
-    let (base, seen) = serve_api(move |_| page(&[], Some(&format!("c{}", n.fetch_add(1, Ordering::Relaxed))))).await;
-    let dir = tempfile::tempdir().unwrap();
-
-    let out = export(&base, &dir.path().join("out.ndjson")).await;
-
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("4 empty pages in a row (pages 1 to 4"), "{stderr}");
-    assert_eq!(events_requests(&seen), 4);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_few_empty_pages_then_events_are_fine() {
-    let events = generate_bookings(2, 6);
-    let e = events.clone();
-    let (base, _seen) = serve_api(move |t| match after_of(t).as_deref() {
-        None => page(&[], Some("c1")),
-        Some("c1") => page(&[], Some("c2")),
-        Some("c2") => page(&[], Some("c3")),
-        Some("c3") => page(&e, None),
-        Some(_) => full(404, ""),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("out.ndjson");
-
-    let out = export(&base, &file).await;
-
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_body_that_never_ends_is_capped() {
-    let (base, _seen) = serve_api(|_| endless(200, &[b' '; 64 * 1024], Duration::ZERO)).await;
-    let dir = tempfile::tempdir().unwrap();
-
-    let out = export(&base, &dir.path().join("out.ndjson")).await;
-
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("larger than 64 MiB"), "{stderr}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_body_that_trickles_is_bounded_by_the_timeout_which_says_so() {
-    let (base, seen) = serve_api(|_| endless(200, b" ", Duration::from_millis(100))).await;
-
-    let out = dry_run(&base).await;
-
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("timed out after 1s reading the response body"), "{stderr}");
-    assert!(!stderr.contains("decoding"), "{stderr}");
-    assert_eq!(events_requests(&seen), 2, "one retry, then the source error");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_that_answers_500_is_said_to_answer_not_to_be_unreachable() {
-    let faults = (0..10).map(|i| (i, ApiFault::Status { code: 500, retry_after: None, text_plain: false })).collect();
-    let api = api(generate_bookings(3, 1), faults).await;
-
-    let out = dry_run(&api.base_url()).await;
-
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("still answered HTTP 500 after 2 attempts"), "{stderr}");
-    assert!(!stderr.contains("could not be reached"), "{stderr}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_redirect_names_where_it_pointed() {
-    let (base, _seen) = serve_api(|_| redirect(302, "https://api.elsewhere.example/v1/events")).await;
-    let dir = tempfile::tempdir().unwrap();
-
-    let out = export(&base, &dir.path().join("out.ndjson")).await;
-
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(
-        stderr.contains("HTTP 302") && stderr.contains("redirected to https://api.elsewhere.example/v1/events"),
-        "{stderr}"
-    );
-}
-
 // ---- the input: malformed bytes, a BOM, a directory, a slow pipe ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,17 +301,9 @@ async fn stdin_lines_go_out_as_they_arrive() {
     let rcv = receiver(signed_receiver()).await;
     let dir = tempfile::tempdir().unwrap();
     let events = generate_bookings(3, 10);
-    let mut child = tokio::process::Command::new(bin())
-        .args(["run", "--input", "-", "--webhook-url", &rcv.url(), "--rate", "0", "--json", "--ledger"])
-        .arg(dir.path().join("l.db"))
-        .env_remove("SAVVYCAL_TOKEN")
-        .env("SAVVYCAL_WEBHOOK_SECRET", SECRET)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let ledger = dir.path().join("l.db").display().to_string();
+    let args = ["run", "--input", "-", "--webhook-url", &rcv.url(), "--rate", "0", "--json", "--ledger", &ledger];
+    let mut child = command(&args).stdin(std::process::Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
 
     // Two lines, and the writer goes quiet with the pipe still open.
@@ -566,53 +380,10 @@ async fn the_ledger_and_written_events_are_the_owners_only() {
     assert_eq!(mode(&export_out), 0o640);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_webhook_lookup_says_each_retry_off_a_terminal_unless_quiet() {
-    let (base, _seen) = serve(|target| match target {
-        t if t.starts_with("/v1/webhooks") => full(503, r#"{"errors":[{"message":"Service Unavailable"}]}"#),
-        _ => full(200, EMPTY_ME),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db").display().to_string();
-    let args = [
-        "run",
-        "--ledger",
-        &ledger,
-        "--api-base",
-        &base,
-        "--token",
-        TOKEN,
-        "--webhook-url",
-        "https://hooks.example.com/in",
-        "--max-retries",
-        "2",
-        "--retry-initial",
-        "10ms",
-        "--retry-max",
-        "20ms",
-    ];
-
-    let out = run(&args).await;
-
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    // The API answered, so a 503 is waited out: each retry is a line, saying what is waited for.
-    let retries: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Looking up the webhook at ")).collect();
-    assert_eq!(retries.len(), 2, "{stderr}");
-    assert!(retries[0].contains(&base) && retries[0].contains("HTTP 503; attempt 2 of 3"), "{stderr}");
-    assert!(stderr.contains("still answered HTTP 503 after 3 attempts"), "{stderr}");
-
-    let quiet = run(&[&args[..], &["-q"]].concat()).await;
-    let stderr = text(&quiet.stderr);
-    assert_eq!(quiet.status.code(), Some(3), "{stderr}");
-    assert!(!stderr.contains("Looking up the webhook at"), "-q: {stderr}");
-}
-
-// ---- Retry-After: 0 or a past date: "now", but never faster than the backoff ----
+// ---- Retry-After: 0 or a past date: "now", but never faster than the backoff (the API's in hostile_api) ----
 
 /// `status` with a `Retry-After` of `value`.
-fn retry_after(status: u16, value: &'static str) -> Response<Body> {
+pub(crate) fn retry_after(status: u16, value: &'static str) -> Response<Body> {
     let mut r = full(status, r#"{"error":"busy"}"#);
     r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static(value));
     r
@@ -650,23 +421,4 @@ async fn a_receiver_answering_retry_after_zero_for_a_while_loses_no_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_answering_a_past_retry_after_date_for_a_while_loses_no_event() {
     brief_overload_loses_nothing("Wed, 21 Oct 2015 07:28:00 GMT").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_answering_retry_after_zero_for_a_moment_does_not_end_the_run() {
-    let events = generate_bookings(3, 4);
-    let first = Arc::new(Mutex::new(None::<std::time::Instant>));
-    let (base, seen) = serve_api(move |_| {
-        let start = *first.lock().unwrap().get_or_insert_with(std::time::Instant::now);
-        if start.elapsed() < Duration::from_millis(300) { retry_after(429, "0") } else { page(&events, None) }
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("out.ndjson");
-
-    let out = export(&base, &file).await;
-
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
-    assert!(events_requests(&seen) <= 3, "retried no faster than the backoff: {:?}", seen.requests());
 }

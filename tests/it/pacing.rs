@@ -1,24 +1,13 @@
-//! Pacing with the real binary: `--rate auto` against a receiver with a capacity, an
-//! outage mid-run, a dead webhook (exit 4), and the settled rate remembered across runs. Lenient
-//! on purpose: what is asserted is counts and order, never how fast.
+//! Pacing with the real binary: `--rate auto` against a receiver with a capacity, an outage mid-run,
+//! a dead webhook (exit 4), and the settled rate remembered across runs. Lenient on purpose: what
+//! is asserted is counts and order, never how fast. Where a rate or a share is checked at all, the
+//! floor is far below what a loaded machine does; the virtual-time simulation (`pacing::sim`)
+//! holds the exact targets, deterministically.
 
 use std::time::Duration;
 
 use crate::util::*;
 use savvy_replay_fake::{Receiver, ReceiverConfig, generate_bookings};
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-/// `args` with `flag` set to `value`, replacing the value it had.
-fn set(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
-    match args.iter().position(|a| a == flag) {
-        Some(i) => args[i + 1] = value.to_owned(),
-        None => args.extend(strings(&[flag, value])),
-    }
-    args
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_delivers_everything_to_a_receiver_with_a_capacity_and_remembers_where_it_settled() {
@@ -100,24 +89,9 @@ async fn a_dead_webhook_gives_up_with_exit_4_and_a_rerun_delivers_the_rest() {
     let api = api(generate_bookings(30, 23), vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("l.db");
-    let args = strings(&[
-        "run",
-        "--api-base",
-        &api.base_url(),
-        "--webhook-url",
-        &url,
-        "--ledger",
-        &ledger.display().to_string(),
-        "--retry-initial",
-        "100ms",
-        "--retry-max",
-        "500ms",
-        "--max-retries",
-        "1",
-        "--give-up-after",
-        "3s",
-        "--json",
-    ]);
+    let args =
+        set(set(run_args_to(&api.base_url(), &url, &ledger), "--retry-initial", "100ms"), "--retry-max", "500ms");
+    let args = [args, strings(&["--max-retries", "1", "--give-up-after", "3s", "--json"])].concat();
 
     let out = run_bin(&args).await;
     let stderr = text(&out.stderr);
@@ -147,8 +121,9 @@ async fn bin_status(ledger: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap()
 }
 
-/// `run --rate auto` of `n` generated events into `rcv`; its summary, after checking it lost none.
-async fn auto_run_loses_nothing(rcv: &Receiver, n: usize, concurrency: &str) -> serde_json::Value {
+/// `run --rate auto` of `n` generated events into `rcv`; its summary and stderr, after checking it
+/// lost none.
+async fn auto_run_loses_nothing(rcv: &Receiver, n: usize, concurrency: &str) -> (serde_json::Value, String) {
     let api = api(generate_bookings(n, 23), vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut args = run_args(&api, rcv, &dir.path().join("l.db"));
@@ -159,22 +134,38 @@ async fn auto_run_loses_nothing(rcv: &Receiver, n: usize, concurrency: &str) -> 
     let s = summary(&out);
     assert_eq!((s["delivered"].as_u64(), s["failed"].as_u64()), (Some(n as u64), Some(0)), "{stderr}");
     assert_eq!(accepted_per_event(&rcv.deliveries()).len(), n);
-    s
+    (s, stderr)
 }
 
 /// A receiver with no limit that drops 2% of connections at random: retries, not a collapse.
-/// Before, `auto` settled at 30-40/s there; the floor here is far below what any machine does.
+/// What does not depend on the machine's speed: nothing lost, no retry but for a dropped
+/// connection, and no outage pause. The rate it settles on is wall-clock, so its floor is
+/// generous: a collapse settled at 30-40/s, an idle machine settles near 1,500/s; 100/s is between
+/// them with room for a loaded one (`pacing::sim` holds the exact target in virtual time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_takes_a_background_of_random_resets_for_noise_not_congestion() {
     let rcv = receiver(ReceiverConfig { drop_rate: 0.02, seed: 9, ..signed_receiver() }).await;
-    let s = auto_run_loses_nothing(&rcv, 1500, "16").await;
-    assert!(rcv.stats().dropped > 0, "the noise was there");
+    let (s, stderr) = auto_run_loses_nothing(&rcv, 1500, "16").await;
+    let dropped = rcv.stats().dropped;
+    assert!(dropped > 0, "the noise was there");
+    let retries = s["retries"].as_u64().unwrap();
+    assert!(retries <= dropped, "{retries} retries for {dropped} dropped connections: {s}");
+    assert!(!stderr.contains("the webhook is unreachable"), "noise is not an outage: {stderr}");
     let settled = s["rate"]["final_per_sec"].as_f64().unwrap_or_default();
-    assert!(settled >= 150.0, "settled on {settled:.1}/s: {s}");
+    assert!(settled >= 100.0, "settled on {settled:.1}/s: {s}");
 }
 
-/// A quota of 300 per fixed 2 s window: every whole window but the first is (nearly) used, and
-/// the receiver is not hammered once it is used up. Counted on the receiver's own windows.
+/// A quota of 300 per fixed 2 s window: the receiver is not hammered once a window is used up,
+/// and whole windows are spent. Counted on the receiver's own windows (from its first request).
+///
+/// The refusals are what does not depend on the machine's speed: once a window is used up, the
+/// pool holds until it ends instead of sending what will be refused (a slower machine sends less,
+/// so refuses less). How much of each window is spent does depend on it: the quota needs bursts of
+/// 300/s, which a loaded 2-core machine running other tests beside this one does not always give
+/// (windows of 200 were seen there, with no refusal: the client, not the controller, fell short).
+/// Running it alone in a child process would not help, as the other tests keep running beside
+/// it. So the floor on use is generous, well under the 0.85 to 1.0 measured; the exact use of a
+/// quota's windows is held deterministically, in virtual time, by `pacing::sim`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_spends_each_window_of_a_quota() {
     let quota = Some(savvy_replay_fake::Quota { n: 300, per: Duration::from_secs(2) });
@@ -193,5 +184,5 @@ async fn auto_spends_each_window_of_a_quota() {
     let full: Vec<u32> = per_window.values().skip(1).map(|w| w.0).collect();
     let full = &full[..full.len().saturating_sub(1)];
     let used = full.iter().sum::<u32>() as f64 / (300 * full.len().max(1)) as f64;
-    assert!(used >= 0.85, "windows used {used:.2}: {per_window:?}");
+    assert!(used >= 0.6, "windows used {used:.2}: {per_window:?}");
 }

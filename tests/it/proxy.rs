@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::util::*;
-use savvy_replay_fake::{Receiver, generate_bookings};
+use savvy_replay_fake::{FakeApi, Receiver, generate_bookings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -118,8 +118,8 @@ fn port_of(url: &str) -> u16 {
     url::Url::parse(url).unwrap().port().unwrap()
 }
 
-/// Run the binary with exactly these proxy variables (the ambient ones removed).
-async fn run_with(args: Vec<String>, env: &[(&str, String)]) -> std::process::Output {
+/// The binary with exactly these proxy variables (the ambient ones removed).
+fn command(args: Vec<String>, env: &[(&str, String)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
     cmd.args(args).env("SAVVYCAL_TOKEN", TOKEN).env("SAVVYCAL_WEBHOOK_SECRET", SECRET);
     for var in PROXY_VARS {
@@ -128,28 +128,18 @@ async fn run_with(args: Vec<String>, env: &[(&str, String)]) -> std::process::Ou
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(std::process::Stdio::null()).output().await.expect("run savvy-replay")
+    cmd.stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Run [`command`] to its end.
+async fn run_with(args: Vec<String>, env: &[(&str, String)]) -> std::process::Output {
+    command(args, env).output().await.expect("run savvy-replay")
 }
 
 fn args(api_base: &str, webhook: &str, ledger: &std::path::Path) -> Vec<String> {
-    [
-        "run",
-        "--api-base",
-        api_base,
-        "--webhook-url",
-        webhook,
-        "--ledger",
-        &ledger.display().to_string(),
-        "--rate",
-        "0",
-        "--concurrency",
-        "3",
-        "--retry-initial",
-        "10ms",
-        "--json",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    let args = run_args_to(api_base, webhook, ledger);
+    [args, strings(&["--rate", "0", "--concurrency", "3", "--json"])].concat()
 }
 
 fn assert_all_delivered(out: &std::process::Output, rcv: &Receiver, n: usize) {
@@ -299,19 +289,37 @@ async fn refusing_proxy(answer: &'static [u8]) -> (String, Arc<std::sync::atomic
 /// Run the binary, but give up on it (and fail the test) if it has not ended in a minute: a run
 /// that takes a proxy's refusal for an outage would wait out `--give-up-after 10m`.
 async fn run_bounded(args: Vec<String>, env: &[(&str, String)]) -> std::process::Output {
-    let mut cmd = tokio::process::Command::new(bin());
-    cmd.args(args).args(["--give-up-after", "10m"]).env("SAVVYCAL_TOKEN", TOKEN).env("SAVVYCAL_WEBHOOK_SECRET", SECRET);
-    for var in PROXY_VARS {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
-    tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+    let mut cmd = command([args, strings(&["--give-up-after", "10m"])].concat(), env);
+    tokio::time::timeout(std::time::Duration::from_secs(60), cmd.kill_on_drop(true).output())
         .await
         .expect("the run should end promptly when the proxy refuses, not wait for --give-up-after")
         .expect("run savvy-replay")
+}
+
+/// A proxy that answers everything with `answer`, a fake API with `n` events (`seed`), and a
+/// ledger in a directory of its own.
+struct Refusing {
+    proxy: String,
+    asked: Arc<std::sync::atomic::AtomicU64>,
+    api: FakeApi,
+    ledger: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Refusing {
+    async fn new(answer: &'static [u8], n: usize, seed: u64) -> Refusing {
+        let (proxy, asked) = refusing_proxy(answer).await;
+        let api = api(generate_bookings(n, seed), vec![]).await;
+        let dir = tempfile::tempdir().unwrap();
+        Refusing { proxy, asked, api, ledger: dir.path().join("l.db"), _dir: dir }
+    }
+
+    /// [`run_bounded`] to `webhook` with `var` naming the proxy as `http://{credentials}{proxy}`,
+    /// and `more` variables.
+    async fn run(&self, webhook: &str, var: &str, credentials: &str, more: &[(&str, String)]) -> std::process::Output {
+        let env = [&[(var, format!("http://{credentials}{}", self.proxy))][..], more].concat();
+        run_bounded(args(&self.api.base_url(), webhook, &self.ledger), &env).await
+    }
 }
 
 /// A run stopped by a proxy's refusal: exit 2 naming the answer, no event failed for good, and
@@ -332,70 +340,46 @@ fn assert_stopped_by_the_proxy(out: &std::process::Output, ledger: &std::path::P
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_refusing_connect_stops_the_run_with_its_answer() {
-    let (proxy, asked) = refusing_proxy(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
-    let api = api(generate_bookings(20, 36), vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db");
-    let out = run_bounded(
-        args(&api.base_url(), "https://webhook.test:9/webhook", &ledger),
-        &[("HTTPS_PROXY", format!("http://{proxy}"))],
-    )
-    .await;
+    let r = Refusing::new(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n", 20, 36).await;
+    let out = r.run("https://webhook.test:9/webhook", "HTTPS_PROXY", "", &[]).await;
+    let proxy = &r.proxy;
     assert_stopped_by_the_proxy(
         &out,
-        &ledger,
+        &r.ledger,
         &[&format!("the proxy {proxy} refused to open a tunnel to webhook.test:9 (403 Forbidden)"), "Stopped after"],
     );
     // Not every event tried in turn: the first refusals stop the pool (3 workers).
-    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) <= 3, "{}", text(&out.stderr));
+    assert!(r.asked.load(std::sync::atomic::Ordering::Relaxed) <= 3, "{}", text(&out.stderr));
 }
 
 /// A proxy that wants credentials we do not have: the run stops at once, saying what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_asking_for_credentials_stops_the_run_in_words() {
-    let (proxy, _) = refusing_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
-    let api = api(generate_bookings(5, 35), vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db");
-    let out = run_bounded(
-        args(&api.base_url(), "https://webhook.test:9/webhook", &ledger),
-        &[("HTTPS_PROXY", format!("http://{proxy}"))],
-    )
-    .await;
+    let r = Refusing::new(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n", 5, 35).await;
+    let out = r.run("https://webhook.test:9/webhook", "HTTPS_PROXY", "", &[]).await;
     assert_stopped_by_the_proxy(
         &out,
-        &ledger,
+        &r.ledger,
         &[
-            &format!("the proxy {proxy} wants credentials (407 Proxy Authentication Required)"),
+            &format!("the proxy {} wants credentials (407 Proxy Authentication Required)", r.proxy),
             "HTTPS_PROXY=http://USER:PASSWORD@",
         ],
     );
     // With credentials it does not take, no password is shown back.
-    let out = run_bounded(
-        args(&api.base_url(), "https://webhook.test:9/webhook", &ledger),
-        &[("HTTPS_PROXY", format!("http://replay:pr0xy-s3cret@{proxy}"))],
-    )
-    .await;
-    assert_stopped_by_the_proxy(&out, &ledger, &["did not accept the credentials in the proxy URL (407"]);
+    let out = r.run("https://webhook.test:9/webhook", "HTTPS_PROXY", "replay:pr0xy-s3cret@", &[]).await;
+    assert_stopped_by_the_proxy(&out, &r.ledger, &["did not accept the credentials in the proxy URL (407"]);
     assert!(!format!("{}{}", text(&out.stdout), text(&out.stderr)).contains("pr0xy-s3cret"));
 }
 
 /// An `http://` webhook goes to the proxy in absolute form: its 407 is the proxy's, not the webhook's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarding_proxy_asking_for_credentials_stops_the_run() {
-    let (proxy, _) = refusing_proxy(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n").await;
-    let api = api(generate_bookings(5, 37), vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("l.db");
-    let out = run_bounded(
-        args(&api.base_url(), "http://webhook.test:9/webhook", &ledger),
-        &[("HTTP_PROXY", format!("http://{proxy}")), ("NO_PROXY", "127.0.0.1".into())],
-    )
-    .await;
+    let r = Refusing::new(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n", 5, 37).await;
+    let out = r.run("http://webhook.test:9/webhook", "HTTP_PROXY", "", &[("NO_PROXY", "127.0.0.1".into())]).await;
     assert_stopped_by_the_proxy(
         &out,
-        &ledger,
-        &[&format!("the proxy {proxy} wants credentials (407)"), "HTTP_PROXY=http://USER:PASSWORD@"],
+        &r.ledger,
+        &[&format!("the proxy {} wants credentials (407)", r.proxy), "HTTP_PROXY=http://USER:PASSWORD@"],
     );
 }
 

@@ -4,7 +4,8 @@
 use std::process::Stdio;
 
 use crate::util::*;
-use savvy_replay_fake::{ReceiverConfig, generate_bookings};
+use savvy_replay_fake::{Receiver, ReceiverConfig, generate_bookings};
+use std::path::PathBuf;
 
 fn signal(child: &tokio::process::Child, sig: i32) {
     let pid = child.id().expect("child still running") as i32;
@@ -292,17 +293,23 @@ fn to_url(
     args
 }
 
+/// `n` generated events (`seed`) in a file, delivered to a new receiver with a new ledger: the
+/// directory holding both, the receiver, the ledger and the file.
+async fn delivered_once(n: usize, seed: u64) -> (tempfile::TempDir, Receiver, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let rcv = receiver(signed_receiver()).await;
+    let (ledger, input) = (dir.path().join("ledger.db"), dir.path().join("events.ndjson"));
+    std::fs::write(&input, generate_bookings(n, seed).join("\n") + "\n").unwrap();
+    let first = run_bin(&to_url(&input, &rcv, &ledger, &rcv.url())).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    (dir, rcv, ledger, input)
+}
+
 /// The webhook lookup takes `…/webhook/` for `…/webhook`; so does the ledger: a dry run and a run
 /// to the other spelling skip everything, and `status` shows one target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trailing_slash_is_the_same_target_for_the_ledger() {
-    let dir = tempfile::tempdir().unwrap();
-    let rcv = receiver(signed_receiver()).await;
-    let ledger = dir.path().join("ledger.db");
-    let input = dir.path().join("events.ndjson");
-    std::fs::write(&input, generate_bookings(12, 21).join("\n") + "\n").unwrap();
-    let first = run_bin(&to_url(&input, &rcv, &ledger, &rcv.url())).await;
-    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let (_dir, rcv, ledger, input) = delivered_once(12, 21).await;
     let slashed = format!("{}/", rcv.url());
     let mut dry = to_url(&input, &rcv, &ledger, &slashed);
     dry.push("--dry-run".into());
@@ -324,13 +331,7 @@ async fn a_trailing_slash_is_the_same_target_for_the_ledger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_kept_under_a_trailing_slash_by_an_earlier_release_are_found() {
     for (earlier, now) in [("/", ""), ("/", "/")] {
-        let dir = tempfile::tempdir().unwrap();
-        let rcv = receiver(signed_receiver()).await;
-        let ledger = dir.path().join("ledger.db");
-        let input = dir.path().join("events.ndjson");
-        std::fs::write(&input, generate_bookings(5, 22).join("\n") + "\n").unwrap();
-        let first = run_bin(&to_url(&input, &rcv, &ledger, &rcv.url())).await;
-        assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+        let (_dir, rcv, ledger, input) = delivered_once(5, 22).await;
         // What the release wrote for `run --webhook-url …/webhook/`.
         let db = rusqlite::Connection::open(&ledger).unwrap();
         let n = db.execute("UPDATE targets SET webhook_url = webhook_url || ?1", [earlier]).unwrap();
@@ -346,13 +347,7 @@ async fn outcomes_kept_under_a_trailing_slash_by_an_earlier_release_are_found() 
 /// A dry run records nothing, so `status` does not list its target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_is_not_a_target_in_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let rcv = receiver(signed_receiver()).await;
-    let ledger = dir.path().join("ledger.db");
-    let input = dir.path().join("events.ndjson");
-    std::fs::write(&input, generate_bookings(3, 23).join("\n") + "\n").unwrap();
-    let first = run_bin(&to_url(&input, &rcv, &ledger, &rcv.url())).await;
-    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let (_dir, rcv, ledger, input) = delivered_once(3, 23).await;
     let mut dry = to_url(&input, &rcv, &ledger, "https://elsewhere.example.com/hook");
     dry.push("--dry-run".into());
     let out = run_bin(&dry).await;

@@ -1,206 +1,24 @@
 //! The webhook transport's edge cases against small hand-written loopback servers: TLS trust (an
 //! untrusted certificate fails for good; a trusted one via `SSL_CERT_FILE` works), and servers that
 //! close connections after every answer, when idle, or without answering, or answer too slowly.
+//! The servers speak through [`crate::wire`].
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::util::*;
+use crate::wire::{Log, Wire, answer_all, serve};
 use savvy_replay::signature;
 use savvy_replay::{Rate, RateSetting, Report, RunConfig};
 use savvy_replay_fake::{FakeApi, generate_bookings};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-
-// ---- a minimal HTTP/1.1 server ----
-
-/// One request as read off the wire.
-struct Request {
-    line: String,
-    /// Names lower-cased.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    /// `payload.id` of the envelope.
-    fn event_id(&self) -> String {
-        let v: serde_json::Value = serde_json::from_slice(&self.body).expect("a JSON body");
-        v["payload"]["id"].as_str().expect("payload.id").to_owned()
-    }
-}
-
-fn invalid(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-/// Requests in, answers out, over one connection; bytes read past a request are kept.
-struct Wire<S> {
-    io: S,
-    buf: Vec<u8>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
-    fn new(io: S) -> Self {
-        Wire { io, buf: Vec::new() }
-    }
-
-    /// Read more bytes into the buffer; 0 when the peer closed.
-    async fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.io.read(&mut chunk).await?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// The next request: headers up to `\r\n\r\n`, then a `Content-Length` body. `Ok(None)`: the
-    /// peer closed cleanly between requests.
-    async fn next(&mut self) -> io::Result<Option<Request>> {
-        let head_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if self.fill().await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-request"))
-                };
-            }
-        };
-        let head = std::str::from_utf8(&self.buf[..head_end - 4]).map_err(|_| invalid("head is not UTF-8"))?;
-        let mut lines = head.split("\r\n");
-        let line = lines.next().unwrap_or_default().to_owned();
-        let headers = lines
-            .map(|l| {
-                let (n, v) = l.split_once(':').ok_or_else(|| invalid(format!("bad header line {l:?}")))?;
-                Ok((n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        if headers.iter().any(|(n, _)| n == "transfer-encoding") {
-            return Err(invalid("chunked bodies are not supported here"));
-        }
-        let len = match headers.iter().find(|(n, _)| n == "content-length") {
-            Some((_, v)) => v.parse::<usize>().map_err(|_| invalid("bad content-length"))?,
-            None => 0,
-        };
-        while self.buf.len() < head_end + len {
-            if self.fill().await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-body"));
-            }
-        }
-        let body = self.buf[head_end..head_end + len].to_vec();
-        self.buf.drain(..head_end + len);
-        Ok(Some(Request { line, headers, body }))
-    }
-
-    /// `200 OK` with a small JSON body; with `close`, `Connection: close` and the write side shut.
-    async fn ok(&mut self, close: bool) -> io::Result<()> {
-        let body = br#"{"ok":true}"#;
-        let conn = if close { "connection: close\r\n" } else { "" };
-        let mut answer = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{conn}\r\n",
-            body.len()
-        )
-        .into_bytes();
-        answer.extend_from_slice(body);
-        // In one write: head and body apart would meet Nagle and a delayed ACK (40 ms).
-        self.io.write_all(&answer).await?;
-        self.io.flush().await?;
-        if close {
-            self.io.shutdown().await?;
-        }
-        Ok(())
-    }
-}
-
-/// What a test server saw.
-#[derive(Default)]
-struct Log {
-    /// Every request read, answered or not, in order of arrival, with its event id.
-    requests: Mutex<Vec<(String, Request)>>,
-    /// How many requests each event got.
-    per_event: Mutex<HashMap<String, usize>>,
-    /// Named counters: connections, and whatever a test's handler counts.
-    counts: Mutex<HashMap<&'static str, usize>>,
-}
-
-impl Log {
-    /// Keep `req`; how many requests for the same event came before it.
-    fn arrive(&self, req: Request) -> usize {
-        assert!(req.line.starts_with("POST /hook "), "request line {:?}", req.line);
-        let id = req.event_id();
-        let before = {
-            let mut per_event = self.per_event.lock().unwrap();
-            let n = per_event.entry(id.clone()).or_insert(0);
-            *n += 1;
-            *n - 1
-        };
-        self.requests.lock().unwrap().push((id, req));
-        before
-    }
-
-    fn per_event(&self) -> HashMap<String, usize> {
-        self.per_event.lock().unwrap().clone()
-    }
-
-    fn count(&self, what: &'static str) {
-        *self.counts.lock().unwrap().entry(what).or_insert(0) += 1;
-    }
-
-    fn get(&self, what: &'static str) -> usize {
-        self.counts.lock().unwrap().get(what).copied().unwrap_or(0)
-    }
-}
-
-/// Listen on 127.0.0.1 and run `handler` on every connection; the port and the log.
-async fn serve<F, Fut>(handler: F) -> (u16, Arc<Log>)
-where
-    F: Fn(TcpStream, Arc<Log>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let log = Arc::new(Log::default());
-    let l = log.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            l.count("connections");
-            let served = handler(tcp, l.clone());
-            let l = l.clone();
-            tokio::spawn(async move {
-                served.await;
-                l.count("connections ended");
-            });
-        }
-    });
-    (port, log)
-}
 
 /// A self-signed certificate for `localhost`: its PEM, and a TLS acceptor serving it.
 fn self_signed() -> (String, TlsAcceptor) {
     certificate(&["localhost"])
-}
-
-/// Answer every request `200` on a keep-alive connection until the client closes it.
-async fn answer_all<S: AsyncRead + AsyncWrite + Unpin>(io: S, log: &Log) {
-    let mut w = Wire::new(io);
-    while let Ok(Some(req)) = w.next().await {
-        log.arrive(req);
-        if w.ok(false).await.is_err() {
-            return;
-        }
-    }
 }
 
 async fn fake_api(n: usize, seed: u64) -> FakeApi {
@@ -296,23 +114,8 @@ async fn a_certificate_trusted_through_ssl_cert_file_delivers_over_https() {
     let pem_path = dir.path().join("root.pem");
     std::fs::write(&pem_path, pem).unwrap();
     let ledger = dir.path().join("l.db");
-    let args = [
-        "run",
-        "--api-base",
-        &api.base_url(),
-        "--webhook-url",
-        &format!("https://localhost:{port}/hook"),
-        "--ledger",
-        &ledger.display().to_string(),
-        "--rate",
-        "0",
-        "--concurrency",
-        "4",
-        "--retry-initial",
-        "10ms",
-        "--json",
-    ]
-    .map(str::to_owned);
+    let args = run_args_to(&api.base_url(), &format!("https://localhost:{port}/hook"), &ledger);
+    let args = [args, strings(&["--rate", "0", "--concurrency", "4", "--json"])].concat();
 
     let out = tokio::process::Command::new(bin())
         .args(args)
@@ -426,22 +229,47 @@ async fn idle_connections_closed_by_the_server_are_replaced_without_retries() {
     assert!(retries <= log.get("raced") as u64, "{retries} retries, {} raced", log.get("raced"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_closed_without_an_answer_is_retried() {
-    const N: usize = 40;
-    let (port, log) = serve(|tcp, log| async move {
+/// What the first attempt of each event gets from [`serve_second_tries`].
+#[derive(Clone, Copy)]
+enum FirstAttempt {
+    /// Read in full, then the connection is closed without a word.
+    HangUp,
+    /// An answer a second later, unless the client gives up on the connection first.
+    Slow,
+}
+
+/// A server that mistreats the first attempt of each event as `first` says, and answers every
+/// other request 200.
+async fn serve_second_tries(first: FirstAttempt) -> (u16, Arc<Log>) {
+    serve(move |tcp, log| async move {
         let mut w = Wire::new(tcp);
         while let Ok(Some(req)) = w.next().await {
             if log.arrive(req) == 0 {
-                // The first attempt of each event: read in full, then hang up without a word.
-                return;
+                match first {
+                    FirstAttempt::HangUp => return,
+                    FirstAttempt::Slow => tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => log.count("slow answers"),
+                        r = w.fill() => {
+                            if matches!(r, Ok(0) | Err(_)) {
+                                log.count("closed by the client while waiting");
+                                return;
+                            }
+                        }
+                    },
+                }
             }
             if w.ok(false).await.is_err() {
                 return;
             }
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_without_an_answer_is_retried() {
+    const N: usize = 40;
+    let (port, log) = serve_second_tries(FirstAttempt::HangUp).await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}/hook");
     let (report, ledger) = replay(N, 25, &url, dir.path(), |_| {}).await;
@@ -452,28 +280,7 @@ async fn a_connection_closed_without_an_answer_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_slower_than_the_timeout_is_retried_and_the_connection_dropped() {
     const N: usize = 16;
-    let (port, log) = serve(|tcp, log| async move {
-        let mut w = Wire::new(tcp);
-        while let Ok(Some(req)) = w.next().await {
-            if log.arrive(req) == 0 {
-                // The first attempt of each event: take a second to answer, unless the client
-                // gives up on the connection first.
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => log.count("slow answers"),
-                    r = w.fill() => {
-                        if matches!(r, Ok(0) | Err(_)) {
-                            log.count("closed by the client while waiting");
-                            return;
-                        }
-                    }
-                }
-            }
-            if w.ok(false).await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
+    let (port, log) = serve_second_tries(FirstAttempt::Slow).await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}/hook");
     let (report, ledger) = replay(N, 26, &url, dir.path(), |cfg| cfg.timeout = Duration::from_millis(200)).await;

@@ -117,19 +117,27 @@ pub fn id_of(raw: &str) -> String {
 
 /// Common flags for running the binary against the fakes.
 pub fn run_args(api: &FakeApi, rcv: &Receiver, ledger: &Path) -> Vec<String> {
-    vec![
-        "run".into(),
-        "--api-base".into(),
-        api.base_url(),
-        "--webhook-url".into(),
-        rcv.url(),
-        "--ledger".into(),
-        ledger.display().to_string(),
-        "--retry-initial".into(),
-        "10ms".into(),
-        "--retry-max".into(),
-        "1s".into(),
-    ]
+    run_args_to(&api.base_url(), &rcv.url(), ledger)
+}
+
+/// [`run_args`] for any API base and webhook URL (a hand-written server, a host only a proxy knows).
+pub fn run_args_to(api_base: &str, webhook_url: &str, ledger: &Path) -> Vec<String> {
+    let ledger = ledger.display().to_string();
+    let args = ["run", "--api-base", api_base, "--webhook-url", webhook_url, "--ledger", &ledger];
+    strings(&[&args[..], &["--retry-initial", "10ms", "--retry-max", "1s"]].concat())
+}
+
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// `args` with `flag` set to `value`, replacing the value it had.
+pub fn set(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args[i + 1] = value.to_owned(),
+        None => args.extend(strings(&[flag, value])),
+    }
+    args
 }
 
 /// Flags for running the binary from an NDJSON file into `rcv`, unthrottled.
@@ -148,6 +156,11 @@ pub async fn run_bin(args: &[String]) -> Output {
         .output()
         .await
         .expect("run savvy-replay")
+}
+
+/// [`run_bin`] with borrowed arguments.
+pub async fn bin_output(args: &[&str]) -> std::process::Output {
+    run_bin(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).await
 }
 
 pub fn text(b: &[u8]) -> String {
