@@ -36,37 +36,55 @@ pub fn same(a: &Url, b: &Url) -> bool {
     bare(a) == bare(b)
 }
 
+/// Spellings of one webhook URL, and URLs that are other targets: one table for every test of
+/// "the same target" (here, the ledger's key and the webhook lookup), as they must agree.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod spellings {
+    use url::Url;
 
-    fn url(s: &str) -> Url {
+    /// `s` parsed, for a test that knows it is a URL.
+    pub(crate) fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
     }
 
+    /// The URL the others are compared with.
+    pub(crate) const PLAIN: &str = "https://hooks.example.com/savvycal";
+    /// The same target as [`PLAIN`].
+    pub(crate) const SAME: [&str; 7] = [
+        "https://hooks.example.com/savvycal/",
+        "https://hooks.example.com/savvycal//",
+        "https://hooks.example.com/savvycal?",
+        "https://hooks.example.com/savvycal#",
+        "https://hooks.example.com/savvycal/?#frag",
+        "HTTPS://Hooks.Example.COM:443/savvycal",
+        "HTTPS://HOOKS.EXAMPLE.COM/savvycal/",
+    ];
+    /// Other targets than [`PLAIN`]: a receiver may route on the path and the query.
+    pub(crate) const OTHER: [&str; 6] = [
+        "http://hooks.example.com/savvycal",
+        "https://hooks.example.com/SavvyCal",
+        "https://hooks.example.com/savvycal?x=1",
+        "https://hooks.example.com:8443/savvycal",
+        "https://hooks.example.com/savvycal/x",
+        "https://other.example.com/savvycal",
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spellings::{OTHER, PLAIN, SAME, url};
+    use super::*;
+
     #[test]
     fn spellings_that_do_not_count() {
-        let plain = url("https://hooks.example.com/savvycal");
-        for same_one in [
-            "https://hooks.example.com/savvycal/",
-            "https://hooks.example.com/savvycal//",
-            "https://hooks.example.com/savvycal?",
-            "https://hooks.example.com/savvycal/?#frag",
-            "HTTPS://Hooks.Example.COM:443/savvycal",
-        ] {
-            assert_eq!(canonical(&url(same_one)), plain, "{same_one}");
+        for same_one in SAME {
+            assert_eq!(canonical(&url(same_one)), url(PLAIN), "{same_one}");
         }
         assert_eq!(canonical(&url("https://h.example.com")).as_str(), "https://h.example.com/");
         assert_eq!(canonical(&url("https://h.example.com//")).as_str(), "https://h.example.com/");
         assert!(same(&url("https://u:pw@h.example.com/x/"), &url("https://h.example.com/x")));
-        for other in [
-            "http://hooks.example.com/savvycal",
-            "https://hooks.example.com/SavvyCal",
-            "https://hooks.example.com/savvycal?x=1",
-            "https://hooks.example.com:8443/savvycal",
-            "https://hooks.example.com/savvycal/x",
-        ] {
-            assert!(!same(&url(other), &plain), "{other}");
+        for other in OTHER {
+            assert!(!same(&url(other), &url(PLAIN)), "{other}");
         }
     }
 }
