@@ -85,14 +85,18 @@ async fn a_receiver_that_resets_connections_shows_up_in_errors_by_cause() {
     assert!(stderr.contains(&line), "{stderr}");
 }
 
+/// [`replay_file`] to `path` on a port where nothing listens: the run fails (1) or gives up on
+/// the webhook (4); its summary.
+async fn replay_to_a_closed_port(dir: &std::path::Path, n: usize, path: &str, retries: u32) -> serde_json::Value {
+    let out = replay_file(dir, n, &format!("http://127.0.0.1:{}{path}", closed_port()), retries).await;
+    assert!(matches!(out.status.code(), Some(1 | 4)), "{}", text(&out.stderr));
+    summary(&out)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_is_counted_as_refused() {
     let dir = tempfile::tempdir().unwrap();
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = replay_file(dir.path(), 1, &format!("http://127.0.0.1:{port}/"), 1).await;
-    assert!(matches!(out.status.code(), Some(1 | 4)), "{}", text(&out.stderr));
-    let s = summary(&out);
+    let s = replay_to_a_closed_port(dir.path(), 1, "/", 1).await;
     assert_eq!(s["errors"], serde_json::json!({"connection refused": s["attempts"]}));
 }
 
@@ -199,10 +203,7 @@ fn tried_in_ledger(ledger: &std::path::Path) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_requests_after_each_events_first_on_a_closed_port() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = replay_file(dir.path(), 8, &format!("http://127.0.0.1:{port}/hook"), 3).await;
-    assert!(matches!(out.status.code(), Some(1 | 4)), "{}", text(&out.stderr));
-    let s = summary(&out);
+    let s = replay_to_a_closed_port(dir.path(), 8, "/hook", 3).await;
     let (tried, attempts) = tried_in_ledger(&dir.path().join("ledger.db"));
     assert!(tried >= 1, "{s}");
     assert_eq!(s["attempts"].as_u64(), Some(attempts), "{s}");
@@ -327,6 +328,7 @@ fn watch_stderr(args: &[&str]) -> (std::time::Duration, String, Option<i32>) {
     (first_at, all, code)
 }
 
+/// A port that was just free: nothing listens there.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()

@@ -47,6 +47,14 @@ pub(crate) async fn export(base: &str, out: &Path) -> Output {
     run(&["export", "--api-base", base, "--token", TOKEN, "--out", &out.display().to_string()]).await
 }
 
+/// [`export`] to a new file: its output, and how many lines it wrote.
+async fn export_lines(base: &str) -> (Output, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.ndjson");
+    let out = export(base, &file).await;
+    (out, std::fs::read_to_string(&file).unwrap_or_default().lines().count())
+}
+
 /// `run --dry-run` against the API at `base`, with a 1 s timeout and one retry.
 async fn dry_run(base: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -75,18 +83,15 @@ async fn a_cursor_that_cycles_is_a_source_error_and_export_stops() {
         Some(_) => page(&e[2..3], Some("A")),
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("out.ndjson");
 
-    let out = export(&base, &file).await;
+    let (out, written) = export_lines(&base).await;
 
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("cursor \"A\" again"), "{stderr}");
     assert!(stderr.contains("page 1 already returned"), "{stderr}");
     assert_eq!(events_requests(&seen), 3);
-    let written = std::fs::read_to_string(&file).unwrap();
-    assert_eq!(written.lines().count(), 3, "each page exported once: {written}");
+    assert_eq!(written, 3, "each page exported once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,13 +120,11 @@ async fn a_few_empty_pages_then_events_are_fine() {
         Some(_) => full(404, ""),
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("out.ndjson");
 
-    let out = export(&base, &file).await;
+    let (out, written) = export_lines(&base).await;
 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
+    assert_eq!(written, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,12 +216,10 @@ async fn an_api_answering_retry_after_zero_for_a_moment_does_not_end_the_run() {
         if start.elapsed() < Duration::from_millis(300) { retry_after(429, "0") } else { page(&events, None) }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("out.ndjson");
 
-    let out = export(&base, &file).await;
+    let (out, written) = export_lines(&base).await;
 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
+    assert_eq!(written, 3);
     assert!(events_requests(&seen) <= 3, "retried no faster than the backoff: {:?}", seen.requests());
 }

@@ -25,20 +25,20 @@ async fn fake_api(n: usize, seed: u64) -> FakeApi {
     api(generate_bookings(n, seed), vec![]).await
 }
 
-/// Replay `n` generated bookings (`seed`) into `webhook_url` with a new ledger in `dir`, the
-/// config adjusted by `tweak`; the report and the ledger's path.
+/// Replay `n` generated bookings (`seed`) into `webhook_url` with a new ledger, the config
+/// adjusted by `tweak`: the report, the ledger's path, and the directory that holds it.
 async fn replay(
     n: usize,
     seed: u64,
     webhook_url: &str,
-    dir: &Path,
     tweak: impl FnOnce(&mut RunConfig),
-) -> (Report, PathBuf) {
+) -> (Report, PathBuf, tempfile::TempDir) {
     let api = fake_api(n, seed).await;
-    let ledger = dir.join("l.db");
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.db");
     let mut cfg = config_to(&api, webhook_url, &ledger);
     tweak(&mut cfg);
-    (savvy_replay::run(cfg, CancellationToken::new()).await.unwrap(), ledger)
+    (savvy_replay::run(cfg, CancellationToken::new()).await.unwrap(), ledger, dir)
 }
 
 /// Every event was delivered, each at its second attempt (the first went wrong), as the ledger says.
@@ -81,9 +81,8 @@ async fn an_untrusted_certificate_fails_each_event_once_without_retrying() {
     const N: usize = 5;
     let (_, acceptor) = self_signed();
     let (port, log) = serve_tls(acceptor).await;
-    let dir = tempfile::tempdir().unwrap();
     let url = format!("https://localhost:{port}/hook");
-    let (report, ledger) = replay(N, 21, &url, dir.path(), |cfg| cfg.concurrency = 2).await;
+    let (report, ledger, _dir) = replay(N, 21, &url, |cfg| cfg.concurrency = 2).await;
 
     assert_eq!(report.exit_code(), 1, "{:?}", report.summary);
     assert_eq!((report.summary.delivered, report.summary.failed), (0, N as u64));
@@ -153,9 +152,8 @@ async fn connection_close_on_every_answer_costs_no_retries() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}/hook");
-    let (report, _) = replay(N, 23, &url, dir.path(), |cfg| cfg.concurrency = 4).await;
+    let (report, _, _dir) = replay(N, 23, &url, |cfg| cfg.concurrency = 4).await;
 
     assert_eq!(report.exit_code(), 0, "{:?}", report.summary);
     assert_eq!((report.summary.delivered, report.summary.failed, report.summary.retries), (N as u64, 0, 0));
@@ -202,9 +200,8 @@ async fn idle_connections_closed_by_the_server_are_replaced_without_retries() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}/hook");
-    let (report, _) = replay(N, 24, &url, dir.path(), |cfg| {
+    let (report, _, _dir) = replay(N, 24, &url, |cfg| {
         // Each worker sends at most every 40 ms (usually 80): the connection it used last has been
         // closed by then, and so has a fresh one that waited long for its turn at the rate gate.
         cfg.concurrency = 2;
@@ -270,9 +267,7 @@ async fn serve_second_tries(first: FirstAttempt) -> (u16, Arc<Log>) {
 async fn a_connection_closed_without_an_answer_is_retried() {
     const N: usize = 40;
     let (port, log) = serve_second_tries(FirstAttempt::HangUp).await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://127.0.0.1:{port}/hook");
-    let (report, ledger) = replay(N, 25, &url, dir.path(), |_| {}).await;
+    let (report, ledger, _dir) = replay(N, 25, &format!("http://127.0.0.1:{port}/hook"), |_| {}).await;
 
     assert_each_delivered_at_the_second_try(&report, &log, &ledger, N);
 }
@@ -281,9 +276,8 @@ async fn a_connection_closed_without_an_answer_is_retried() {
 async fn an_answer_slower_than_the_timeout_is_retried_and_the_connection_dropped() {
     const N: usize = 16;
     let (port, log) = serve_second_tries(FirstAttempt::Slow).await;
-    let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}/hook");
-    let (report, ledger) = replay(N, 26, &url, dir.path(), |cfg| cfg.timeout = Duration::from_millis(200)).await;
+    let (report, ledger, _dir) = replay(N, 26, &url, |cfg| cfg.timeout = Duration::from_millis(200)).await;
 
     assert_each_delivered_at_the_second_try(&report, &log, &ledger, N);
     // A timed-out request's connection is abandoned: the client closes it rather than leave it
