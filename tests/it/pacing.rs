@@ -140,8 +140,9 @@ async fn auto_run_loses_nothing(rcv: &Receiver, n: usize, concurrency: &str) -> 
 /// A receiver with no limit that drops 2% of connections at random: retries, not a collapse.
 /// What does not depend on the machine's speed: nothing lost, no retry but for a dropped
 /// connection, and no outage pause. The rate it settles on is wall-clock, so its floor is
-/// generous: a collapse settled at 30-40/s, an idle machine settles near 1,500/s; 100/s is between
-/// them with room for a loaded one (`pacing::sim` holds the exact target in virtual time).
+/// generous: a collapse settled at 30-40/s, a healthy run settles ten times above the floor even
+/// on a loaded machine. `pacing::sim` holds the exact target (80% of the unpaced goodput), in
+/// virtual time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_takes_a_background_of_random_resets_for_noise_not_congestion() {
     let rcv = receiver(ReceiverConfig { drop_rate: 0.02, seed: 9, ..signed_receiver() }).await;
@@ -158,14 +159,15 @@ async fn auto_takes_a_background_of_random_resets_for_noise_not_congestion() {
 /// A quota of 300 per fixed 2 s window: the receiver is not hammered once a window is used up,
 /// and whole windows are spent. Counted on the receiver's own windows (from its first request).
 ///
-/// The refusals are what does not depend on the machine's speed: once a window is used up, the
-/// pool holds until it ends instead of sending what will be refused (a slower machine sends less,
-/// so refuses less). How much of each window is spent does depend on it: the quota needs bursts of
-/// 300/s, which a loaded 2-core machine running other tests beside this one does not always give
-/// (windows of 200 were seen there, with no refusal: the client, not the controller, fell short).
-/// Running it alone in a child process would not help, as the other tests keep running beside
-/// it. So the floor on use is generous, well under the 0.85 to 1.0 measured; the exact use of a
-/// quota's windows is held deterministically, in virtual time, by `pacing::sim`.
+/// The refusals do not depend on the machine's speed: once a window is used up the pool holds
+/// instead of sending what will be refused (without the hold, the rest of each window would be
+/// refused, about a third of all requests), and a slower machine sends less, so refuses less. How
+/// much of each window is spent does depend on it: spending a window takes bursts of 300/s, which
+/// a loaded 2-core machine running other tests beside this one does not always give; windows fall
+/// short there with no refusal at all, the client and not the pacing falling behind. Running the
+/// test alone in a child process would not help: the other tests keep running beside it. So the
+/// floor on use is generous, well under the whole windows an idle machine spends; `pacing::sim`
+/// (`quota_of_400_per_2s`) holds the exact use of a quota, deterministically, in virtual time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_spends_each_window_of_a_quota() {
     let quota = Some(savvy_replay_fake::Quota { n: 300, per: Duration::from_secs(2) });
