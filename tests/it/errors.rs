@@ -7,6 +7,19 @@ use savvy_replay_fake::{ApiFault, generate_bookings};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
+/// Read a request's head, through its blank line; false if the client went away first.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
 /// A webhook that reads each request's head and then resets the connection (`SO_LINGER` 0, so
 /// closing sends RST): no attempt ever gets an HTTP answer.
 async fn resetting_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
@@ -18,14 +31,7 @@ async fn resetting_receiver() -> (String, std::sync::Arc<std::sync::atomic::Atom
         while let Ok((mut stream, _)) = listener.accept().await {
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                read_head(&mut stream).await;
                 stream.set_zero_linger().unwrap();
                 drop(stream);
             });
@@ -121,13 +127,8 @@ async fn canned_api(answer: &'static [u8]) -> String {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut stream).await {
+                    return;
                 }
                 let _ = stream.write_all(answer).await;
                 let _ = stream.shutdown().await;

@@ -114,6 +114,14 @@ async fn start_proxy() -> (String, Arc<ProxyLog>) {
     (format!("127.0.0.1:{}", addr.port()), log)
 }
 
+/// The proxy, a fake API with `n` generated events (`seed`), a receiver, and a directory for
+/// the ledgers.
+async fn proxied(n: usize, seed: u64) -> (String, Arc<ProxyLog>, FakeApi, Receiver, tempfile::TempDir) {
+    let (proxy, log) = start_proxy().await;
+    let api = api(generate_bookings(n, seed), vec![]).await;
+    (proxy, log, api, receiver(signed_receiver()).await, tempfile::tempdir().unwrap())
+}
+
 fn port_of(url: &str) -> u16 {
     url::Url::parse(url).unwrap().port().unwrap()
 }
@@ -154,11 +162,8 @@ fn assert_all_delivered(out: &std::process::Output, rcv: &Receiver, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_api_and_webhook_go_through_http_proxy_in_absolute_form() {
     const N: usize = 12;
-    let (proxy, log) = start_proxy().await;
-    let api = api(generate_bookings(N, 31), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
+    let (proxy, log, api, rcv, dir) = proxied(N, 31).await;
     let hook = format!("http://webhook.test:{}/webhook", port_of(&rcv.url()));
-    let dir = tempfile::tempdir().unwrap();
 
     let out =
         run_with(args(&api.base_url(), &hook, &dir.path().join("l.db")), &[("HTTP_PROXY", format!("http://{proxy}"))])
@@ -179,13 +184,10 @@ async fn http_api_and_webhook_go_through_http_proxy_in_absolute_form() {
 async fn https_api_and_webhook_go_through_a_connect_tunnel_with_the_proxy_credentials() {
     const N: usize = 12;
     const PROXY_PASSWORD: &str = "pr0xy-s3cret";
-    let (proxy, log) = start_proxy().await;
-    let api = api(generate_bookings(N, 32), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
+    let (proxy, log, api, rcv, dir) = proxied(N, 32).await;
     let (pem, acceptor) = certificate(&["api.test", "webhook.test"]);
     let api_port = tls_front(acceptor.clone(), port_of(&api.base_url())).await;
     let hook_port = tls_front(acceptor, port_of(&rcv.url())).await;
-    let dir = tempfile::tempdir().unwrap();
     let pem_path = dir.path().join("root.pem");
     std::fs::write(&pem_path, pem).unwrap();
 
@@ -222,11 +224,8 @@ async fn https_api_and_webhook_go_through_a_connect_tunnel_with_the_proxy_creden
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_proxy_sends_the_hosts_it_names_direct_and_the_rest_through_the_proxy() {
     const N: usize = 8;
-    let (proxy, log) = start_proxy().await;
-    let api = api(generate_bookings(N, 33), vec![]).await;
-    let rcv = receiver(signed_receiver()).await;
+    let (proxy, log, api, rcv, dir) = proxied(N, 33).await;
     let hook = format!("http://localhost:{}/webhook", port_of(&rcv.url()));
-    let dir = tempfile::tempdir().unwrap();
 
     let out = run_with(
         args(&api.base_url(), &hook, &dir.path().join("l.db")),
