@@ -19,7 +19,7 @@ use url::Url;
 
 use super::SourceError;
 use crate::deliver::cause::Cause;
-use crate::deliver::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
+use crate::deliver::retry::{AttemptResult, Decision, RetryPolicy, TransportError, classify, log_retry};
 use crate::deliver::shared::{BODY_READ_MAX, error_message, root_cause};
 use crate::output::print::errln;
 use crate::output::progress::Waiting;
@@ -166,13 +166,14 @@ impl ApiClient {
                         b = read_body(resp, cap, deadline) => b,
                         () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
                     };
-                    let verdict = classify(
+                    let decision = classify(
                         AttemptResult::Status { code: status, retry_after: retry_after.as_deref() },
                         SystemTime::now(),
                         self.retry.backoff.max,
-                    );
-                    match (verdict, body) {
-                        (Verdict::Delivered, Ok(body)) => match not_json(&headers, &body) {
+                    )
+                    .decision;
+                    match (decision, body) {
+                        (Decision::Delivered, Ok(body)) => match not_json(&headers, &body) {
                             None => return Ok(body),
                             Some((kind, content_type)) => {
                                 return Err(SourceError::NotJson {
@@ -184,22 +185,22 @@ impl ApiClient {
                                 });
                             }
                         },
-                        (Verdict::Delivered, Err((BodyError::TooLarge, _))) => {
+                        (Decision::Delivered, Err((BodyError::TooLarge, _))) => {
                             return Err(SourceError::TooLarge {
                                 what: what.to_owned(),
                                 max_mib: MAX_PAGE_BYTES >> 20,
                                 hint: "; check that --api-base is the SavvyCal API".to_owned(),
                             });
                         }
-                        (Verdict::Delivered, Err((e, _))) => (None, Failure::Transport(e.describe(self.timeout))),
-                        (verdict, body) => {
+                        (Decision::Delivered, Err((e, _))) => (None, Failure::Transport(e.describe(self.timeout))),
+                        (decision, body) => {
                             let body = body.unwrap_or_else(|(_, partial)| partial);
                             let message = if (300..400).contains(&status) {
                                 crate::deliver::shared::redirect_message(&headers)
                             } else {
                                 self.redact(&error_message(&body))
                             };
-                            match verdict {
+                            match decision {
                                 // Only a proxy asks for proxy credentials (an `http://` base
                                 // behind HTTP_PROXY: the request went to the proxy in full).
                                 _ if status == 407
@@ -213,7 +214,7 @@ impl ApiClient {
                                         if message.is_empty() { String::new() } else { format!(": {message}") };
                                     return Err(SourceError::Unauthorized { status, detail });
                                 }
-                                Verdict::Retry { after } => (after, Failure::Status { status, message }),
+                                Decision::Retry { after } => (after, Failure::Status { status, message }),
                                 _ => {
                                     return Err(SourceError::Http { status, what: what.to_owned(), message });
                                 }
@@ -242,8 +243,8 @@ impl ApiClient {
                         });
                     }
                     let kind = transport_error(&e);
-                    match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max) {
-                        Verdict::Retry { after } => {
+                    match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max).decision {
+                        Decision::Retry { after } => {
                             (after, Failure::Transport(said.unwrap_or_else(|| describe_error(&e))))
                         }
                         _ => {
