@@ -36,7 +36,7 @@ pub mod status;
 
 pub use controller::{Controller, ControllerSettings};
 pub use outage::{OutageDetector, OutageSettings, OutageState, Permit};
-pub use pacer::{Mode, Pacer, Turn};
+pub use pacer::{Pacer, Turn};
 pub use status::PaceStatus;
 
 use std::str::FromStr;
@@ -44,21 +44,39 @@ use std::time::Duration;
 
 use crate::pacing::gate::Rate;
 
-/// A `--rate` value: a fixed rate, or `auto` (the controller finds it).
+/// How a run paces, the one type for it from `--rate` to the summary's `rate.mode`: a fixed
+/// rate, or `auto` (the controller finds it, from its `ControllerSettings`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RateSetting {
+pub enum RateMode {
     Fixed(Rate),
     Auto,
 }
 
-impl FromStr for RateSetting {
+impl RateMode {
+    /// The mode's name in the summary's JSON (`rate.mode`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RateMode::Fixed(_) => "fixed",
+            RateMode::Auto => "auto",
+        }
+    }
+}
+
+/// Unlimited, as `--rate 0`.
+impl Default for RateMode {
+    fn default() -> RateMode {
+        RateMode::Fixed(Rate::UNLIMITED)
+    }
+}
+
+impl FromStr for RateMode {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<RateSetting, String> {
+    fn from_str(s: &str) -> Result<RateMode, String> {
         if s.trim().eq_ignore_ascii_case("auto") {
-            return Ok(RateSetting::Auto);
+            return Ok(RateMode::Auto);
         }
-        s.parse().map(RateSetting::Fixed).map_err(|e| format!("{e}; or auto to find the receiver's capacity"))
+        s.parse().map(RateMode::Fixed).map_err(|e| format!("{e}; or auto to find the receiver's capacity"))
     }
 }
 
@@ -108,11 +126,11 @@ mod tests {
 
     #[test]
     fn rate_settings_parse_auto_and_every_fixed_form() {
-        assert_eq!("auto".parse(), Ok(RateSetting::Auto));
-        assert_eq!(" Auto ".parse(), Ok(RateSetting::Auto));
-        assert_eq!("3000/m".parse(), Ok(RateSetting::Fixed(Rate::per_second(50.0))));
-        assert_eq!("0".parse(), Ok(RateSetting::Fixed(Rate::UNLIMITED)));
-        let err = "fast".parse::<RateSetting>().unwrap_err();
+        assert_eq!("auto".parse(), Ok(RateMode::Auto));
+        assert_eq!(" Auto ".parse(), Ok(RateMode::Auto));
+        assert_eq!("3000/m".parse(), Ok(RateMode::Fixed(Rate::per_second(50.0))));
+        assert_eq!("0".parse(), Ok(RateMode::Fixed(Rate::UNLIMITED)));
+        let err = "fast".parse::<RateMode>().unwrap_err();
         assert!(err.contains("`fast`") && err.contains("3000/m") && err.contains("auto"), "{err}");
     }
 }

@@ -16,15 +16,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, PaceStatus, Permit, Signal};
-use crate::pacing::gate::{Gate, Rate};
-
-/// How a run paces: a fixed rate, or `auto` with what the controller needs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Mode {
-    Fixed(Rate),
-    Auto(ControllerSettings),
-}
+use super::{
+    Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, PaceStatus, Permit, RateMode, Signal,
+};
+use crate::pacing::gate::Gate;
 
 /// What the pool may do before an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,22 +86,24 @@ impl Drop for Sending<'_> {
 }
 
 impl Pacer {
-    /// `stop` is cancelled when the run gives up; `status` is what the progress bar shows.
+    /// `controller` is what `auto` starts from; `stop` is cancelled when the run gives up;
+    /// `status` is what the progress bar shows.
     pub fn new(
-        mode: Mode,
+        mode: RateMode,
+        controller: ControllerSettings,
         burst: u32,
         outage: OutageSettings,
         stop: CancellationToken,
         status: Arc<PaceStatus>,
     ) -> Pacer {
         let (gate, auto) = match mode {
-            Mode::Fixed(rate) => {
-                status.set_rate(rate.get(), false);
+            RateMode::Fixed(rate) => {
+                status.set_rate(rate.get(), mode);
                 (Gate::new(rate, burst), None)
             }
-            Mode::Auto(settings) => {
-                let controller = Controller::new(settings);
-                status.set_rate(Some(controller.rate()), true);
+            RateMode::Auto => {
+                let controller = Controller::new(controller);
+                status.set_rate(Some(controller.rate()), mode);
                 (Gate::adaptive(controller.rate(), burst), Some(Mutex::new(controller)))
             }
         };
@@ -213,7 +210,7 @@ impl Pacer {
             let others = sending.map_or_else(|| self.in_flight.load(Ordering::Acquire), Sending::others);
             if let Some(rate) = c.record(now, outcome, latency, others) {
                 self.gate.set_rate(rate);
-                self.status.set_rate(Some(rate), true);
+                self.status.set_rate(Some(rate), RateMode::Auto);
             }
             let cap = c.concurrency().unwrap_or(0);
             if self.cap.swap(cap, Ordering::AcqRel) != cap {
@@ -294,12 +291,12 @@ impl Pacer {
         lock(&self.gave_up).clone()
     }
 
-    /// What the summary says about the rate: `(auto, per second)`; `None` is unlimited. An
-    /// adaptive run reports where it settled.
-    pub fn final_rate(&self) -> (bool, Option<f64>) {
+    /// What the summary says about the rate: the mode, and requests per second (`None` is
+    /// unlimited). An adaptive run reports where it settled.
+    pub fn final_rate(&self) -> (RateMode, Option<f64>) {
         match &self.auto {
-            Some(c) => (true, Some(lock(c).settled())),
-            None => (false, self.status.rate()),
+            Some(c) => (RateMode::Auto, Some(lock(c).settled())),
+            None => (self.status.mode(), self.status.rate()),
         }
     }
 
@@ -348,6 +345,7 @@ fn cause(outcome: Signal, error: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pacing::gate::Rate;
 
     #[test]
     fn causes_read_like_the_summary_says() {
@@ -370,7 +368,14 @@ mod tests {
             give_up_after: Some(Duration::from_secs(10)),
         };
         let status = Arc::new(PaceStatus::default());
-        let p = Pacer::new(Mode::Fixed(Rate::UNLIMITED), 1, settings, stop.clone(), status.clone());
+        let p = Pacer::new(
+            RateMode::Fixed(Rate::UNLIMITED),
+            ControllerSettings::default(),
+            1,
+            settings,
+            stop.clone(),
+            status.clone(),
+        );
         let refused = Some("Connection refused");
         assert_eq!(p.permit().await, Turn::Send);
         // Three refusals over more than two seconds are an outage; none after the second spends a retry.
@@ -405,7 +410,14 @@ mod tests {
             give_up_after: None,
         };
         let status = Arc::new(PaceStatus::default());
-        let p = Pacer::new(Mode::Fixed(Rate::per_second(100.0)), 1, settings, CancellationToken::new(), status.clone());
+        let p = Pacer::new(
+            RateMode::Fixed(Rate::per_second(100.0)),
+            ControllerSettings::default(),
+            1,
+            settings,
+            CancellationToken::new(),
+            status.clone(),
+        );
         for _ in 0..60 {
             p.record(Signal::Unavailable { status: 503, retry_after: None }, Duration::ZERO, false, None, None);
         }
@@ -414,6 +426,6 @@ mod tests {
         assert!(p.record(Signal::Delivered, Duration::ZERO, true, None, None));
         assert!(!p.is_out() && status.outage_for().is_none());
         assert_eq!(p.permit().await, Turn::Send);
-        assert_eq!(p.final_rate(), (false, Some(100.0)));
+        assert_eq!(p.final_rate(), (RateMode::Fixed(Rate::per_second(100.0)), Some(100.0)));
     }
 }

@@ -5,6 +5,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use super::RateMode;
+use super::gate::Rate;
+
 /// What pacing shows on the bar (see the module docs).
 #[derive(Debug, Default)]
 pub struct PaceStatus {
@@ -27,11 +30,11 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl PaceStatus {
-    /// The current rate (`None`: unlimited), and whether `--rate auto` sets it.
-    pub fn set_rate(&self, per_sec: Option<f64>, auto: bool) {
+    /// The current rate (`None`: unlimited), and the mode that sets it.
+    pub fn set_rate(&self, per_sec: Option<f64>, mode: RateMode) {
         let milli = per_sec.filter(|r| r.is_finite() && *r > 0.0).map_or(0, |r| ((r * 1000.0).round() as u64).max(1));
         self.rate_milli.store(milli, Relaxed);
-        self.auto.store(auto, Relaxed);
+        self.auto.store(mode == RateMode::Auto, Relaxed);
     }
 
     /// Requests per second now; `None` is unlimited.
@@ -40,8 +43,13 @@ impl PaceStatus {
         (milli > 0).then(|| milli as f64 / 1000.0)
     }
 
-    pub fn is_auto(&self) -> bool {
-        self.auto.load(Relaxed)
+    /// The mode that sets the rate; a fixed one is the current rate.
+    pub fn mode(&self) -> RateMode {
+        match (self.auto.load(Relaxed), self.rate()) {
+            (true, _) => RateMode::Auto,
+            (false, Some(r)) => RateMode::Fixed(Rate::per_second(r)),
+            (false, None) => RateMode::Fixed(Rate::UNLIMITED),
+        }
     }
 
     /// The pool is held for `d` from now (pauses only extend).
@@ -75,17 +83,17 @@ mod tests {
     #[test]
     fn the_bar_reads_the_rate_and_why_the_pool_is_held() {
         let s = PaceStatus::default();
-        s.set_rate(Some(20.0), false);
-        assert_eq!((s.rate(), s.is_auto()), (Some(20.0), false));
-        s.set_rate(Some(187.4), true);
-        assert_eq!((s.rate(), s.is_auto()), (Some(187.4), true));
+        s.set_rate(Some(20.0), RateMode::Fixed(Rate::per_second(20.0)));
+        assert_eq!((s.rate(), s.mode()), (Some(20.0), RateMode::Fixed(Rate::per_second(20.0))));
+        s.set_rate(Some(187.4), RateMode::Auto);
+        assert_eq!((s.rate(), s.mode()), (Some(187.4), RateMode::Auto));
         s.pause_for(Duration::from_secs(3));
         assert!(s.paused_for().is_some_and(|d| d > Duration::from_secs(2)));
         s.outage(Some(Duration::from_secs(12)));
         assert!(s.outage_for().is_some_and(|d| d >= Duration::from_secs(12)));
         s.outage(None);
         assert!(s.outage_for().is_none() && s.paused_for().is_some());
-        s.set_rate(None, false);
-        assert_eq!(s.rate(), None);
+        s.set_rate(None, RateMode::Fixed(Rate::UNLIMITED));
+        assert_eq!((s.rate(), s.mode()), (None, RateMode::Fixed(Rate::UNLIMITED)));
     }
 }

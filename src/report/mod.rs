@@ -13,6 +13,8 @@ use serde::Serialize;
 use crate::error::{AppError, exit};
 use crate::ledger::LedgerError;
 use crate::output::progress::{Counters, Latency, round};
+use crate::pacing::RateMode;
+use crate::pacing::gate::Rate;
 use crate::source::SourceError;
 use indicatif::HumanCount;
 
@@ -42,27 +44,40 @@ pub struct Summary {
 }
 
 /// The summary's `rate`: the configured rate, or where `--rate auto` settled.
+///
+/// In JSON the mode is its name (`"fixed"` or `"auto"`, [`RateMode::name`]) beside the rate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(into = "RateJson", from = "RateJson")]
 pub struct RateSummary {
     pub mode: RateMode,
     /// Requests per second; `None` (null) is unlimited.
     pub final_per_sec: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RateMode {
-    #[default]
-    Fixed,
-    Auto,
+/// [`RateSummary`] as the JSON writes it.
+#[derive(Serialize, serde::Deserialize)]
+struct RateJson {
+    mode: String,
+    final_per_sec: Option<f64>,
+}
+
+impl From<RateSummary> for RateJson {
+    fn from(r: RateSummary) -> RateJson {
+        RateJson { mode: r.mode.name().to_owned(), final_per_sec: r.final_per_sec }
+    }
+}
+
+impl From<RateJson> for RateSummary {
+    fn from(r: RateJson) -> RateSummary {
+        let fixed = RateMode::Fixed(r.final_per_sec.map_or(Rate::UNLIMITED, Rate::per_second));
+        let mode = if r.mode == RateMode::Auto.name() { RateMode::Auto } else { fixed };
+        RateSummary { mode, final_per_sec: r.final_per_sec }
+    }
 }
 
 impl RateSummary {
-    pub fn new(auto: bool, per_sec: Option<f64>) -> RateSummary {
-        RateSummary {
-            mode: if auto { RateMode::Auto } else { RateMode::Fixed },
-            final_per_sec: per_sec.filter(|r| r.is_finite() && *r > 0.0).map(|r| round(r, 1)),
-        }
+    pub fn new(mode: RateMode, per_sec: Option<f64>) -> RateSummary {
+        RateSummary { mode, final_per_sec: per_sec.filter(|r| r.is_finite() && *r > 0.0).map(|r| round(r, 1)) }
     }
 }
 
@@ -86,7 +101,7 @@ impl Summary {
             status_codes,
             dry_run,
             interrupted,
-            rate: RateSummary::new(c.pace.is_auto(), c.pace.rate()),
+            rate: RateSummary::new(c.pace.mode(), c.pace.rate()),
             errors: c.errors(),
         }
     }
@@ -406,7 +421,7 @@ mod tests {
         assert_eq!(v["latency_ms"]["max"], 9.0);
         assert_eq!(v["latency_ms"]["p50"], 5.0);
         assert_eq!(v["rate"], serde_json::json!({"mode": "fixed", "final_per_sec": null}));
-        c.pace.set_rate(Some(187.54), true);
+        c.pace.set_rate(Some(187.54), RateMode::Auto);
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         assert_eq!(serde_json::to_value(s.rate).unwrap(), serde_json::json!({"mode": "auto", "final_per_sec": 187.5}));
         assert!(s.human("t", 0, None, true).contains("settled on 188/s"), "{}", s.human("t", 0, None, true));
