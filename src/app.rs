@@ -1,8 +1,8 @@
 //! The subcommands: each turns parsed arguments into work and an exit status.
 //!
 //! Errors surface here once, as `Error: …` on stderr with their exit status
-//! ([`AppError::exit_code`]): 0 all delivered, 1 some failed, 2 usage or configuration, 3 the
-//! source failed, 130 interrupted.
+//! ([`crate::error::exit_code`]): 0 all delivered, 1 some failed, 2 usage or configuration, 3 the
+//! source failed, 4 the webhook was unreachable, 130 interrupted.
 
 use crate::output::print::{errln, outln};
 use std::io::Write;
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
 use crate::config::{self, ParseError};
-use crate::error::{AppError, exit};
+use crate::error::{AppError, Ending, exit_code};
 use crate::ledger::{self, Status};
 use crate::output::hint;
 use crate::report::{Kept, is_broken_pipe, open_out, print_report};
@@ -46,7 +46,7 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
 /// The one place an error ends the process: `Error: …` on stderr, and its exit status.
 fn fail(e: &AppError) -> u8 {
     errln!("Error: {e}");
-    e.exit_code()
+    exit_code(Ending::Error(e))
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, AppError> {
@@ -63,7 +63,7 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         Command::Completions { shell } => {
             // Built in a buffer first: `generate` panics when its writer fails (`| head`).
             crate::output::print::stdout(&completion_script(shell));
-            Ok(exit::OK)
+            Ok(exit_code(Ending::Done))
         }
     }
 }
@@ -168,7 +168,7 @@ async fn export(args: &ExportArgs, quiet: bool) -> Result<u8, AppError> {
     })
     .await??;
     // A closed pipe (`| head`): the reader has all it wants.
-    let Some(written) = written else { return Ok(exit::OK) };
+    let Some(written) = written else { return Ok(exit_code(Ending::Done)) };
     let ended = producer::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
     if !quiet {
@@ -182,9 +182,9 @@ async fn export(args: &ExportArgs, quiet: bool) -> Result<u8, AppError> {
         return Err(AppError::Malformed(ended.malformed_count));
     }
     if ended.undated.count > 0 {
-        return Ok(exit::SOURCE);
+        return Ok(exit_code(Ending::Unreadable));
     }
-    Ok(if cancel.is_cancelled() { exit::INTERRUPTED } else { exit::OK })
+    Ok(exit_code(if cancel.is_cancelled() { Ending::Interrupted } else { Ending::Done }))
 }
 
 fn status(args: &StatusArgs) -> Result<u8, AppError> {
@@ -198,7 +198,7 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
             } else {
                 outln!("{msg}")
             }
-            return Ok(exit::OK);
+            return Ok(exit_code(Ending::Done));
         }
     };
     if args.json {
@@ -208,11 +208,11 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
             text.push('\n');
         }
         crate::output::print::stdout(&text);
-        return Ok(exit::OK);
+        return Ok(exit_code(Ending::Done));
     }
     if targets.is_empty() {
         outln!("The ledger {} holds no outcomes yet.", path.display());
-        return Ok(exit::OK);
+        return Ok(exit_code(Ending::Done));
     }
     let mut text = String::new();
     for t in &targets {
@@ -250,7 +250,7 @@ fn status(args: &StatusArgs) -> Result<u8, AppError> {
         }
     }
     crate::output::print::stdout_message(&text);
-    Ok(exit::OK)
+    Ok(exit_code(Ending::Done))
 }
 
 /// `last_error` without a trailing "(gave up after N attempts)": `status` says how many attempts.
@@ -268,9 +268,9 @@ fn failed(args: &FailedArgs) -> Result<u8, AppError> {
         Ok(n) => {
             let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
             errln!("Wrote {} to {dest}.", words::count(n, "failed event", "failed events"));
-            Ok(exit::OK)
+            Ok(exit_code(Ending::Done))
         }
-        Err(ledger::LedgerError::Io { error, .. }) if is_broken_pipe(&error) => Ok(exit::OK),
+        Err(ledger::LedgerError::Io { error, .. }) if is_broken_pipe(&error) => Ok(exit_code(Ending::Done)),
         Err(e) => Err(e.into()),
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::{AppError, exit};
+use crate::error::{AppError, RunFacts, exit_code};
 use crate::ledger::LedgerError;
 use crate::output::progress::{Counters, Latency, round};
 use crate::pacing::RateMode;
@@ -209,25 +209,21 @@ impl Report {
         self.source_error.is_some() && self.summary.attempts == 0 && self.summary.skipped == 0
     }
 
-    /// 2 the ledger failed (like a ledger that cannot be opened), 130 interrupted,
-    /// 4 the webhook was unreachable, 3 source failed, 1 some failed, 0 all delivered.
+    /// The exit status, from [`crate::error::exit_code`]'s table.
     pub fn exit_code(&self) -> u8 {
-        if self.ledger_error.is_some() {
-            exit::USAGE
-        } else if self.summary.interrupted {
-            exit::INTERRUPTED
-        } else if let Some(reason) = &self.stopped {
-            reason.exit_code()
-        } else if self.gave_up.is_some() {
-            exit::UNREACHABLE
-        } else if let Some(e) = &self.source_error {
-            crate::error::source_exit_code(e)
-        } else if self.malformed_count > 0 || self.undated.count > 0 {
-            exit::SOURCE
-        } else if self.summary.failed > 0 {
-            exit::FAILED
-        } else {
-            exit::OK
+        exit_code(self.facts().ending())
+    }
+
+    /// What the report says, for its exit status.
+    pub fn facts(&self) -> RunFacts<'_> {
+        RunFacts {
+            ledger_failed: self.ledger_error.is_some(),
+            interrupted: self.summary.interrupted,
+            stopped: self.stopped.as_ref(),
+            gave_up: self.gave_up.is_some(),
+            source_error: self.source_error.as_ref(),
+            unreadable: self.malformed_count > 0 || self.undated.count > 0,
+            failed: self.summary.failed,
         }
     }
 }
