@@ -19,6 +19,7 @@ use crate::source::SourceError;
 use indicatif::HumanCount;
 
 mod dry_run;
+pub mod status;
 pub use dry_run::DryRun;
 
 /// The end-of-run summary, field for field the JSON object of `--json` (docs/GUIDE.md, "Output").
