@@ -60,6 +60,16 @@ impl RateMode {
             RateMode::Auto => "auto",
         }
     }
+
+    /// The mode [`RateMode::name`] names, read back with the rate the summary reports (`None`:
+    /// unlimited); `None` for a name no mode has.
+    pub fn from_name(name: &str, per_sec: Option<f64>) -> Option<RateMode> {
+        match name {
+            "fixed" => Some(RateMode::Fixed(per_sec.map_or(Rate::UNLIMITED, Rate::per_second))),
+            "auto" => Some(RateMode::Auto),
+            _ => None,
+        }
+    }
 }
 
 /// Unlimited, as `--rate 0`.
@@ -130,6 +140,13 @@ mod tests {
         assert_eq!(" Auto ".parse(), Ok(RateMode::Auto));
         assert_eq!("3000/m".parse(), Ok(RateMode::Fixed(Rate::per_second(50.0))));
         assert_eq!("0".parse(), Ok(RateMode::Fixed(Rate::UNLIMITED)));
+        for mode in [RateMode::Fixed(Rate::per_second(20.0)), RateMode::Fixed(Rate::UNLIMITED), RateMode::Auto] {
+            let per_sec = match mode {
+                RateMode::Fixed(rate) => rate.get(),
+                RateMode::Auto => None,
+            };
+            assert_eq!(RateMode::from_name(mode.name(), per_sec), Some(mode));
+        }
         let err = "fast".parse::<RateMode>().unwrap_err();
         assert!(err.contains("`fast`") && err.contains("3000/m") && err.contains("auto"), "{err}");
     }

@@ -2,18 +2,19 @@
 //! [`super::Pacer`] writes when something changes and the progress bar reads ten times a second
 //! (its words are [`crate::output::progress::line`]'s).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::RateMode;
-use super::gate::Rate;
 
 /// What pacing shows on the bar (see the module docs).
 #[derive(Debug, Default)]
 pub struct PaceStatus {
     /// Requests per second × 1000; 0 is unlimited.
     rate_milli: AtomicU64,
-    auto: AtomicBool,
+    /// What sets the rate (changed only when a run starts).
+    mode: Mutex<RateMode>,
     /// Unix milliseconds until a pool-wide pause (`Retry-After`) ends; 0 for none.
     paused_until_ms: AtomicU64,
     /// Unix milliseconds since the webhook has been unreachable; 0 while it answers.
@@ -34,7 +35,11 @@ impl PaceStatus {
     pub fn set_rate(&self, per_sec: Option<f64>, mode: RateMode) {
         let milli = per_sec.filter(|r| r.is_finite() && *r > 0.0).map_or(0, |r| ((r * 1000.0).round() as u64).max(1));
         self.rate_milli.store(milli, Relaxed);
-        self.auto.store(mode == RateMode::Auto, Relaxed);
+        if let Ok(mut m) = self.mode.lock()
+            && *m != mode
+        {
+            *m = mode;
+        }
     }
 
     /// Requests per second now; `None` is unlimited.
@@ -43,13 +48,9 @@ impl PaceStatus {
         (milli > 0).then(|| milli as f64 / 1000.0)
     }
 
-    /// The mode that sets the rate; a fixed one is the current rate.
+    /// The mode that sets the rate.
     pub fn mode(&self) -> RateMode {
-        match (self.auto.load(Relaxed), self.rate()) {
-            (true, _) => RateMode::Auto,
-            (false, Some(r)) => RateMode::Fixed(Rate::per_second(r)),
-            (false, None) => RateMode::Fixed(Rate::UNLIMITED),
-        }
+        self.mode.lock().map_or_else(|poisoned| *poisoned.into_inner(), |m| *m)
     }
 
     /// The pool is held for `d` from now (pauses only extend).
@@ -79,6 +80,7 @@ impl PaceStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pacing::gate::Rate;
 
     #[test]
     fn the_bar_reads_the_rate_and_why_the_pool_is_held() {

@@ -14,7 +14,6 @@ use crate::error::{AppError, RunFacts, exit_code};
 use crate::ledger::LedgerError;
 use crate::output::progress::{Counters, Latency, round};
 use crate::pacing::RateMode;
-use crate::pacing::gate::Rate;
 use crate::source::SourceError;
 use indicatif::HumanCount;
 
@@ -70,8 +69,7 @@ impl From<RateSummary> for RateJson {
 
 impl From<RateJson> for RateSummary {
     fn from(r: RateJson) -> RateSummary {
-        let fixed = RateMode::Fixed(r.final_per_sec.map_or(Rate::UNLIMITED, Rate::per_second));
-        let mode = if r.mode == RateMode::Auto.name() { RateMode::Auto } else { fixed };
+        let mode = RateMode::from_name(&r.mode, r.final_per_sec).unwrap_or_default();
         RateSummary { mode, final_per_sec: r.final_per_sec }
     }
 }
