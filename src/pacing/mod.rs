@@ -18,10 +18,11 @@
 //! * Before an attempt: [`OutageDetector::permit`] (send, be the one probe, wait, or give up with
 //!   exit 4), then the rate gate.
 //! * After it: the attempt's [`Signal`] (from `deliver::retry::classify`), then
-//!   [`Controller::record`] (with `--rate auto`) and [`OutageDetector::record`]; [`OutageDetector::spends_retry`] says whether the event's retry
-//!   counter moves. A new rate from `record` rebuilds the gate's limiter (at most ten times a
-//!   second); [`Controller::hold_until`] becomes a pool-wide pause. An event's own `Retry-After`
-//!   still holds that event back in every mode.
+//!   [`Controller::record`] (with `--rate auto`) and [`OutageDetector::record`];
+//!   [`OutageDetector::spends_retry`] says whether the event's retry counter moves. A new rate
+//!   from `record` rebuilds the gate's limiter (at most ten times a second);
+//!   [`Controller::hold_until`] becomes a pool-wide pause. An event's own `Retry-After` still
+//!   holds that event back in every mode.
 //! * At the end: [`Controller::settled`] is the summary's `rate.final_per_sec` and what the
 //!   ledger remembers for the target.
 
