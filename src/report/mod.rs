@@ -208,7 +208,7 @@ impl Report {
         self.source_error.is_some() && self.summary.attempts == 0 && self.summary.skipped == 0
     }
 
-    /// The exit status, from [`crate::error::exit_code`]'s table.
+    /// The exit status, from `crate::error::exit_code`'s table.
     pub fn exit_code(&self) -> u8 {
         exit_code(self.facts().ending())
     }
