@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
-use savvy_replay::{Rate, RateSetting, Resume, RunConfig, SourceConfig};
+use savvy_replay::{Rate, RateMode, Resume, RunConfig, SourceConfig};
 use savvy_replay_fake::{Delivery, Quota, Receiver, ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;
 
@@ -183,7 +183,7 @@ fn settle_time(t: &[(f64, bool)], after: f64, until: f64, c: f64) -> Option<f64>
 
 async fn run_one(
     s: &Scenario,
-    rate: RateSetting,
+    rate: RateMode,
     args: &Args,
     input: &std::path::Path,
 ) -> Result<Measured, Box<dyn std::error::Error>> {
@@ -343,9 +343,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if args.only.as_deref().is_some_and(|o| !s.name.contains(o)) {
             continue;
         }
-        let auto = run_one(&s, RateSetting::Auto, &args, &input).await?;
-        let over = run_one(&s, RateSetting::Fixed(Rate::per_second(1.25 * s.capacity)), &args, &input).await?;
-        let under = run_one(&s, RateSetting::Fixed(Rate::per_second(0.8 * s.capacity)), &args, &input).await?;
+        let auto = run_one(&s, RateMode::Auto, &args, &input).await?;
+        let over = run_one(&s, RateMode::Fixed(Rate::per_second(1.25 * s.capacity)), &args, &input).await?;
+        let under = run_one(&s, RateMode::Fixed(Rate::per_second(0.8 * s.capacity)), &args, &input).await?;
         let settled = match auto.settled {
             None => "—".to_owned(),
             Some(t) if t.is_finite() => format!("{t:.1} s"),

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use savvy_replay::{ApiQuery, Rate, RateSetting, RunConfig, SourceConfig, api_base};
+use savvy_replay::{ApiQuery, Rate, RateMode, RunConfig, SourceConfig, api_base};
 use savvy_replay_fake::{FakeApi, FakeApiConfig, Receiver, ReceiverConfig, generate_bookings};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let receiver = Receiver::start(ReceiverConfig::default()).await?;
     let dir = tempfile::tempdir()?;
     let cfg = RunConfig {
-        rate: RateSetting::Fixed(Rate::UNLIMITED),
+        rate: RateMode::Fixed(Rate::UNLIMITED),
         concurrency: 32,
         ledger: dir.path().join("ledger.db"),
         quiet: true,

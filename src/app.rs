@@ -1,10 +1,10 @@
 //! The subcommands: each turns parsed arguments into work and an exit status.
 //!
 //! Errors surface here once, as `Error: …` on stderr with their exit status
-//! ([`AppError::exit_code`]): 0 all delivered, 1 some failed, 2 usage or configuration, 3 the
-//! source failed, 130 interrupted.
+//! ([`crate::error::exit_code`]): 0 all delivered, 1 some failed, 2 usage or configuration, 3 the
+//! source failed, 4 the webhook was unreachable, 130 interrupted.
 
-use crate::output::print::{errln, outln};
+use crate::output::print::errln;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -12,15 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, ExportArgs, FailedArgs, StatusArgs};
 use crate::config::{self, ParseError};
-use crate::error::{AppError, exit};
-use crate::ledger::{self, Status};
-use crate::output::hint;
+use crate::error::{AppError, Ending, exit_code};
+use crate::ledger;
 use crate::report::{Kept, is_broken_pipe, open_out, print_report};
 use crate::run::signal::spawn_signal_handler;
 use crate::words;
 
 use crate::run::producer;
-use indicatif::HumanCount;
 
 /// Run the command line `argv` (with the `--config` file it names); never panics on input,
 /// returns the process exit status.
@@ -46,7 +44,7 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
 /// The one place an error ends the process: `Error: …` on stderr, and its exit status.
 fn fail(e: &AppError) -> u8 {
     errln!("Error: {e}");
-    e.exit_code()
+    exit_code(Ending::Error(e))
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, AppError> {
@@ -63,7 +61,7 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         Command::Completions { shell } => {
             // Built in a buffer first: `generate` panics when its writer fails (`| head`).
             crate::output::print::stdout(&completion_script(shell));
-            Ok(exit::OK)
+            Ok(exit_code(Ending::Done))
         }
     }
 }
@@ -168,7 +166,7 @@ async fn export(args: &ExportArgs, quiet: bool) -> Result<u8, AppError> {
     })
     .await??;
     // A closed pipe (`| head`): the reader has all it wants.
-    let Some(written) = written else { return Ok(exit::OK) };
+    let Some(written) = written else { return Ok(exit_code(Ending::Done)) };
     let ended = producer::produced(producer).await;
     let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
     if !quiet {
@@ -182,83 +180,15 @@ async fn export(args: &ExportArgs, quiet: bool) -> Result<u8, AppError> {
         return Err(AppError::Malformed(ended.malformed_count));
     }
     if ended.undated.count > 0 {
-        return Ok(exit::SOURCE);
+        return Ok(exit_code(Ending::Unreadable));
     }
-    Ok(if cancel.is_cancelled() { exit::INTERRUPTED } else { exit::OK })
+    Ok(exit_code(if cancel.is_cancelled() { Ending::Interrupted } else { Ending::Done }))
 }
 
 fn status(args: &StatusArgs) -> Result<u8, AppError> {
-    let path = &args.ledger;
-    let targets = match ledger::read_status(path, 20)? {
-        Some(t) => t,
-        None => {
-            let msg = format!("No ledger at {} yet: nothing has been replayed with it.", path.display());
-            if args.json {
-                errln!("{msg}")
-            } else {
-                outln!("{msg}")
-            }
-            return Ok(exit::OK);
-        }
-    };
-    if args.json {
-        let mut text = String::new();
-        for t in &targets {
-            text.push_str(&serde_json::to_string(t).map_err(AppError::Json)?);
-            text.push('\n');
-        }
-        crate::output::print::stdout(&text);
-        return Ok(exit::OK);
-    }
-    if targets.is_empty() {
-        outln!("The ledger {} holds no outcomes yet.", path.display());
-        return Ok(exit::OK);
-    }
-    let mut text = String::new();
-    for t in &targets {
-        let url = url::Url::parse(&t.webhook_url).map_or(t.webhook_url.clone(), |u| crate::deliver::display_url(&u));
-        text.push_str(&format!("{url} ({})\n", t.event_type));
-        text.push_str(&format!(
-            "  delivered {}   failed {}   pending {}\n",
-            HumanCount(t.delivered),
-            HumanCount(t.failed),
-            HumanCount(t.pending)
-        ));
-        for o in &t.open {
-            let what = match o.status {
-                Status::Failed => "failed ",
-                _ => "pending",
-            };
-            let last = match (o.last_status, &o.last_error) {
-                (_, Some(e)) => e.clone(),
-                (Some(s), None) => format!("HTTP {s}"),
-                (None, None) => "no attempt finished".to_owned(),
-            };
-            // Older runs stored the count in the error too; the line says it once.
-            let last = strip_gave_up(&last);
-            let attempts = words::count(u64::from(o.attempts), "attempt", "attempts");
-            text.push_str(&format!("    {what} {}  after {attempts}: {last}\n", o.event_id));
-        }
-        let open = t.failed + t.pending;
-        if open > t.open.len() as u64 {
-            text.push_str(&format!("    … and {} more\n", HumanCount(open - t.open.len() as u64)));
-        }
-        if t.failed > 0 {
-            // With more than one target, `failed` needs to be told which one.
-            let target = (targets.len() > 1).then_some((t.webhook_url.as_str(), t.event_type.as_str()));
-            text.push_str(&format!("  export the failed events: {}\n", hint::failed(path, target, true)));
-        }
-    }
-    crate::output::print::stdout_message(&text);
-    Ok(exit::OK)
-}
-
-/// `last_error` without a trailing "(gave up after N attempts)": `status` says how many attempts.
-fn strip_gave_up(last: &str) -> &str {
-    match last.rfind(" (gave up after ") {
-        Some(i) if last.ends_with(')') => &last[..i],
-        _ => last,
-    }
+    let targets = ledger::read_status(&args.ledger, 20)?;
+    crate::report::status::print(&args.ledger, targets.as_deref(), args.json)?;
+    Ok(exit_code(Ending::Done))
 }
 
 fn failed(args: &FailedArgs) -> Result<u8, AppError> {
@@ -268,9 +198,9 @@ fn failed(args: &FailedArgs) -> Result<u8, AppError> {
         Ok(n) => {
             let dest = args.out.as_ref().map_or("stdout".to_owned(), |p| p.display().to_string());
             errln!("Wrote {} to {dest}.", words::count(n, "failed event", "failed events"));
-            Ok(exit::OK)
+            Ok(exit_code(Ending::Done))
         }
-        Err(ledger::LedgerError::Io { error, .. }) if is_broken_pipe(&error) => Ok(exit::OK),
+        Err(ledger::LedgerError::Io { error, .. }) if is_broken_pipe(&error) => Ok(exit_code(Ending::Done)),
         Err(e) => Err(e.into()),
     }
 }

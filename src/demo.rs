@@ -14,7 +14,7 @@ use crate::config::{RunConfig, SourceConfig};
 use crate::deliver::WEBHOOK_USER_AGENT;
 use crate::deliver::retry::{Backoff, RetryPolicy};
 use crate::deliver::signature::HexCase;
-use crate::error::{AppError, exit};
+use crate::error::{AppError, Ending, exit_code};
 use crate::report::print_report;
 use crate::run::signal::{spawn_signal_handler, wait_for_signal};
 use crate::source::ApiQuery;
@@ -120,7 +120,7 @@ pub async fn demo(args: &DemoArgs, global: &GlobalArgs) -> Result<u8, AppError> 
     receiver.shutdown().await;
     let code = report.exit_code();
     let refused = got.signature_failures + got.user_agent_failures;
-    if code == exit::OK && (got.unique_accepted != args.events as u64 || refused > 0) {
+    if code == exit_code(Ending::Done) && (got.unique_accepted != args.events as u64 || refused > 0) {
         return Err(demo_failed(format!(
             "the receiver got {} unique events of {} (signature failures: {}, wrong User-Agent: {})",
             got.unique_accepted, args.events, got.signature_failures, got.user_agent_failures
@@ -209,7 +209,7 @@ pub async fn sink(args: &SinkArgs, global: &GlobalArgs) -> Result<u8, AppError> 
         let _ = lines.send(None);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
-    Ok(exit::OK)
+    Ok(exit_code(Ending::Done))
 }
 
 /// "N wrong User-Agent, " for the receiver's counts, when there were any (a replay sends the

@@ -1,8 +1,9 @@
 //! Errors that end a command, and the exit statuses they map to.
 //!
-//! The table of exit statuses lives here, and [`AppError::exit_code`] is the one place that says
-//! which failure gives which status. Subcommands return `Result<u8, AppError>` and use `?`; the
-//! error is printed once, as `Error: …`, where the process ends ([`crate::app::main`]).
+//! [`exit_code`] is the one table from how a command ended ([`Ending`]) to the process's exit
+//! status: an error, a run's report ([`RunFacts`]), an export, a second Ctrl-C. Subcommands
+//! return `Result<u8, AppError>` and use `?`; the error is printed once, as `Error: …`, where the
+//! process ends ([`crate::app::main`]).
 
 use crate::config::ConfigError;
 use crate::deliver::TargetError;
@@ -11,8 +12,9 @@ use crate::source::SourceError;
 use crate::source::client::ClientError;
 use crate::source::webhooks::WebhookError;
 
-/// Exit statuses, as README.md ("Exit status") lists them.
-pub mod exit {
+/// Exit statuses, as README.md ("Exit status") lists them; which one a command ends with is
+/// [`exit_code`]'s to say.
+mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;
     /// Also a ledger that cannot be opened, or written mid-run: its location is configuration.
@@ -73,30 +75,56 @@ pub enum AppError {
     Demo(String),
 }
 
-/// The exit status for a source error: 3, but for an interruption (130) and a proxy's refusal
-/// (configuration, 2).
-pub fn source_exit_code(e: &SourceError) -> u8 {
-    match e {
-        SourceError::Interrupted => exit::INTERRUPTED,
-        SourceError::ProxyRefused(_) => exit::USAGE,
-        _ => exit::SOURCE,
-    }
+/// How a command ended, as far as its exit status goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Ending<'a> {
+    /// It did its job.
+    Done,
+    /// A run finished, and some events failed for good.
+    EventsFailed,
+    /// Entries that were not events, or events without a date, were skipped.
+    Unreadable,
+    /// Ctrl-C (or SIGTERM).
+    Interrupted,
+    /// The webhook was unreachable for `--give-up-after`; the rest is pending.
+    Unreachable,
+    /// A run stopped early for a reason.
+    Stopped(&'a StopReason),
+    /// The source failed.
+    Source(&'a SourceError),
+    /// The ledger could not be written mid-run: its location is configuration, like a ledger that
+    /// cannot be opened.
+    LedgerFailed,
+    /// An error ended the command before its end.
+    Error(&'a AppError),
 }
 
-impl AppError {
-    /// The exit status for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
+/// The one table from how a command ended to its exit status: 0 done, 1 some events failed (or
+/// the demo did not deliver), 2 usage or configuration, 3 the source failed, 4 the webhook was
+/// unreachable, 130 interrupted.
+pub fn exit_code(ending: Ending<'_>) -> u8 {
+    use Ending as E;
+    match ending {
+        E::Done => exit::OK,
+        E::EventsFailed | E::Error(AppError::Demo(_)) => exit::FAILED,
+        E::Interrupted | E::Source(SourceError::Interrupted) => exit::INTERRUPTED,
+        E::Unreachable => exit::UNREACHABLE,
+        // A proxy's refusal is configuration, whichever path met it.
+        E::Source(SourceError::ProxyRefused(_)) => exit::USAGE,
+        E::Source(_) | E::Unreadable | E::Error(AppError::Malformed(_)) => exit::SOURCE,
+        E::Error(
             AppError::Run(RunError::Source(e))
             | AppError::Run(RunError::Webhook(WebhookError::Source(e)))
-            | AppError::Source(e) => source_exit_code(e),
-            AppError::Malformed(_) => exit::SOURCE,
-            // A wrong --webhook-id is a usage error; the API failing during the lookup is a source error.
-            AppError::Run(RunError::Webhook(WebhookError::UnknownId { .. } | WebhookError::NoBound { .. })) => {
-                exit::USAGE
-            }
-            AppError::Run(RunError::Webhook(_)) => exit::SOURCE,
-            AppError::Demo(_) => exit::FAILED,
+            | AppError::Source(e),
+        ) => exit_code(E::Source(e)),
+        // A wrong --webhook-id is a usage error; the API failing during the lookup is a source error.
+        E::Error(AppError::Run(RunError::Webhook(WebhookError::UnknownId { .. } | WebhookError::NoBound { .. }))) => {
+            exit::USAGE
+        }
+        E::Error(AppError::Run(RunError::Webhook(_))) => exit::SOURCE,
+        E::Stopped(StopReason::Rejected { .. } | StopReason::ProxyRefused(_))
+        | E::LedgerFailed
+        | E::Error(
             AppError::Config(_)
             | AppError::Run(_)
             | AppError::Ledger(_)
@@ -104,7 +132,44 @@ impl AppError {
             | AppError::Write { .. }
             | AppError::Json(_)
             | AppError::Runtime(_)
-            | AppError::Listen { .. } => exit::USAGE,
+            | AppError::Listen { .. },
+        ) => exit::USAGE,
+    }
+}
+
+/// What a run's report says, for its exit status.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFacts<'a> {
+    pub ledger_failed: bool,
+    pub interrupted: bool,
+    pub stopped: Option<&'a StopReason>,
+    pub gave_up: bool,
+    pub source_error: Option<&'a SourceError>,
+    /// Entries were skipped as not events, or as undated.
+    pub unreadable: bool,
+    pub failed: u64,
+}
+
+impl<'a> RunFacts<'a> {
+    /// Which of the facts decides, when several hold: the first of a failed ledger, an interrupt,
+    /// a stop, giving up, the source, skipped entries, failed events.
+    pub fn ending(self) -> Ending<'a> {
+        if self.ledger_failed {
+            Ending::LedgerFailed
+        } else if self.interrupted {
+            Ending::Interrupted
+        } else if let Some(reason) = self.stopped {
+            Ending::Stopped(reason)
+        } else if self.gave_up {
+            Ending::Unreachable
+        } else if let Some(e) = self.source_error {
+            Ending::Source(e)
+        } else if self.unreadable {
+            Ending::Unreadable
+        } else if self.failed > 0 {
+            Ending::EventsFailed
+        } else {
+            Ending::Done
         }
     }
 }
@@ -138,12 +203,6 @@ pub struct AuthUsed {
 }
 
 impl StopReason {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            StopReason::Rejected { .. } | StopReason::ProxyRefused(_) => exit::USAGE,
-        }
-    }
-
     /// Why, in a few words, for the summary's head ("Stopped after 1.2s (…)").
     pub fn short(&self) -> &'static str {
         match self {

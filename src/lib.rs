@@ -40,7 +40,7 @@ pub use deliver::shared::install_crypto_provider;
 pub use deliver::signature;
 pub use event::envelope_id;
 pub use ledger::read_status;
-pub use pacing::RateSetting;
+pub use pacing::RateMode;
 pub use pacing::gate::Rate;
 pub use report::{Report, Summary};
 pub use run::run;

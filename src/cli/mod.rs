@@ -15,7 +15,7 @@ pub use values::*;
 
 use crate::deliver::signature::HexCase;
 use crate::deliver::{Header, WEBHOOK_USER_AGENT};
-use crate::pacing::RateSetting;
+use crate::pacing::RateMode;
 use crate::pacing::gate::{Quota, Rate};
 use crate::source::api::{Attendance, Period, State};
 
@@ -226,8 +226,8 @@ pub struct RunArgs {
     /// Requests per second, retries included: 50, 50/s, 3000/m, 50/h, 0.5, 0/unlimited, or auto to find
     /// the receiver's capacity (remembered for the next run).
     // allow_negative_numbers: `--rate -3` reaches the parser, which says a rate cannot be negative.
-    #[arg(long, value_name = "RATE|auto", value_parser = parse_rate_setting, help_heading = "Throughput", default_value = "20", allow_negative_numbers = true)]
-    pub rate: RateSetting,
+    #[arg(long, value_name = "RATE|auto", value_parser = parse_rate_mode, help_heading = "Throughput", default_value = "20", allow_negative_numbers = true)]
+    pub rate: RateMode,
     /// With --rate auto: a ceiling the rate never exceeds.
     #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Throughput", default_value = "unlimited", allow_negative_numbers = true)]
     pub max_rate: Rate,
@@ -313,8 +313,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
     pub fail_rate: f64,
     /// Requests per second (same forms as `run --rate`, auto included).
-    #[arg(long, default_value = "500", value_name = "RATE|auto", value_parser = parse_rate_setting, allow_negative_numbers = true)]
-    pub rate: RateSetting,
+    #[arg(long, default_value = "500", value_name = "RATE|auto", value_parser = parse_rate_mode, allow_negative_numbers = true)]
+    pub rate: RateMode,
     /// Requests in flight at most.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = parse_concurrency)]
     pub concurrency: usize,

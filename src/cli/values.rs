@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use crate::deliver::Header;
-use crate::pacing::RateSetting;
+use crate::pacing::RateMode;
 use crate::pacing::gate::Rate;
 
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     s.parse()
 }
 
-pub fn parse_rate_setting(s: &str) -> Result<RateSetting, String> {
+pub fn parse_rate_mode(s: &str) -> Result<RateMode, String> {
     s.parse()
 }
 

@@ -16,7 +16,7 @@ use crate::cli::{self, CreatedBefore, GlobalArgs, RunArgs, SelectArgs, SourceArg
 use crate::deliver::Header;
 use crate::deliver::retry::{Backoff, RetryPolicy};
 use crate::deliver::signature::HexCase;
-use crate::pacing::RateSetting;
+use crate::pacing::RateMode;
 use crate::pacing::gate::Rate;
 use crate::source::ApiQuery;
 
@@ -81,7 +81,7 @@ pub struct RunConfig {
     pub headers: Vec<Header>,
     pub timeout: Duration,
     pub concurrency: usize,
-    pub rate: RateSetting,
+    pub rate: RateMode,
     /// `--max-rate`: the ceiling of `--rate auto`.
     pub max_rate: Rate,
     pub burst: u32,

@@ -50,7 +50,7 @@ fn defaults_fetch_everything() {
         (Period::All, State::All, Attendance::Any, 100)
     );
     assert_eq!(c.concurrency, 8);
-    assert_eq!(c.rate, RateSetting::Fixed(Rate::per_second(20.0)));
+    assert_eq!(c.rate, RateMode::Fixed(Rate::per_second(20.0)));
     assert_eq!((c.max_rate, c.give_up_after), (Rate::UNLIMITED, Some(Duration::from_secs(600))));
     assert_eq!(c.burst, 1);
     assert_eq!(c.retry, RetryPolicy::default());
@@ -63,16 +63,16 @@ fn defaults_fetch_everything() {
 #[test]
 fn flag_beats_file_and_file_beats_default() {
     let c = parse(&with(&["--rate", "5"]), "rate = \"3000/m\"\nconcurrency = 3\nheader = [\"X-A: 1\"]").unwrap();
-    assert_eq!(c.rate, RateSetting::Fixed(Rate::per_second(5.0)));
+    assert_eq!(c.rate, RateMode::Fixed(Rate::per_second(5.0)));
     assert_eq!(c.concurrency, 3);
     assert_eq!(c.headers.len(), 1);
     let c = parse(BASE, "rate = 0.5\ncreated_before = 2026-03-01T00:00:00Z").unwrap();
-    assert_eq!(c.rate, RateSetting::Fixed(Rate::per_second(0.5)));
+    assert_eq!(c.rate, RateMode::Fixed(Rate::per_second(0.5)));
     assert!(c.select.created_before.is_some());
     let c = parse(&with(&["--max-rate", "300"]), "rate = \"auto\"\ngive_up_after = \"0\"").unwrap();
-    assert_eq!((c.rate, c.max_rate, c.give_up_after), (RateSetting::Auto, Rate::per_second(300.0), None));
+    assert_eq!((c.rate, c.max_rate, c.give_up_after), (RateMode::Auto, Rate::per_second(300.0), None));
     let c = parse(&with(&["--rate", "auto", "--give-up-after", "30s"]), "").unwrap();
-    assert_eq!((c.rate, c.give_up_after), (RateSetting::Auto, Some(Duration::from_secs(30))));
+    assert_eq!((c.rate, c.give_up_after), (RateMode::Auto, Some(Duration::from_secs(30))));
 }
 
 #[test]

@@ -7,6 +7,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::pacing::Signal;
+
 /// What came back from one attempt, reduced to what the decision needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptResult<'a> {
@@ -27,8 +29,18 @@ pub enum TransportError {
     Other,
 }
 
+/// What one attempt's result means, decided once: for its event, and for the pool's pacing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub struct Verdict {
+    /// Whether this event is done, tried again, or failed for good.
+    pub decision: Decision,
+    /// What the result says about the receiver's capacity and health (the pacer's input).
+    pub signal: Signal,
+}
+
+/// What happens to the event after one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
     /// 2xx: done.
     Delivered,
     /// Transient: try again. `after` is the server's `Retry-After` (already capped), if it sent one.
@@ -37,25 +49,35 @@ pub enum Verdict {
     Fail,
 }
 
-/// The one decision: delivered, retry (maybe after a server-given delay), or fail for good.
+/// The one decision: delivered, retry (maybe after a server-given delay), or fail for good, and
+/// what that tells pacing. A new retryable status is one arm here, with its signal beside it.
 ///
 /// Transient: connection errors, timeouts, 408, 425, 429, 500, 502, 503, 504. `Retry-After` counts
 /// only on 429 and 503, is capped at `cap`, and is read relative to `now` when it is an HTTP date.
 pub fn classify(result: AttemptResult<'_>, now: SystemTime, cap: Duration) -> Verdict {
-    match result {
-        AttemptResult::Status { code: 200..=299, .. } => Verdict::Delivered,
-        AttemptResult::Status { code, retry_after } => match code {
-            429 | 503 => {
-                Verdict::Retry { after: retry_after.and_then(|v| parse_retry_after(v, now)).map(|d| d.min(cap)) }
-            }
-            408 | 425 | 500 | 502 | 504 => Verdict::Retry { after: None },
-            _ => Verdict::Fail,
-        },
-        AttemptResult::Transport(TransportError::Connection | TransportError::Timeout) => {
-            Verdict::Retry { after: None }
+    let after = |value: Option<&str>| value.and_then(|v| parse_retry_after(v, now)).map(|d| d.min(cap));
+    let retry = Decision::Retry { after: None };
+    let (decision, signal) = match result {
+        AttemptResult::Status { code: 200..=299, .. } => (Decision::Delivered, Signal::Delivered),
+        AttemptResult::Status { code: 429, retry_after } => {
+            let after = after(retry_after);
+            (Decision::Retry { after }, Signal::TooManyRequests { retry_after: after })
         }
-        AttemptResult::Transport(TransportError::Other) => Verdict::Fail,
-    }
+        AttemptResult::Status { code: 503, retry_after } => {
+            let after = after(retry_after);
+            (Decision::Retry { after }, Signal::Unavailable { status: 503, retry_after: after })
+        }
+        AttemptResult::Status { code: status @ (502 | 504), .. } => {
+            (retry, Signal::Unavailable { status, retry_after: None })
+        }
+        AttemptResult::Status { code: 408, .. } => (retry, Signal::Timeout),
+        AttemptResult::Status { code: 425 | 500, .. } => (retry, Signal::Other),
+        AttemptResult::Status { .. } => (Decision::Fail, Signal::Other),
+        AttemptResult::Transport(TransportError::Timeout) => (retry, Signal::Timeout),
+        AttemptResult::Transport(TransportError::Connection) => (retry, Signal::Connection),
+        AttemptResult::Transport(TransportError::Other) => (Decision::Fail, Signal::Other),
+    };
+    Verdict { decision, signal }
 }
 
 /// `Retry-After` as delta-seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`).
@@ -194,7 +216,8 @@ mod tests {
         }
         // A date in the past reads as zero, and still waits the policy's delay.
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let Verdict::Retry { after } = classify(status(429, Some("Tue, 14 Nov 2023 22:00:00 GMT")), now, CAP) else {
+        let Decision::Retry { after } = classify(status(429, Some("Tue, 14 Nov 2023 22:00:00 GMT")), now, CAP).decision
+        else {
             panic!("a 429 is retried");
         };
         for retry in 0..p.max_retries {
@@ -205,47 +228,65 @@ mod tests {
 
     #[test]
     fn classification_table() {
+        use Decision::{Delivered, Fail};
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let retry = Verdict::Retry { after: None };
-        let cases: Vec<(AttemptResult<'_>, Verdict)> = vec![
-            (status(200, None), Verdict::Delivered),
-            (status(201, None), Verdict::Delivered),
-            (status(204, None), Verdict::Delivered),
-            (status(301, None), Verdict::Fail),
-            (status(400, None), Verdict::Fail),
-            (status(401, None), Verdict::Fail),
-            (status(404, None), Verdict::Fail),
-            (status(408, None), retry),
-            (status(410, None), Verdict::Fail),
-            (status(422, None), Verdict::Fail),
-            (status(425, None), retry),
-            (status(429, None), retry),
-            (status(500, None), retry),
-            (status(501, None), Verdict::Fail),
-            (status(502, None), retry),
-            (status(503, None), retry),
-            (status(504, None), retry),
-            (status(505, None), Verdict::Fail),
-            (status(429, Some("3")), Verdict::Retry { after: Some(Duration::from_secs(3)) }),
-            (status(503, Some("7")), Verdict::Retry { after: Some(Duration::from_secs(7)) }),
+        let retry = Decision::Retry { after: None };
+        let s = Duration::from_secs;
+        let after = |d| Decision::Retry { after: Some(d) };
+        let busy = |status, retry_after| Signal::Unavailable { status, retry_after };
+        let many = |retry_after| Signal::TooManyRequests { retry_after };
+        let cases: Vec<(AttemptResult<'_>, Decision, Signal)> = vec![
+            (status(200, None), Delivered, Signal::Delivered),
+            (status(201, None), Delivered, Signal::Delivered),
+            (status(204, None), Delivered, Signal::Delivered),
+            (status(204, Some("5")), Delivered, Signal::Delivered),
+            (status(301, None), Fail, Signal::Other),
+            (status(400, None), Fail, Signal::Other),
+            (status(401, None), Fail, Signal::Other),
+            (status(404, None), Fail, Signal::Other),
+            (status(408, None), retry, Signal::Timeout),
+            (status(410, None), Fail, Signal::Other),
+            (status(422, None), Fail, Signal::Other),
+            (status(425, None), retry, Signal::Other),
+            (status(429, None), retry, many(None)),
+            (status(500, None), retry, Signal::Other),
+            (status(501, None), Fail, Signal::Other),
+            (status(502, None), retry, busy(502, None)),
+            (status(503, None), retry, busy(503, None)),
+            (status(504, None), retry, busy(504, None)),
+            (status(505, None), Fail, Signal::Other),
+            (status(429, Some("2")), after(s(2)), many(Some(s(2)))),
+            (status(429, Some("3")), after(s(3)), many(Some(s(3)))),
+            (status(503, Some("1")), after(s(1)), busy(503, Some(s(1)))),
+            (status(503, Some("7")), after(s(7)), busy(503, Some(s(7)))),
             // Capped at --retry-max.
-            (status(429, Some("3600")), Verdict::Retry { after: Some(CAP) }),
+            (status(429, Some("3600")), after(CAP), many(Some(CAP))),
             // Only 429 and 503 carry a meaningful Retry-After.
-            (status(500, Some("5")), retry),
+            (status(500, Some("5")), retry, Signal::Other),
+            (status(502, Some("1")), retry, busy(502, None)),
             // Unreadable: fall back to backoff.
-            (status(429, Some("soon")), retry),
+            (status(429, Some("soon")), retry, many(None)),
+            (status(429, Some("Tue, 14 Nov 2023 22:13:30 GMT")), after(s(10)), many(Some(s(10)))),
             (
-                status(429, Some("Tue, 14 Nov 2023 22:13:30 GMT")),
-                Verdict::Retry { after: Some(Duration::from_secs(10)) },
+                status(503, Some("Tue, 14 Nov 2023 22:00:00 GMT")),
+                after(Duration::ZERO),
+                busy(503, Some(Duration::ZERO)),
             ),
-            (status(503, Some("Tue, 14 Nov 2023 22:00:00 GMT")), Verdict::Retry { after: Some(Duration::ZERO) }),
-            (AttemptResult::Transport(TransportError::Connection), retry),
-            (AttemptResult::Transport(TransportError::Timeout), retry),
-            (AttemptResult::Transport(TransportError::Other), Verdict::Fail),
+            (AttemptResult::Transport(TransportError::Connection), retry, Signal::Connection),
+            (AttemptResult::Transport(TransportError::Timeout), retry, Signal::Timeout),
+            (AttemptResult::Transport(TransportError::Other), Fail, Signal::Other),
         ];
-        for (input, want) in cases {
-            assert_eq!(classify(input, now, CAP), want, "{input:?}");
+        for (input, decision, signal) in cases {
+            assert_eq!(classify(input, now, CAP), Verdict { decision, signal }, "{input:?}");
         }
+    }
+
+    #[test]
+    fn signals_say_what_pacing_reads() {
+        assert!(!Signal::TooManyRequests { retry_after: None }.is_outage_failure());
+        assert!(Signal::TooManyRequests { retry_after: None }.is_throttle());
+        assert!(Signal::Connection.is_outage_failure() && Signal::Connection.is_throttle());
+        assert!(!Signal::Other.is_throttle() && !Signal::Delivered.is_outage_failure());
     }
 
     #[test]

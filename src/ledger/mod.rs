@@ -31,7 +31,7 @@ mod target;
 mod writer;
 
 use open::{Opened, SCHEMA_VERSION};
-pub use read::{read_status, write_failed};
+pub use read::{TargetStatus, read_status, write_failed};
 pub(crate) use target::target_key;
 use writer::{Msg, writer};
 

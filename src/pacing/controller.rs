@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::Outcome;
+use super::Signal;
 
 mod in_flight;
 mod measured;
@@ -195,7 +195,7 @@ impl Controller {
 
     /// One attempt finished at `now` with `outcome`, `latency` after it was sent, when `in_flight`
     /// other requests of the run were in flight. Returns the new rate when it changed.
-    pub fn record(&mut self, now: Duration, outcome: Outcome, latency: Duration, in_flight: u32) -> Option<f64> {
+    pub fn record(&mut self, now: Duration, outcome: Signal, latency: Duration, in_flight: u32) -> Option<f64> {
         let now = now.as_secs_f64();
         let latency = latency.as_secs_f64();
         let sent = now - latency;
@@ -205,7 +205,7 @@ impl Controller {
         }
         self.window.attempts = self.window.attempts.saturating_add(1);
         self.attempts_since_decrease = self.attempts_since_decrease.saturating_add(1);
-        if outcome == Outcome::Delivered {
+        if outcome == Signal::Delivered {
             self.window.delivered = self.window.delivered.saturating_add(1);
             self.window.latency_sum += latency;
             self.add_success(now);
@@ -249,7 +249,7 @@ impl Controller {
         let counted = counted && (!is_soft(outcome) || congestion);
         if sent >= self.last_decrease {
             let (n, refused, delivered) = self.fresh;
-            let (r, d) = (u32::from(counted && !concurrency), u32::from(outcome == Outcome::Delivered));
+            let (r, d) = (u32::from(counted && !concurrency), u32::from(outcome == Signal::Delivered));
             self.fresh = (n.saturating_add(1), refused.saturating_add(r), delivered.saturating_add(d));
         }
         if counted && !concurrency {

@@ -12,16 +12,17 @@
 //!   their retries, sends one probe at a time, and says when to give up (exit 4).
 //! * [`pacer`]: both at run time — the clock, the waiting, and the [`crate::pacing::gate::Gate`] they steer.
 //!
-//! [`Outcome`] is the one vocabulary both share: what an attempt's result means for pacing.
+//! [`Signal`] is the one vocabulary both share: what an attempt's result means for pacing.
 //!
 //! # How the pipeline uses them (through [`Pacer`])
 //! * Before an attempt: [`OutageDetector::permit`] (send, be the one probe, wait, or give up with
 //!   exit 4), then the rate gate.
-//! * After it: [`Outcome::from_attempt`], then [`Controller::record`] (with `--rate auto`) and
-//!   [`OutageDetector::record`]; [`OutageDetector::spends_retry`] says whether the event's retry
-//!   counter moves. A new rate from `record` rebuilds the gate's limiter (at most ten times a
-//!   second); [`Controller::hold_until`] becomes a pool-wide pause. An event's own `Retry-After`
-//!   still holds that event back in every mode.
+//! * After it: the attempt's [`Signal`] (from `deliver::retry::classify`), then
+//!   [`Controller::record`] (with `--rate auto`) and [`OutageDetector::record`];
+//!   [`OutageDetector::spends_retry`] says whether the event's retry counter moves. A new rate
+//!   from `record` rebuilds the gate's limiter (at most ten times a second);
+//!   [`Controller::hold_until`] becomes a pool-wide pause. An event's own `Retry-After` still
+//!   holds that event back in every mode.
 //! * At the end: [`Controller::settled`] is the summary's `rate.final_per_sec` and what the
 //!   ledger remembers for the target.
 
@@ -36,36 +37,64 @@ pub mod status;
 
 pub use controller::{Controller, ControllerSettings};
 pub use outage::{OutageDetector, OutageSettings, OutageState, Permit};
-pub use pacer::{Mode, Pacer, Turn};
+pub use pacer::{Pacer, Turn};
 pub use status::PaceStatus;
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::deliver::retry::{AttemptResult, TransportError, parse_retry_after};
 use crate::pacing::gate::Rate;
 
-/// A `--rate` value: a fixed rate, or `auto` (the controller finds it).
+/// How a run paces, the one type for it from `--rate` to the summary's `rate.mode`: a fixed
+/// rate, or `auto` (the controller finds it, from its `ControllerSettings`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RateSetting {
+pub enum RateMode {
     Fixed(Rate),
     Auto,
 }
 
-impl FromStr for RateSetting {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<RateSetting, String> {
-        if s.trim().eq_ignore_ascii_case("auto") {
-            return Ok(RateSetting::Auto);
+impl RateMode {
+    /// The mode's name in the summary's JSON (`rate.mode`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RateMode::Fixed(_) => "fixed",
+            RateMode::Auto => "auto",
         }
-        s.parse().map(RateSetting::Fixed).map_err(|e| format!("{e}; or auto to find the receiver's capacity"))
+    }
+
+    /// The mode [`RateMode::name`] names, read back with the rate the summary reports (`None`:
+    /// unlimited); `None` for a name no mode has.
+    pub fn from_name(name: &str, per_sec: Option<f64>) -> Option<RateMode> {
+        match name {
+            "fixed" => Some(RateMode::Fixed(per_sec.map_or(Rate::UNLIMITED, Rate::per_second))),
+            "auto" => Some(RateMode::Auto),
+            _ => None,
+        }
     }
 }
 
-/// What one finished attempt says about the receiver's capacity and health.
+/// Unlimited, as `--rate 0`.
+impl Default for RateMode {
+    fn default() -> RateMode {
+        RateMode::Fixed(Rate::UNLIMITED)
+    }
+}
+
+impl FromStr for RateMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RateMode, String> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(RateMode::Auto);
+        }
+        s.parse().map(RateMode::Fixed).map_err(|e| format!("{e}; or auto to find the receiver's capacity"))
+    }
+}
+
+/// What one finished attempt says about the receiver's capacity and health: the half of
+/// [`crate::deliver::retry::classify`]'s verdict that pacing reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Signal {
     /// 2xx.
     Delivered,
     /// An answer that says nothing about capacity (another 4xx, a 500, an unreadable response):
@@ -81,44 +110,22 @@ pub enum Outcome {
     Connection,
 }
 
-impl Outcome {
-    /// Reads an attempt's result; `Retry-After` is capped at `cap` (`--retry-max`), as for retries.
-    pub fn from_attempt(result: AttemptResult<'_>, now: SystemTime, cap: Duration) -> Outcome {
-        let after = |value: Option<&str>| value.and_then(|v| parse_retry_after(v, now)).map(|d| d.min(cap));
-        match result {
-            AttemptResult::Status { code: 200..=299, .. } => Outcome::Delivered,
-            AttemptResult::Status { code: 429, retry_after } => {
-                Outcome::TooManyRequests { retry_after: after(retry_after) }
-            }
-            AttemptResult::Status { code: 503, retry_after } => {
-                Outcome::Unavailable { status: 503, retry_after: after(retry_after) }
-            }
-            AttemptResult::Status { code: status @ (502 | 504), .. } => {
-                Outcome::Unavailable { status, retry_after: None }
-            }
-            AttemptResult::Status { code: 408, .. } | AttemptResult::Transport(TransportError::Timeout) => {
-                Outcome::Timeout
-            }
-            AttemptResult::Transport(TransportError::Connection) => Outcome::Connection,
-            AttemptResult::Status { .. } | AttemptResult::Transport(TransportError::Other) => Outcome::Other,
-        }
-    }
-
+impl Signal {
     /// The receiver asked us (in words or by struggling) to send less.
     pub fn is_throttle(self) -> bool {
-        !matches!(self, Outcome::Delivered | Outcome::Other)
+        !matches!(self, Signal::Delivered | Signal::Other)
     }
 
     /// The kind of failure an outage is made of: nobody there, or a gateway saying so. A 429 is not
     /// one — a receiver that counts our requests is very much alive.
     pub fn is_outage_failure(self) -> bool {
-        matches!(self, Outcome::Unavailable { .. } | Outcome::Timeout | Outcome::Connection)
+        matches!(self, Signal::Unavailable { .. } | Signal::Timeout | Signal::Connection)
     }
 
     /// The server's `Retry-After`, if it sent one.
     pub fn retry_after(self) -> Option<Duration> {
         match self {
-            Outcome::TooManyRequests { retry_after } | Outcome::Unavailable { retry_after, .. } => retry_after,
+            Signal::TooManyRequests { retry_after } | Signal::Unavailable { retry_after, .. } => retry_after,
             _ => None,
         }
     }
@@ -130,40 +137,18 @@ mod tests {
 
     #[test]
     fn rate_settings_parse_auto_and_every_fixed_form() {
-        assert_eq!("auto".parse(), Ok(RateSetting::Auto));
-        assert_eq!(" Auto ".parse(), Ok(RateSetting::Auto));
-        assert_eq!("3000/m".parse(), Ok(RateSetting::Fixed(Rate::per_second(50.0))));
-        assert_eq!("0".parse(), Ok(RateSetting::Fixed(Rate::UNLIMITED)));
-        let err = "fast".parse::<RateSetting>().unwrap_err();
-        assert!(err.contains("`fast`") && err.contains("3000/m") && err.contains("auto"), "{err}");
-    }
-
-    #[test]
-    fn attempt_results_map_to_outcomes() {
-        let now = SystemTime::UNIX_EPOCH;
-        let cap = Duration::from_secs(30);
-        let status = |code, retry_after| AttemptResult::Status { code, retry_after };
-        let cases = [
-            (status(200, None), Outcome::Delivered),
-            (status(204, Some("5")), Outcome::Delivered),
-            (status(429, Some("2")), Outcome::TooManyRequests { retry_after: Some(Duration::from_secs(2)) }),
-            (status(429, Some("3600")), Outcome::TooManyRequests { retry_after: Some(cap) }),
-            (status(503, Some("1")), Outcome::Unavailable { status: 503, retry_after: Some(Duration::from_secs(1)) }),
-            (status(502, Some("1")), Outcome::Unavailable { status: 502, retry_after: None }),
-            (status(504, None), Outcome::Unavailable { status: 504, retry_after: None }),
-            (status(408, None), Outcome::Timeout),
-            (status(500, None), Outcome::Other),
-            (status(404, None), Outcome::Other),
-            (AttemptResult::Transport(TransportError::Timeout), Outcome::Timeout),
-            (AttemptResult::Transport(TransportError::Connection), Outcome::Connection),
-            (AttemptResult::Transport(TransportError::Other), Outcome::Other),
-        ];
-        for (result, want) in cases {
-            assert_eq!(Outcome::from_attempt(result, now, cap), want, "{result:?}");
+        assert_eq!("auto".parse(), Ok(RateMode::Auto));
+        assert_eq!(" Auto ".parse(), Ok(RateMode::Auto));
+        assert_eq!("3000/m".parse(), Ok(RateMode::Fixed(Rate::per_second(50.0))));
+        assert_eq!("0".parse(), Ok(RateMode::Fixed(Rate::UNLIMITED)));
+        for mode in [RateMode::Fixed(Rate::per_second(20.0)), RateMode::Fixed(Rate::UNLIMITED), RateMode::Auto] {
+            let per_sec = match mode {
+                RateMode::Fixed(rate) => rate.get(),
+                RateMode::Auto => None,
+            };
+            assert_eq!(RateMode::from_name(mode.name(), per_sec), Some(mode));
         }
-        assert!(!Outcome::TooManyRequests { retry_after: None }.is_outage_failure());
-        assert!(Outcome::TooManyRequests { retry_after: None }.is_throttle());
-        assert!(Outcome::Connection.is_outage_failure() && Outcome::Connection.is_throttle());
-        assert!(!Outcome::Other.is_throttle() && !Outcome::Delivered.is_outage_failure());
+        let err = "fast".parse::<RateMode>().unwrap_err();
+        assert!(err.contains("`fast`") && err.contains("3000/m") && err.contains("auto"), "{err}");
     }
 }

@@ -5,7 +5,7 @@
 //! that a minute later would have gone through. With it (docs/GUIDE.md, "Retries and outages"):
 //!
 //! * **Entering.** Every attempt finished for at least [`QUIET`] failed the way outages fail
-//!   (refused or reset connections, timeouts, 502/503/504; see [`Outcome::is_outage_failure`]),
+//!   (refused or reset connections, timeouts, 502/503/504; see [`Signal::is_outage_failure`]),
 //!   at least [`MIN_FAILURES`] of them (or [`MANY_FAILURES`] however quickly), with no answer of any
 //!   other kind in between. A 429, a 404 or a 500 is an answer: someone is there.
 //! * **While it lasts.** Events stop spending retries ([`OutageDetector::spends_retry`]). One
@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use super::Outcome;
+use super::Signal;
 
 /// How long nothing but outage failures must come back before the pool holds.
 pub const QUIET: Duration = Duration::from_secs(2);
@@ -47,9 +47,9 @@ pub enum OutageState {
     /// Answering (or not failing long enough to call it an outage).
     Up,
     /// Unreachable since `since`; `cause` is the latest failure.
-    Outage { since: Duration, cause: Outcome },
+    Outage { since: Duration, cause: Signal },
     /// Unreachable for `--give-up-after`: stop the run (exit 4).
-    GaveUp { since: Duration, cause: Outcome },
+    GaveUp { since: Duration, cause: Signal },
 }
 
 /// What the pool may do now.
@@ -108,12 +108,12 @@ impl OutageDetector {
     /// Whether `outcome`, just recorded, costs its event one of its retries. Outage failures do not
     /// once the failures look like an outage (a streak of [`MIN_FAILURES`]), or during one: an
     /// event must not fail because the whole receiver is down.
-    pub fn spends_retry(&self, outcome: Outcome) -> bool {
+    pub fn spends_retry(&self, outcome: Signal) -> bool {
         !(outcome.is_outage_failure() && (self.is_out() || self.streak >= MIN_FAILURES))
     }
 
     /// One attempt finished at `now`; `probe` if it was the one [`Permit::Probe`] allowed.
-    pub fn record(&mut self, now: Duration, outcome: Outcome, probe: bool) -> OutageState {
+    pub fn record(&mut self, now: Duration, outcome: Signal, probe: bool) -> OutageState {
         if probe {
             self.probe_in_flight = false;
         }
@@ -197,24 +197,24 @@ mod tests {
     fn failures_become_an_outage_only_after_a_quiet_spell() {
         let mut d = detector(None);
         for i in 0..20 {
-            d.record(secs(f64::from(i) * 0.05), Outcome::Connection, false);
+            d.record(secs(f64::from(i) * 0.05), Signal::Connection, false);
         }
         assert_eq!(d.state(), OutageState::Up, "one second of failures is not yet an outage");
-        assert!(!d.spends_retry(Outcome::Connection), "but retries already stop being spent");
-        assert!(d.spends_retry(Outcome::TooManyRequests { retry_after: None }));
-        d.record(secs(2.5), Outcome::Timeout, false);
-        assert_eq!(d.state(), OutageState::Outage { since: secs(0.0), cause: Outcome::Timeout });
+        assert!(!d.spends_retry(Signal::Connection), "but retries already stop being spent");
+        assert!(d.spends_retry(Signal::TooManyRequests { retry_after: None }));
+        d.record(secs(2.5), Signal::Timeout, false);
+        assert_eq!(d.state(), OutageState::Outage { since: secs(0.0), cause: Signal::Timeout });
         // An answer of any other kind, even a 429, ends it.
-        d.record(secs(2.6), Outcome::TooManyRequests { retry_after: None }, false);
+        d.record(secs(2.6), Signal::TooManyRequests { retry_after: None }, false);
         assert_eq!(d.state(), OutageState::Up);
-        assert!(d.spends_retry(Outcome::Connection));
+        assert!(d.spends_retry(Signal::Connection));
     }
 
     #[test]
     fn one_probe_at_a_time_at_growing_intervals_until_one_succeeds() {
         let mut d = detector(None);
         for i in 0..=20 {
-            d.record(secs(f64::from(i) * 0.1), Outcome::Connection, false);
+            d.record(secs(f64::from(i) * 0.1), Signal::Connection, false);
         }
         assert!(d.is_out());
         assert_eq!(d.permit(secs(2.1)), Permit::Wait { until: Some(secs(2.5)) });
@@ -226,7 +226,7 @@ mod tests {
                     probes.push(now);
                     assert_eq!(d.permit(now), Permit::Wait { until: None }, "only one probe at a time");
                     now += secs(0.01);
-                    d.record(now, Outcome::Unavailable { status: 503, retry_after: None }, true);
+                    d.record(now, Signal::Unavailable { status: 503, retry_after: None }, true);
                 }
                 Permit::Wait { until: Some(t) } => now = t,
                 other => panic!("{other:?}"),
@@ -236,7 +236,7 @@ mod tests {
         assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
         assert!(gaps.iter().all(|g| *g <= 4.02) && gaps.last().is_some_and(|g| *g > 3.9), "{gaps:?}");
         assert_eq!(d.permit(now), Permit::Probe);
-        d.record(now + secs(0.01), Outcome::Delivered, true);
+        d.record(now + secs(0.01), Signal::Delivered, true);
         assert_eq!(d.permit(now + secs(0.01)), Permit::Send);
     }
 
@@ -250,7 +250,7 @@ mod tests {
                 last = d.permit(now);
                 match last {
                     Permit::Send | Permit::Probe => {
-                        d.record(now, Outcome::Connection, last == Permit::Probe);
+                        d.record(now, Signal::Connection, last == Permit::Probe);
                         now += secs(0.1);
                     }
                     Permit::Wait { until } => now = until.unwrap_or(now + secs(0.1)),
@@ -260,7 +260,7 @@ mod tests {
             assert_eq!(last == Permit::GiveUp, gives_up);
             if gives_up {
                 assert!(now >= secs(10.0) && now < secs(11.0), "{now:?}");
-                assert_eq!(d.state(), OutageState::GaveUp { since: secs(0.0), cause: Outcome::Connection });
+                assert_eq!(d.state(), OutageState::GaveUp { since: secs(0.0), cause: Signal::Connection });
             }
         }
     }

@@ -16,15 +16,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Outcome, PaceStatus, Permit};
-use crate::pacing::gate::{Gate, Rate};
-
-/// How a run paces: a fixed rate, or `auto` with what the controller needs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Mode {
-    Fixed(Rate),
-    Auto(ControllerSettings),
-}
+use super::{
+    Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, PaceStatus, Permit, RateMode, Signal,
+};
+use crate::pacing::gate::Gate;
 
 /// What the pool may do before an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,22 +86,24 @@ impl Drop for Sending<'_> {
 }
 
 impl Pacer {
-    /// `stop` is cancelled when the run gives up; `status` is what the progress bar shows.
+    /// `controller` is what `auto` starts from; `stop` is cancelled when the run gives up;
+    /// `status` is what the progress bar shows.
     pub fn new(
-        mode: Mode,
+        mode: RateMode,
+        controller: ControllerSettings,
         burst: u32,
         outage: OutageSettings,
         stop: CancellationToken,
         status: Arc<PaceStatus>,
     ) -> Pacer {
         let (gate, auto) = match mode {
-            Mode::Fixed(rate) => {
-                status.set_rate(rate.get(), false);
+            RateMode::Fixed(rate) => {
+                status.set_rate(rate.get(), mode);
                 (Gate::new(rate, burst), None)
             }
-            Mode::Auto(settings) => {
-                let controller = Controller::new(settings);
-                status.set_rate(Some(controller.rate()), true);
+            RateMode::Auto => {
+                let controller = Controller::new(controller);
+                status.set_rate(Some(controller.rate()), mode);
                 (Gate::adaptive(controller.rate(), burst), Some(Mutex::new(controller)))
             }
         };
@@ -201,7 +198,7 @@ impl Pacer {
     /// `sending` is what [`Pacer::acquire`] gave (`None` when the attempt failed to connect).
     pub fn record(
         &self,
-        outcome: Outcome,
+        outcome: Signal,
         latency: Duration,
         probe: bool,
         error: Option<&str>,
@@ -213,7 +210,7 @@ impl Pacer {
             let others = sending.map_or_else(|| self.in_flight.load(Ordering::Acquire), Sending::others);
             if let Some(rate) = c.record(now, outcome, latency, others) {
                 self.gate.set_rate(rate);
-                self.status.set_rate(Some(rate), true);
+                self.status.set_rate(Some(rate), RateMode::Auto);
             }
             let cap = c.concurrency().unwrap_or(0);
             if self.cap.swap(cap, Ordering::AcqRel) != cap {
@@ -294,12 +291,12 @@ impl Pacer {
         lock(&self.gave_up).clone()
     }
 
-    /// What the summary says about the rate: `(auto, per second)`; `None` is unlimited. An
-    /// adaptive run reports where it settled.
-    pub fn final_rate(&self) -> (bool, Option<f64>) {
+    /// What the summary says about the rate: the mode, and requests per second (`None` is
+    /// unlimited). An adaptive run reports where it settled.
+    pub fn final_rate(&self) -> (RateMode, Option<f64>) {
         match &self.auto {
-            Some(c) => (true, Some(lock(c).settled())),
-            None => (false, self.status.rate()),
+            Some(c) => (RateMode::Auto, Some(lock(c).settled())),
+            None => (self.status.mode(), self.status.rate()),
         }
     }
 
@@ -331,16 +328,16 @@ fn whole_seconds(d: Duration) -> Duration {
 }
 
 /// An outage failure in the summary's words: `connection refused`, `timeouts`, `answering 503`.
-fn cause(outcome: Outcome, error: Option<&str>) -> String {
+fn cause(outcome: Signal, error: Option<&str>) -> String {
     let error = error.unwrap_or_default();
     let lower = error.to_ascii_lowercase();
     match outcome {
-        Outcome::Connection if lower.contains("refused") => "connection refused".to_owned(),
-        Outcome::Connection if lower.contains("reset") => "connection reset".to_owned(),
-        Outcome::Connection if !error.is_empty() => error.to_owned(),
-        Outcome::Connection => "no connection".to_owned(),
-        Outcome::Timeout => "no answer within --timeout".to_owned(),
-        Outcome::Unavailable { status, .. } => format!("answering {status}"),
+        Signal::Connection if lower.contains("refused") => "connection refused".to_owned(),
+        Signal::Connection if lower.contains("reset") => "connection reset".to_owned(),
+        Signal::Connection if !error.is_empty() => error.to_owned(),
+        Signal::Connection => "no connection".to_owned(),
+        Signal::Timeout => "no answer within --timeout".to_owned(),
+        Signal::Unavailable { status, .. } => format!("answering {status}"),
         _ => error.to_owned(),
     }
 }
@@ -348,15 +345,16 @@ fn cause(outcome: Outcome, error: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pacing::gate::Rate;
 
     #[test]
     fn causes_read_like_the_summary_says() {
         let refused = Some("connection failed: Connection refused (os error 111)");
-        assert_eq!(cause(Outcome::Connection, refused), "connection refused");
-        assert_eq!(cause(Outcome::Connection, Some("connection failed: Connection reset by peer")), "connection reset");
-        assert_eq!(cause(Outcome::Timeout, None), "no answer within --timeout");
+        assert_eq!(cause(Signal::Connection, refused), "connection refused");
+        assert_eq!(cause(Signal::Connection, Some("connection failed: Connection reset by peer")), "connection reset");
+        assert_eq!(cause(Signal::Timeout, None), "no answer within --timeout");
         assert_eq!(
-            cause(Outcome::Unavailable { status: 503, retry_after: None }, Some("HTTP 503: busy")),
+            cause(Signal::Unavailable { status: 503, retry_after: None }, Some("HTTP 503: busy")),
             "answering 503"
         );
     }
@@ -370,13 +368,20 @@ mod tests {
             give_up_after: Some(Duration::from_secs(10)),
         };
         let status = Arc::new(PaceStatus::default());
-        let p = Pacer::new(Mode::Fixed(Rate::UNLIMITED), 1, settings, stop.clone(), status.clone());
+        let p = Pacer::new(
+            RateMode::Fixed(Rate::UNLIMITED),
+            ControllerSettings::default(),
+            1,
+            settings,
+            stop.clone(),
+            status.clone(),
+        );
         let refused = Some("Connection refused");
         assert_eq!(p.permit().await, Turn::Send);
         // Three refusals over more than two seconds are an outage; none after the second spends a retry.
         let mut spent = Vec::new();
         for _ in 0..3 {
-            spent.push(p.record(Outcome::Connection, Duration::ZERO, false, refused, None));
+            spent.push(p.record(Signal::Connection, Duration::ZERO, false, refused, None));
             tokio::time::advance(Duration::from_millis(1100)).await;
         }
         assert_eq!(spent, [true, true, false]);
@@ -385,11 +390,11 @@ mod tests {
         assert_eq!(p.permit().await, Turn::Probe);
         let waiting = tokio::time::timeout(Duration::from_millis(100), p.permit()).await;
         assert!(waiting.is_err(), "a second sender waits while the probe is out");
-        assert!(!p.record(Outcome::Connection, Duration::ZERO, true, refused, None));
+        assert!(!p.record(Signal::Connection, Duration::ZERO, true, refused, None));
         // Probes until the limit, then stop.
         let mut turns = 0;
         while p.permit().await == Turn::Probe {
-            p.record(Outcome::Connection, Duration::ZERO, true, refused, None);
+            p.record(Signal::Connection, Duration::ZERO, true, refused, None);
             turns += 1;
         }
         assert!(turns >= 3, "{turns}");
@@ -405,15 +410,22 @@ mod tests {
             give_up_after: None,
         };
         let status = Arc::new(PaceStatus::default());
-        let p = Pacer::new(Mode::Fixed(Rate::per_second(100.0)), 1, settings, CancellationToken::new(), status.clone());
+        let p = Pacer::new(
+            RateMode::Fixed(Rate::per_second(100.0)),
+            ControllerSettings::default(),
+            1,
+            settings,
+            CancellationToken::new(),
+            status.clone(),
+        );
         for _ in 0..60 {
-            p.record(Outcome::Unavailable { status: 503, retry_after: None }, Duration::ZERO, false, None, None);
+            p.record(Signal::Unavailable { status: 503, retry_after: None }, Duration::ZERO, false, None, None);
         }
         assert!(p.is_out());
         assert_eq!(p.permit().await, Turn::Probe);
-        assert!(p.record(Outcome::Delivered, Duration::ZERO, true, None, None));
+        assert!(p.record(Signal::Delivered, Duration::ZERO, true, None, None));
         assert!(!p.is_out() && status.outage_for().is_none());
         assert_eq!(p.permit().await, Turn::Send);
-        assert_eq!(p.final_rate(), (false, Some(100.0)));
+        assert_eq!(p.final_rate(), (RateMode::Fixed(Rate::per_second(100.0)), Some(100.0)));
     }
 }

@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Outcome, Permit};
+use super::{Controller, ControllerSettings, OutageDetector, OutageSettings, OutageState, Permit, Signal};
 
 mod receivers;
 use receivers::*;
@@ -95,7 +95,7 @@ fn simulate(receiver: &mut impl Receive, mut pacing: Pacing, duration: f64, give
     let mut run = Run::default();
     // (finish time, sequence number), and per sequence number: sent at, outcome, probe.
     let mut queue: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
-    let mut pending: Vec<(f64, f64, Outcome, bool, usize)> = Vec::new();
+    let mut pending: Vec<(f64, f64, Signal, bool, usize)> = Vec::new();
     let (mut now, mut last_slot, mut in_flight) = (0.0_f64, f64::NEG_INFINITY, 0_usize);
     // Each send leaves a little after its slot; the limiter keeps to the slots (its catch-up).
     let mut dice = Dice(11);
@@ -161,7 +161,7 @@ fn simulate(receiver: &mut impl Receive, mut pacing: Pacing, duration: f64, give
         not_before = 0.0;
         receiver.leave(now, outcome);
         let second = run.second(now);
-        if outcome == Outcome::Delivered {
+        if outcome == Signal::Delivered {
             second.delivered += 1;
             second.latency += latency;
         } else {
@@ -319,9 +319,9 @@ fn a_six_second_outage_pauses_and_resumes() {
 #[test]
 fn a_background_of_random_errors_is_not_congestion() {
     let fails = [
-        Outcome::Unavailable { status: 503, retry_after: None },
-        Outcome::Unavailable { status: 502, retry_after: None },
-        Outcome::Connection,
+        Signal::Unavailable { status: 503, retry_after: None },
+        Signal::Unavailable { status: 502, retry_after: None },
+        Signal::Connection,
     ];
     for fail in fails {
         let noisy = || Noisy { share: 0.02, fail, dice: Dice(3) };

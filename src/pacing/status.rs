@@ -2,15 +2,19 @@
 //! [`super::Pacer`] writes when something changes and the progress bar reads ten times a second
 //! (its words are [`crate::output::progress::line`]'s).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use super::RateMode;
 
 /// What pacing shows on the bar (see the module docs).
 #[derive(Debug, Default)]
 pub struct PaceStatus {
     /// Requests per second × 1000; 0 is unlimited.
     rate_milli: AtomicU64,
-    auto: AtomicBool,
+    /// What sets the rate (changed only when a run starts).
+    mode: Mutex<RateMode>,
     /// Unix milliseconds until a pool-wide pause (`Retry-After`) ends; 0 for none.
     paused_until_ms: AtomicU64,
     /// Unix milliseconds since the webhook has been unreachable; 0 while it answers.
@@ -27,11 +31,15 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl PaceStatus {
-    /// The current rate (`None`: unlimited), and whether `--rate auto` sets it.
-    pub fn set_rate(&self, per_sec: Option<f64>, auto: bool) {
+    /// The current rate (`None`: unlimited), and the mode that sets it.
+    pub fn set_rate(&self, per_sec: Option<f64>, mode: RateMode) {
         let milli = per_sec.filter(|r| r.is_finite() && *r > 0.0).map_or(0, |r| ((r * 1000.0).round() as u64).max(1));
         self.rate_milli.store(milli, Relaxed);
-        self.auto.store(auto, Relaxed);
+        if let Ok(mut m) = self.mode.lock()
+            && *m != mode
+        {
+            *m = mode;
+        }
     }
 
     /// Requests per second now; `None` is unlimited.
@@ -40,8 +48,9 @@ impl PaceStatus {
         (milli > 0).then(|| milli as f64 / 1000.0)
     }
 
-    pub fn is_auto(&self) -> bool {
-        self.auto.load(Relaxed)
+    /// The mode that sets the rate.
+    pub fn mode(&self) -> RateMode {
+        self.mode.lock().map_or_else(|poisoned| *poisoned.into_inner(), |m| *m)
     }
 
     /// The pool is held for `d` from now (pauses only extend).
@@ -71,21 +80,22 @@ impl PaceStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pacing::gate::Rate;
 
     #[test]
     fn the_bar_reads_the_rate_and_why_the_pool_is_held() {
         let s = PaceStatus::default();
-        s.set_rate(Some(20.0), false);
-        assert_eq!((s.rate(), s.is_auto()), (Some(20.0), false));
-        s.set_rate(Some(187.4), true);
-        assert_eq!((s.rate(), s.is_auto()), (Some(187.4), true));
+        s.set_rate(Some(20.0), RateMode::Fixed(Rate::per_second(20.0)));
+        assert_eq!((s.rate(), s.mode()), (Some(20.0), RateMode::Fixed(Rate::per_second(20.0))));
+        s.set_rate(Some(187.4), RateMode::Auto);
+        assert_eq!((s.rate(), s.mode()), (Some(187.4), RateMode::Auto));
         s.pause_for(Duration::from_secs(3));
         assert!(s.paused_for().is_some_and(|d| d > Duration::from_secs(2)));
         s.outage(Some(Duration::from_secs(12)));
         assert!(s.outage_for().is_some_and(|d| d >= Duration::from_secs(12)));
         s.outage(None);
         assert!(s.outage_for().is_none() && s.paused_for().is_some());
-        s.set_rate(None, false);
-        assert_eq!(s.rate(), None);
+        s.set_rate(None, RateMode::Fixed(Rate::UNLIMITED));
+        assert_eq!((s.rate(), s.mode()), (None, RateMode::Fixed(Rate::UNLIMITED)));
     }
 }

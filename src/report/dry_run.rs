@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use indicatif::HumanCount;
 
-use crate::pacing::RateSetting;
+use crate::pacing::RateMode;
 
 /// Where the sample request starts in the report: what follows is shown as it would be sent.
 pub const SAMPLE_HEADING: &str = "\nThe first request, as it would be sent:\n\n";
@@ -22,7 +22,7 @@ pub struct DryRun<'a> {
     /// Already delivered to this webhook.
     pub skipped: u64,
     pub to_send: u64,
-    pub rate: RateSetting,
+    pub rate: RateMode,
     /// Where `--rate auto` would start (the rate the last run settled on), if known.
     pub auto_start: Option<f64>,
     pub concurrency: usize,
@@ -60,7 +60,7 @@ impl DryRun<'_> {
     /// The ETA at `--rate` (requests may not all be first attempts, so this is a lower bound).
     fn eta_line(&self) -> String {
         let rate = match self.rate {
-            RateSetting::Auto => {
+            RateMode::Auto => {
                 let start = match self.auto_start {
                     Some(r) => format!("from {}, where the last run to this webhook settled", crate::words::per_sec(r)),
                     None => "gently".to_owned(),
@@ -71,7 +71,7 @@ impl DryRun<'_> {
                     self.concurrency
                 );
             }
-            RateSetting::Fixed(rate) => rate,
+            RateMode::Fixed(rate) => rate,
         };
         match rate.get() {
             Some(r) => {

@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::{AppError, exit};
+use crate::error::{AppError, RunFacts, exit_code};
 use crate::ledger::LedgerError;
 use crate::output::progress::{Counters, Latency, round};
+use crate::pacing::RateMode;
 use crate::source::SourceError;
 use indicatif::HumanCount;
 
 mod dry_run;
+pub mod status;
 pub use dry_run::DryRun;
 
 /// The end-of-run summary, field for field the JSON object of `--json` (docs/GUIDE.md, "Output").
@@ -42,27 +44,39 @@ pub struct Summary {
 }
 
 /// The summary's `rate`: the configured rate, or where `--rate auto` settled.
+///
+/// In JSON the mode is its name (`"fixed"` or `"auto"`, [`RateMode::name`]) beside the rate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(into = "RateJson", from = "RateJson")]
 pub struct RateSummary {
     pub mode: RateMode,
     /// Requests per second; `None` (null) is unlimited.
     pub final_per_sec: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RateMode {
-    #[default]
-    Fixed,
-    Auto,
+/// [`RateSummary`] as the JSON writes it.
+#[derive(Serialize, serde::Deserialize)]
+struct RateJson {
+    mode: String,
+    final_per_sec: Option<f64>,
+}
+
+impl From<RateSummary> for RateJson {
+    fn from(r: RateSummary) -> RateJson {
+        RateJson { mode: r.mode.name().to_owned(), final_per_sec: r.final_per_sec }
+    }
+}
+
+impl From<RateJson> for RateSummary {
+    fn from(r: RateJson) -> RateSummary {
+        let mode = RateMode::from_name(&r.mode, r.final_per_sec).unwrap_or_default();
+        RateSummary { mode, final_per_sec: r.final_per_sec }
+    }
 }
 
 impl RateSummary {
-    pub fn new(auto: bool, per_sec: Option<f64>) -> RateSummary {
-        RateSummary {
-            mode: if auto { RateMode::Auto } else { RateMode::Fixed },
-            final_per_sec: per_sec.filter(|r| r.is_finite() && *r > 0.0).map(|r| round(r, 1)),
-        }
+    pub fn new(mode: RateMode, per_sec: Option<f64>) -> RateSummary {
+        RateSummary { mode, final_per_sec: per_sec.filter(|r| r.is_finite() && *r > 0.0).map(|r| round(r, 1)) }
     }
 }
 
@@ -86,7 +100,7 @@ impl Summary {
             status_codes,
             dry_run,
             interrupted,
-            rate: RateSummary::new(c.pace.is_auto(), c.pace.rate()),
+            rate: RateSummary::new(c.pace.mode(), c.pace.rate()),
             errors: c.errors(),
         }
     }
@@ -194,25 +208,21 @@ impl Report {
         self.source_error.is_some() && self.summary.attempts == 0 && self.summary.skipped == 0
     }
 
-    /// 2 the ledger failed (like a ledger that cannot be opened), 130 interrupted,
-    /// 4 the webhook was unreachable, 3 source failed, 1 some failed, 0 all delivered.
+    /// The exit status, from `crate::error::exit_code`'s table.
     pub fn exit_code(&self) -> u8 {
-        if self.ledger_error.is_some() {
-            exit::USAGE
-        } else if self.summary.interrupted {
-            exit::INTERRUPTED
-        } else if let Some(reason) = &self.stopped {
-            reason.exit_code()
-        } else if self.gave_up.is_some() {
-            exit::UNREACHABLE
-        } else if let Some(e) = &self.source_error {
-            crate::error::source_exit_code(e)
-        } else if self.malformed_count > 0 || self.undated.count > 0 {
-            exit::SOURCE
-        } else if self.summary.failed > 0 {
-            exit::FAILED
-        } else {
-            exit::OK
+        exit_code(self.facts().ending())
+    }
+
+    /// What the report says, for its exit status.
+    pub fn facts(&self) -> RunFacts<'_> {
+        RunFacts {
+            ledger_failed: self.ledger_error.is_some(),
+            interrupted: self.summary.interrupted,
+            stopped: self.stopped.as_ref(),
+            gave_up: self.gave_up.is_some(),
+            source_error: self.source_error.as_ref(),
+            unreadable: self.malformed_count > 0 || self.undated.count > 0,
+            failed: self.summary.failed,
         }
     }
 }
@@ -406,7 +416,7 @@ mod tests {
         assert_eq!(v["latency_ms"]["max"], 9.0);
         assert_eq!(v["latency_ms"]["p50"], 5.0);
         assert_eq!(v["rate"], serde_json::json!({"mode": "fixed", "final_per_sec": null}));
-        c.pace.set_rate(Some(187.54), true);
+        c.pace.set_rate(Some(187.54), RateMode::Auto);
         let s = Summary::from_counters(&c, Duration::from_secs(2), false, false);
         assert_eq!(serde_json::to_value(s.rate).unwrap(), serde_json::json!({"mode": "auto", "final_per_sec": 187.5}));
         assert!(s.human("t", 0, None, true).contains("settled on 188/s"), "{}", s.human("t", 0, None, true));

@@ -31,7 +31,7 @@ use crate::error::RunError;
 use crate::event::Event;
 use crate::ledger::{Ledger, LedgerError};
 use crate::output::progress::{Counters, Progress};
-use crate::pacing::{ControllerSettings, Mode, OutageSettings, Pacer, RateSetting};
+use crate::pacing::{ControllerSettings, OutageSettings, Pacer, RateMode};
 use crate::report::{DryRun, RateSummary, Report, Summary};
 use crate::run::dedupe::InFlight;
 use crate::run::producer::{Produced, open_source, produced, spawn_producer};
@@ -113,18 +113,13 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
         return report;
     }
 
-    let mode = match cfg.rate {
-        RateSetting::Fixed(rate) => Mode::Fixed(rate),
-        RateSetting::Auto => {
-            Mode::Auto(ControllerSettings { start: ledger.settled_rate(), max_rate: cfg.max_rate.get() })
-        }
-    };
+    let controller = ControllerSettings { start: ledger.settled_rate(), max_rate: cfg.max_rate.get() };
     let outage = OutageSettings {
         probe_initial: cfg.retry.backoff.initial,
         probe_max: cfg.retry.backoff.max,
         give_up_after: cfg.give_up_after,
     };
-    let pacer = Pacer::new(mode, cfg.burst, outage, stop.clone(), counters.pace.clone());
+    let pacer = Pacer::new(cfg.rate, controller, cfg.burst, outage, stop.clone(), counters.pace.clone());
     pacer.log_start(ledger.settled_rate().is_some());
     let progress = Progress::start(counters.clone(), !cfg.quiet, limit);
     let auth = AuthUsed {
@@ -171,8 +166,8 @@ pub async fn run(mut cfg: RunConfig, cancel: CancellationToken) -> Result<Report
     // stops them through `stop`).
     let interrupted = cancel.is_cancelled() && ledger_error.is_none();
     let mut summary = Summary::from_counters(&counters, started.elapsed(), false, interrupted);
-    let (auto, final_rate) = shared.pacer.final_rate();
-    summary.rate = RateSummary::new(auto, final_rate);
+    let (mode, final_rate) = shared.pacer.final_rate();
+    summary.rate = RateSummary::new(mode, final_rate);
     Ok(Report {
         summary,
         ledger_error,
@@ -232,8 +227,8 @@ async fn dry_run(
     .text();
     let mut summary = Summary::from_counters(counters, started.elapsed(), true, cancel.is_cancelled());
     summary.rate = match cfg.rate {
-        RateSetting::Fixed(rate) => RateSummary::new(false, rate.get()),
-        RateSetting::Auto => RateSummary::new(true, None),
+        RateMode::Fixed(rate) => RateSummary::new(cfg.rate, rate.get()),
+        RateMode::Auto => RateSummary::new(cfg.rate, None),
     };
     Ok(Report {
         summary,

@@ -5,7 +5,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::exit;
+use crate::error::{Ending, exit_code};
 use crate::output::print::errln;
 
 /// Ctrl-C or SIGTERM once: cancel gracefully. Twice: exit at once (the ledger's transactions keep
@@ -20,7 +20,7 @@ pub fn spawn_signal_handler(cancel: CancellationToken) {
         );
         wait_for_signal().await;
         errln!("Quit at once; the ledger is consistent, run the same command again to continue.");
-        std::process::exit(i32::from(exit::INTERRUPTED));
+        std::process::exit(i32::from(exit_code(Ending::Interrupted)));
     });
 }
 

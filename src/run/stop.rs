@@ -3,7 +3,7 @@
 //!
 //! A worker that finds a reason calls [`Stopper::stop`]; the first reason is kept, the run ends
 //! like an interrupt (events in flight are left pending, so a rerun sends them), and the report
-//! prints [`StopReason::message`] with [`StopReason::exit_code`].
+//! prints [`StopReason::message`], with the exit status [`crate::error::exit_code`] gives it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
@@ -105,7 +105,7 @@ impl FirstAnswers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::AuthUsed;
+    use crate::error::{AuthUsed, Ending, exit_code};
 
     #[test]
     fn rejections_stop_the_run_only_while_nothing_else_was_answered() {
@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn a_proxys_refusal_is_configuration_and_names_the_answer() {
         let r = StopReason::ProxyRefused("the proxy refused to open a tunnel: 403 Forbidden".into());
-        assert_eq!(r.exit_code(), 2);
+        assert_eq!(exit_code(Ending::Stopped(&r)), 2);
         assert!(r.message().starts_with("the proxy refused to open a tunnel: 403 Forbidden."), "{}", r.message());
     }
 
@@ -146,7 +146,7 @@ mod tests {
         s.stop(StopReason::Rejected { status: 403, answers: 9, auth });
         assert!(token.is_cancelled());
         let r = s.reason().unwrap();
-        assert_eq!(r.exit_code(), 2);
+        assert_eq!(exit_code(Ending::Stopped(&r)), 2);
         let m = r.message();
         assert!(m.contains("--signing-secret") && m.contains("SAVVYCAL_WEBHOOK_SECRET"), "{m}");
         assert!(m.contains("--webhook-url") && m.contains("3 answers"), "{m}");

@@ -10,13 +10,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::deliver::connection::Connection;
-use crate::deliver::retry::{AttemptResult, RetryPolicy, Verdict, classify};
+use crate::deliver::retry::{AttemptResult, Decision, RetryPolicy, classify};
 use crate::deliver::{Attempt, Deliverer, Prepared};
 use crate::error::{AuthUsed, StopReason};
 use crate::event::Event;
 use crate::ledger::{Committed, LedgerError, LedgerHandle, Outcome, Status};
 use crate::output::progress::Counters;
-use crate::pacing::{self, Pacer, Turn};
+use crate::pacing::{Pacer, Signal, Turn};
 use crate::run::dedupe::InFlight;
 use crate::run::stop::{self, FirstAnswers, Stopper};
 
@@ -104,10 +104,9 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
                 return outcome(Status::Pending, attempts, None, Some(message.clone()));
             }
         };
-        let now = SystemTime::now();
-        let mut verdict = classify(result, now, s.retry.backoff.max);
+        let verdict = classify(result, SystemTime::now(), s.retry.backoff.max);
+        let mut decision = verdict.decision;
         let answered = a.status();
-        let pace = pacing::Outcome::from_attempt(result, now, s.retry.backoff.max);
         last_status = a.status();
         let latency = a.latency();
         last_error = match a {
@@ -120,8 +119,8 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
             // Our own limit (out of file descriptors) says nothing about the webhook: not an
             // outage, not a reason to slow down. A probe must still come back, as an answer.
             (true, false) => true,
-            (true, true) => s.pacer.record(pacing::Outcome::Other, latency, probe, None, None),
-            (false, _) => s.pacer.record(pace, latency, probe, last_error.as_deref(), sending.as_ref()),
+            (true, true) => s.pacer.record(Signal::Other, latency, probe, None, None),
+            (false, _) => s.pacer.record(verdict.signal, latency, probe, last_error.as_deref(), sending.as_ref()),
         };
         // No longer in flight: a backoff is not a request.
         drop(sending);
@@ -131,7 +130,7 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
                 stop::Verdict::Usual => {}
                 // Not failed yet: the credentials may be what is wrong, not this event.
                 stop::Verdict::Hold => {
-                    verdict = Verdict::Retry { after: None };
+                    decision = Decision::Retry { after: None };
                     held = true;
                 }
                 stop::Verdict::Stop { answers } => {
@@ -142,10 +141,10 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         }
         let spends = spends && !held;
         debug!(event = %ev.id, status = ?last_status, latency_ms = latency.as_secs_f64() * 1e3, probe, "attempt");
-        match verdict {
-            Verdict::Delivered => return outcome(Status::Delivered, attempts, last_status, None),
-            Verdict::Fail => return outcome(Status::Failed, attempts, last_status, last_error),
-            Verdict::Retry { after } => {
+        match decision {
+            Decision::Delivered => return outcome(Status::Delivered, attempts, last_status, None),
+            Decision::Fail => return outcome(Status::Failed, attempts, last_status, last_error),
+            Decision::Retry { after } => {
                 if spends {
                     if spent >= s.retry.max_retries {
                         let tries = crate::words::count(u64::from(attempts), "attempt", "attempts");

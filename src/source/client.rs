@@ -19,10 +19,13 @@ use url::Url;
 
 use super::SourceError;
 use crate::deliver::cause::Cause;
-use crate::deliver::retry::{AttemptResult, RetryPolicy, TransportError, Verdict, classify, log_retry};
+use crate::deliver::retry::{AttemptResult, Decision, RetryPolicy, TransportError, classify, log_retry};
 use crate::deliver::shared::{BODY_READ_MAX, error_message, root_cause};
 use crate::output::print::errln;
 use crate::output::progress::Waiting;
+
+mod body;
+use body::{BodyError, MAX_PAGE_BYTES, body_start, not_json, read_body};
 
 /// `GET /v1/me`, as far as we use it.
 #[derive(Debug, Deserialize)]
@@ -166,13 +169,14 @@ impl ApiClient {
                         b = read_body(resp, cap, deadline) => b,
                         () = self.cancel.cancelled() => return Err(SourceError::Interrupted),
                     };
-                    let verdict = classify(
+                    let decision = classify(
                         AttemptResult::Status { code: status, retry_after: retry_after.as_deref() },
                         SystemTime::now(),
                         self.retry.backoff.max,
-                    );
-                    match (verdict, body) {
-                        (Verdict::Delivered, Ok(body)) => match not_json(&headers, &body) {
+                    )
+                    .decision;
+                    match (decision, body) {
+                        (Decision::Delivered, Ok(body)) => match not_json(&headers, &body) {
                             None => return Ok(body),
                             Some((kind, content_type)) => {
                                 return Err(SourceError::NotJson {
@@ -184,22 +188,22 @@ impl ApiClient {
                                 });
                             }
                         },
-                        (Verdict::Delivered, Err((BodyError::TooLarge, _))) => {
+                        (Decision::Delivered, Err((BodyError::TooLarge, _))) => {
                             return Err(SourceError::TooLarge {
                                 what: what.to_owned(),
                                 max_mib: MAX_PAGE_BYTES >> 20,
                                 hint: "; check that --api-base is the SavvyCal API".to_owned(),
                             });
                         }
-                        (Verdict::Delivered, Err((e, _))) => (None, Failure::Transport(e.describe(self.timeout))),
-                        (verdict, body) => {
+                        (Decision::Delivered, Err((e, _))) => (None, Failure::Transport(e.describe(self.timeout))),
+                        (decision, body) => {
                             let body = body.unwrap_or_else(|(_, partial)| partial);
                             let message = if (300..400).contains(&status) {
                                 crate::deliver::shared::redirect_message(&headers)
                             } else {
                                 self.redact(&error_message(&body))
                             };
-                            match verdict {
+                            match decision {
                                 // Only a proxy asks for proxy credentials (an `http://` base
                                 // behind HTTP_PROXY: the request went to the proxy in full).
                                 _ if status == 407
@@ -213,7 +217,7 @@ impl ApiClient {
                                         if message.is_empty() { String::new() } else { format!(": {message}") };
                                     return Err(SourceError::Unauthorized { status, detail });
                                 }
-                                Verdict::Retry { after } => (after, Failure::Status { status, message }),
+                                Decision::Retry { after } => (after, Failure::Status { status, message }),
                                 _ => {
                                     return Err(SourceError::Http { status, what: what.to_owned(), message });
                                 }
@@ -242,8 +246,8 @@ impl ApiClient {
                         });
                     }
                     let kind = transport_error(&e);
-                    match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max) {
-                        Verdict::Retry { after } => {
+                    match classify(AttemptResult::Transport(kind), SystemTime::now(), self.retry.backoff.max).decision {
+                        Decision::Retry { after } => {
                             (after, Failure::Transport(said.unwrap_or_else(|| describe_error(&e))))
                         }
                         _ => {
@@ -317,105 +321,6 @@ impl ApiClient {
     fn redact(&self, s: &str) -> String {
         let token = self.token.expose_secret();
         if token.is_empty() { s.to_owned() } else { s.replace(token, "<redacted>") }
-    }
-}
-
-/// How much of a non-JSON body an error message quotes.
-const QUOTED_BYTES: usize = 80;
-
-/// Whether a successful answer is plainly not JSON (every answer we read is an object): HTML, or
-/// anything else not starting with `{` or `[`. What it is, and its content type, for the message.
-fn not_json(headers: &http::HeaderMap, body: &[u8]) -> Option<(&'static str, String)> {
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .map_or_else(|| "none".to_owned(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let first = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body).iter().find(|b| !b.is_ascii_whitespace());
-    match first {
-        Some(b'{' | b'[') => None,
-        Some(b'<') => Some(("HTML", content_type)),
-        _ if content_type.to_ascii_lowercase().contains("html") => Some(("HTML", content_type)),
-        None => Some(("an empty body", content_type)),
-        Some(_) => Some(("a body that is not JSON", content_type)),
-    }
-}
-
-/// The first [`QUOTED_BYTES`] of a body as one printable line: control characters and runs of
-/// white space become one space.
-fn body_start(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(QUOTED_BYTES)]);
-    let printable: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let mut line = printable.split_whitespace().collect::<Vec<_>>().join(" ");
-    if body.len() > QUOTED_BYTES {
-        line.push('…');
-    }
-    line
-}
-
-/// Most of a page body we hold: SavvyCal pages of 100 events are a few hundred KiB, so this only
-/// stops an answer that never ends from taking all memory.
-pub const MAX_PAGE_BYTES: usize = 64 << 20;
-
-/// Why a response body was not read to its end.
-enum BodyError {
-    TooLarge,
-    TimedOut,
-    Broken(String),
-}
-
-impl BodyError {
-    fn describe(&self, timeout: Duration) -> String {
-        match self {
-            BodyError::TooLarge => "the response body is too large".to_owned(),
-            BodyError::TimedOut => format!(
-                "timed out after {} reading the response body (--timeout bounds the whole answer)",
-                humantime::format_duration(timeout)
-            ),
-            BodyError::Broken(e) => format!("connection broken while reading the response body: {e}"),
-        }
-    }
-}
-
-/// Read a body up to `cap` bytes and until `deadline`. On failure, what was read so far comes
-/// with the reason (enough for an error message).
-async fn read_body(
-    mut resp: reqwest::Response,
-    cap: usize,
-    deadline: tokio::time::Instant,
-) -> Result<Bytes, (BodyError, Bytes)> {
-    if resp.content_length().is_some_and(|n| n > cap as u64) && cap == MAX_PAGE_BYTES {
-        return Err((BodyError::TooLarge, Bytes::new()));
-    }
-    let mut first: Option<Bytes> = None;
-    let mut rest = bytes::BytesMut::new();
-    let mut len = 0usize;
-    let result = loop {
-        match tokio::time::timeout_at(deadline, resp.chunk()).await {
-            Ok(Ok(Some(chunk))) => {
-                len += chunk.len();
-                if len > cap {
-                    break Err(BodyError::TooLarge);
-                }
-                // One chunk is the common case for a small page: keep it without a copy.
-                match &first {
-                    None => first = Some(chunk),
-                    Some(f) => {
-                        if rest.is_empty() {
-                            rest.extend_from_slice(f);
-                        }
-                        rest.extend_from_slice(&chunk);
-                    }
-                }
-            }
-            Ok(Ok(None)) => break Ok(()),
-            Ok(Err(e)) if e.is_timeout() => break Err(BodyError::TimedOut),
-            Ok(Err(e)) => break Err(BodyError::Broken(root_cause(&e))),
-            Err(_) => break Err(BodyError::TimedOut),
-        }
-    };
-    let body = if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() };
-    match result {
-        Ok(()) => Ok(body),
-        Err(e) => Err((e, body)),
     }
 }
 

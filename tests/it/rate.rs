@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::util::*;
-use savvy_replay::{Rate, RateSetting};
+use savvy_replay::{Rate, RateMode};
 use savvy_replay_fake::{ReceiverConfig, generate_bookings};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +15,7 @@ async fn rate_limit_spreads_requests_and_never_exceeds_it() {
     let rcv = receiver(ReceiverConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&api, &rcv, &dir.path().join("l.db"));
-    cfg.rate = RateSetting::Fixed(Rate::per_second(200.0));
+    cfg.rate = RateMode::Fixed(Rate::per_second(200.0));
     cfg.burst = 1;
 
     let report = savvy_replay::run(cfg, CancellationToken::new()).await.unwrap();

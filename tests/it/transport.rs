@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::util::*;
 use crate::wire::{Log, Wire, answer_all, serve};
 use savvy_replay::signature;
-use savvy_replay::{Rate, RateSetting, Report, RunConfig};
+use savvy_replay::{Rate, RateMode, Report, RunConfig};
 use savvy_replay_fake::{FakeApi, generate_bookings};
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
@@ -205,7 +205,7 @@ async fn idle_connections_closed_by_the_server_are_replaced_without_retries() {
         // Each worker sends at most every 40 ms (usually 80): the connection it used last has been
         // closed by then, and so has a fresh one that waited long for its turn at the rate gate.
         cfg.concurrency = 2;
-        cfg.rate = RateSetting::Fixed(Rate::per_second(25.0));
+        cfg.rate = RateMode::Fixed(Rate::per_second(25.0));
     })
     .await;
 

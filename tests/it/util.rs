@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-use savvy_replay::{ApiQuery, Backoff, Rate, RateSetting, RetryPolicy, RunConfig, SourceConfig};
+use savvy_replay::{ApiQuery, Backoff, Rate, RateMode, RetryPolicy, RunConfig, SourceConfig};
 use savvy_replay_fake::{ApiFault, Delivery, FakeApi, FakeApiConfig, FakeWebhook, Receiver, ReceiverConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -66,7 +66,7 @@ pub fn config_to(api: &FakeApi, webhook_url: &str, ledger: &Path) -> RunConfig {
     RunConfig {
         signing_secret: Some(SecretString::from(SECRET)),
         timeout: Duration::from_secs(5),
-        rate: RateSetting::Fixed(Rate::UNLIMITED),
+        rate: RateMode::Fixed(Rate::UNLIMITED),
         retry: RetryPolicy {
             backoff: Backoff { initial: Duration::from_millis(10), max: Duration::from_secs(2) },
             max_retries: 10,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::HumanCount;
 
 use crate::output::estimate::Estimate;
+use crate::pacing::RateMode;
 
 /// The counters as one frame of the bar sees them: each read once.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -26,8 +27,8 @@ pub struct Snapshot {
     pub fraction: Option<f64>,
     /// The pace requests are held to (requests per second), when there is one.
     pub rate: Option<f64>,
-    /// `--rate auto` sets that pace.
-    pub auto: bool,
+    /// What sets that pace.
+    pub mode: RateMode,
     pub pause: Option<Pause>,
 }
 
@@ -106,7 +107,11 @@ pub fn line(s: &Snapshot, est: Option<Estimate>, measured: f64, width: usize, co
         }
         None => {
             let rate = rate_text(s.rate.unwrap_or(measured));
-            add(if s.auto { format!("auto {rate}") } else { rate }, 3, None)
+            let rate = match s.mode {
+                RateMode::Auto => format!("auto {rate}"),
+                RateMode::Fixed(_) => rate,
+            };
+            add(rate, 3, None)
         }
     }
     // Drop the least useful parts until the rest fits.
@@ -224,7 +229,7 @@ mod tests {
         assert!(line(&s, None, 0.0, 79, false).contains("paused: Retry-After 12s"));
         let s = Snapshot { pause: Some(Pause::Outage(Duration::from_secs(75))), retrying: 8, ..Snapshot::default() };
         assert!(line(&s, est(10, false, None), 0.0, 79, false).contains("paused: outage 1m15s"));
-        let s = Snapshot { rate: Some(187.4), auto: true, ..Snapshot::default() };
+        let s = Snapshot { rate: Some(187.4), mode: RateMode::Auto, ..Snapshot::default() };
         assert!(line(&s, None, 0.0, 79, false).contains("auto 187 req/s"));
         let s = Snapshot { pause: Some(Pause::RetryAfter(Duration::from_millis(200))), ..Snapshot::default() };
         assert!(line(&s, None, 0.0, 79, false).contains("paused: Retry-After 1s"));
@@ -248,7 +253,7 @@ mod tests {
                     retrying: n,
                     attempts: n,
                     rate: Some(12_345.0),
-                    auto: true,
+                    mode: RateMode::Auto,
                     pause,
                     ..Snapshot::default()
                 };

@@ -130,7 +130,7 @@ impl Counters {
             exhausted: self.source_done.load(Relaxed),
             fraction: (ppm > 0).then(|| ppm as f64 / 1e6),
             rate: self.pace.rate(),
-            auto: self.pace.is_auto(),
+            mode: self.pace.mode(),
             pause,
         }
     }
@@ -287,9 +287,9 @@ mod tests {
     #[test]
     fn snapshot_reads_rate_pause_and_errors() {
         let c = Counters::default();
-        c.pace.set_rate(Some(50.0 / 3600.0), false);
+        c.pace.set_rate(Some(50.0 / 3600.0), crate::pacing::RateMode::default());
         assert!((c.snapshot().rate.unwrap() - 50.0 / 3600.0).abs() < 1e-3);
-        c.pace.set_rate(None, false);
+        c.pace.set_rate(None, crate::pacing::RateMode::default());
         assert_eq!(c.snapshot().rate, None);
         c.pace.pause_for(Duration::from_secs(30));
         assert!(matches!(c.snapshot().pause, Some(Pause::RetryAfter(d)) if d > Duration::from_secs(20)));

@@ -2,7 +2,7 @@
 //! once rather than per second: kept apart from the rate's CUBIC state machine it modulates.
 
 use super::{MIN_ATTEMPTS, MIN_WINDOW};
-use crate::pacing::Outcome;
+use crate::pacing::Signal;
 
 /// A receiver's limit on requests in flight, learned from where its refusals fall.
 ///
@@ -51,7 +51,7 @@ impl InFlightCap {
     pub(super) fn record(
         &mut self,
         now: f64,
-        outcome: Outcome,
+        outcome: Signal,
         in_flight: u32,
         counted: bool,
         congestion: bool,
@@ -70,7 +70,7 @@ impl InFlightCap {
             self.binding = true;
             self.sends_at_cap = self.sends_at_cap.saturating_add(1);
         }
-        if outcome == Outcome::Delivered {
+        if outcome == Signal::Delivered {
             self.ok = self.ok.saturating_add(1);
             self.mean_in_flight += (f64::from(in_flight) - self.mean_in_flight) / f64::from(self.ok.min(100));
             return false;
@@ -78,7 +78,7 @@ impl InFlightCap {
         // Only a 503 (or a gateway's 502 or 504) speaks of load: a 429 is a rate limit by name,
         // and a token bucket whose overshoot came with more in flight than usual must not be
         // taken for a cap (it was, in simulation, at 2,000/s of 5 ms each).
-        if !counted || !matches!(outcome, Outcome::Unavailable { .. }) {
+        if !counted || !matches!(outcome, Signal::Unavailable { .. }) {
             return false;
         }
         match self.cap {

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::pacing::Outcome;
+use crate::pacing::Signal;
 
 /// The last attempts over which the share of soft failures is taken.
 const NOISE_WINDOW: usize = 200;
@@ -40,6 +40,6 @@ impl Noise {
 }
 
 /// Whether `outcome` is a soft failure: one that says "too fast" only when there are many.
-pub(super) fn is_soft(outcome: Outcome) -> bool {
-    matches!(outcome, Outcome::Unavailable { retry_after: None, .. } | Outcome::Connection | Outcome::Timeout)
+pub(super) fn is_soft(outcome: Signal) -> bool {
+    matches!(outcome, Signal::Unavailable { retry_after: None, .. } | Signal::Connection | Signal::Timeout)
 }

@@ -6,11 +6,11 @@ fn at(secs: f64) -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-const OK: Outcome = Outcome::Delivered;
-const SLOW_DOWN: Outcome = Outcome::TooManyRequests { retry_after: None };
+const OK: Signal = Signal::Delivered;
+const SLOW_DOWN: Signal = Signal::TooManyRequests { retry_after: None };
 
 /// Feeds `n` outcomes evenly over `[from, to)`, each `latency` after its send.
-fn feed(c: &mut Controller, from: f64, to: f64, n: u32, outcome: Outcome, latency: f64) {
+fn feed(c: &mut Controller, from: f64, to: f64, n: u32, outcome: Signal, latency: f64) {
     for i in 0..n {
         let t = from + (to - from) * f64::from(i) / f64::from(n);
         c.record(at(t + latency), outcome, at(latency), 0);
@@ -81,7 +81,7 @@ fn never_exceeds_max_rate_and_never_drops_below_the_floor() {
 
 #[test]
 fn refusals_only_when_many_are_in_flight_cap_the_requests_in_flight_not_the_rate() {
-    const BUSY: Outcome = Outcome::Unavailable { status: 503, retry_after: None };
+    const BUSY: Signal = Signal::Unavailable { status: 503, retry_after: None };
     let mut c = Controller::new(ControllerSettings { start: Some(400.0), max_rate: None });
     // 400/s of 20 ms each: 8 in flight, give or take.
     for i in 0..800 {
@@ -152,13 +152,13 @@ fn rising_latency_drops_gently() {
 fn a_long_retry_after_or_a_shut_door_holds_the_pool_and_one_overshoot_does_not() {
     let mut c = Controller::new(ControllerSettings { start: Some(50.0), max_rate: None });
     feed(&mut c, 0.0, 1.0, 50, OK, 0.01);
-    c.record(at(1.02), Outcome::TooManyRequests { retry_after: Some(at(1.0)) }, at(0.01), 0);
+    c.record(at(1.02), Signal::TooManyRequests { retry_after: Some(at(1.0)) }, at(0.01), 0);
     assert_eq!(c.hold_until(), None, "one overshoot of a token bucket is answered by the rate alone");
     for i in 0..10 {
-        c.record(at(1.1 + f64::from(i) * 0.01), Outcome::TooManyRequests { retry_after: Some(at(1.0)) }, at(0.01), 0);
+        c.record(at(1.1 + f64::from(i) * 0.01), Signal::TooManyRequests { retry_after: Some(at(1.0)) }, at(0.01), 0);
     }
     assert_eq!(c.hold_until(), Some(at(2.19)), "ten refusals in a row: hold");
-    c.record(at(1.2), Outcome::TooManyRequests { retry_after: Some(at(7.0)) }, at(0.01), 0);
+    c.record(at(1.2), Signal::TooManyRequests { retry_after: Some(at(7.0)) }, at(0.01), 0);
     assert_eq!(c.hold_until(), Some(at(8.2)), "a quota used up for seconds: hold");
 }
 

@@ -8,7 +8,7 @@ proptest! {
     #[test]
     fn rate_never_panics(s in ".*") {
         let _ = s.parse::<Rate>();
-        let _ = s.parse::<crate::pacing::RateSetting>();
+        let _ = s.parse::<crate::pacing::RateMode>();
     }
 
     #[test]

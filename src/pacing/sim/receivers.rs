@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::Outcome;
+use super::Signal;
 
 /// Service time of an answer that carries no work (a 429, a refused connection).
 pub(super) const QUICK: f64 = 0.001;
@@ -15,9 +15,9 @@ pub(super) const JITTER: f64 = 0.001;
 /// A modelled webhook receiver.
 pub(super) trait Receive {
     /// A request arrives at `t`: what is answered, and after how long.
-    fn arrive(&mut self, t: f64) -> (Outcome, f64);
+    fn arrive(&mut self, t: f64) -> (Signal, f64);
     /// The answer to a request that arrived earlier has left at `t`.
-    fn leave(&mut self, _t: f64, _outcome: Outcome) {}
+    fn leave(&mut self, _t: f64, _outcome: Signal) {}
 }
 
 /// `sink --capacity`: a token bucket of `rate(t)` a second holding 0.1 s worth, 429 +
@@ -38,16 +38,16 @@ pub(super) fn stepped<F: Fn(f64) -> f64>(rate: F) -> TokenBucket<F> {
 }
 
 impl<F: Fn(f64) -> f64> Receive for TokenBucket<F> {
-    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
+    fn arrive(&mut self, t: f64) -> (Signal, f64) {
         let rate = (self.rate)(t);
         let size = (rate * 0.1).max(1.0);
         self.tokens = (self.tokens + (t - self.last) * rate).min(size);
         self.last = t;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            (Outcome::Delivered, self.latency)
+            (Signal::Delivered, self.latency)
         } else {
-            (Outcome::TooManyRequests { retry_after: Some(Duration::from_secs(1)) }, QUICK)
+            (Signal::TooManyRequests { retry_after: Some(Duration::from_secs(1)) }, QUICK)
         }
     }
 }
@@ -61,17 +61,17 @@ pub(super) struct Quota {
 }
 
 impl Receive for Quota {
-    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
+    fn arrive(&mut self, t: f64) -> (Signal, f64) {
         let index = (t / self.window).floor() as i64;
         if index != self.current {
             (self.current, self.used) = (index, 0);
         }
         if self.used < self.n {
             self.used += 1;
-            return (Outcome::Delivered, 0.005);
+            return (Signal::Delivered, 0.005);
         }
         let left = (index + 1) as f64 * self.window - t;
-        (Outcome::TooManyRequests { retry_after: Some(Duration::from_secs(left.ceil() as u64)) }, QUICK)
+        (Signal::TooManyRequests { retry_after: Some(Duration::from_secs(left.ceil() as u64)) }, QUICK)
     }
 }
 
@@ -100,16 +100,16 @@ pub(super) fn in_flight_limit(k: u32, latency: f64) -> MaxInFlight {
 }
 
 impl Receive for MaxInFlight {
-    fn arrive(&mut self, _t: f64) -> (Outcome, f64) {
+    fn arrive(&mut self, _t: f64) -> (Signal, f64) {
         if self.in_flight >= self.k {
-            return (Outcome::Unavailable { status: 503, retry_after: None }, QUICK);
+            return (Signal::Unavailable { status: 503, retry_after: None }, QUICK);
         }
         self.in_flight += 1;
-        (Outcome::Delivered, self.latency + 1.5 * JITTER * self.dice.roll())
+        (Signal::Delivered, self.latency + 1.5 * JITTER * self.dice.roll())
     }
 
-    fn leave(&mut self, _t: f64, outcome: Outcome) {
-        if outcome == Outcome::Delivered {
+    fn leave(&mut self, _t: f64, outcome: Signal) {
+        if outcome == Signal::Delivered {
             self.in_flight -= 1;
         }
     }
@@ -124,9 +124,9 @@ pub(super) struct Knee {
 }
 
 impl Receive for Knee {
-    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
+    fn arrive(&mut self, t: f64) -> (Signal, f64) {
         self.busy_until = self.busy_until.max(t) + 1.0 / self.capacity;
-        (Outcome::Delivered, self.base + self.busy_until - t)
+        (Signal::Delivered, self.base + self.busy_until - t)
     }
 }
 
@@ -138,8 +138,8 @@ pub(super) struct Down<R> {
 }
 
 impl<R: Receive> Receive for Down<R> {
-    fn arrive(&mut self, t: f64) -> (Outcome, f64) {
-        if (self.from..self.to).contains(&t) { (Outcome::Connection, QUICK) } else { self.up.arrive(t) }
+    fn arrive(&mut self, t: f64) -> (Signal, f64) {
+        if (self.from..self.to).contains(&t) { (Signal::Connection, QUICK) } else { self.up.arrive(t) }
     }
 }
 
@@ -147,12 +147,12 @@ impl<R: Receive> Receive for Down<R> {
 /// (a 503 without `Retry-After`, a reset connection).
 pub(super) struct Noisy {
     pub(super) share: f64,
-    pub(super) fail: Outcome,
+    pub(super) fail: Signal,
     pub(super) dice: Dice,
 }
 
 impl Receive for Noisy {
-    fn arrive(&mut self, _t: f64) -> (Outcome, f64) {
-        if self.dice.roll() < self.share { (self.fail, QUICK) } else { (Outcome::Delivered, 0.005) }
+    fn arrive(&mut self, _t: f64) -> (Signal, f64) {
+        if self.dice.roll() < self.share { (self.fail, QUICK) } else { (Signal::Delivered, 0.005) }
     }
 }
