@@ -6,7 +6,8 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPTS="$ROOT/scripts"
-BIN="$ROOT/target/release/savvy-replay"
+# BIN=/path/to/savvy-replay measures another build (an older commit, say) with the same script.
+BIN="${BIN:-$ROOT/target/release/savvy-replay}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 BENCH_PIDS=()
