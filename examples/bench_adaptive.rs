@@ -31,10 +31,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[path = "support/mod.rs"]
+mod support;
+
 use plotters::prelude::*;
-use savvy_replay::{Rate, RateMode, Resume, RunConfig, SourceConfig};
+use savvy_replay::{Rate, RateMode};
 use savvy_replay_fake::{Delivery, Quota, Receiver, ReceiverConfig, generate_bookings};
-use tokio_util::sync::CancellationToken;
 
 struct Args {
     secs: f64,
@@ -189,21 +191,7 @@ async fn run_one(
 ) -> Result<Measured, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let receiver = Receiver::start(ReceiverConfig { record: true, ..s.receiver.clone() }).await?;
-    let cfg = RunConfig {
-        concurrency: 32,
-        rate,
-        ledger: dir.path().join("ledger.db"),
-        resume: Resume::Fresh,
-        quiet: true,
-        ..RunConfig::new(SourceConfig::File(input.to_owned()), receiver.url().parse()?)
-    };
-    let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    let stopped = Instant::now() + Duration::from_secs_f64(args.secs);
-    tokio::spawn(async move {
-        tokio::time::sleep_until(stopped.into()).await;
-        stop.cancel();
-    });
+    let (cfg, cancel, stopped) = support::timed_run(input, &receiver.url(), dir.path(), rate, args.secs)?;
     savvy_replay::run(cfg, cancel).await?;
     let (t, first) = timeline(&receiver.deliveries());
     receiver.shutdown().await;

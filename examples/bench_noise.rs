@@ -14,11 +14,12 @@
 //! (defaults: 15 s per run, steady from 5 s, 2% noise).
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use savvy_replay::{Resume, RunConfig, SourceConfig};
+#[path = "support/mod.rs"]
+mod support;
+
 use savvy_replay_fake::{Receiver, ReceiverConfig, generate_bookings};
-use tokio_util::sync::CancellationToken;
 
 struct Args {
     secs: f64,
@@ -55,21 +56,7 @@ async fn run_one(
 ) -> Result<(f64, u64), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let receiver = Receiver::start(ReceiverConfig { record: true, ..receiver }).await?;
-    let cfg = RunConfig {
-        concurrency: 32,
-        rate: rate.parse()?,
-        ledger: dir.path().join("ledger.db"),
-        resume: Resume::Fresh,
-        quiet: true,
-        ..RunConfig::new(SourceConfig::File(input.to_owned()), receiver.url().parse()?)
-    };
-    let cancel = CancellationToken::new();
-    let stop = cancel.clone();
-    let secs = args.secs;
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-        stop.cancel();
-    });
+    let (cfg, cancel, _) = support::timed_run(input, &receiver.url(), dir.path(), rate.parse()?, args.secs)?;
     let report = savvy_replay::run(cfg, cancel).await?;
     let deliveries = receiver.deliveries();
     receiver.shutdown().await;
