@@ -168,11 +168,6 @@ impl Backoff {
     pub fn delay_with(&self, retry: u32, rng: &mut fastrand::Rng) -> Duration {
         self.delay(retry, rng.f64())
     }
-
-    /// [`Backoff::delay`] with a fresh random jitter.
-    pub fn next_delay(&self, retry: u32) -> Duration {
-        self.delay(retry, fastrand::f64())
-    }
 }
 
 #[cfg(test)]

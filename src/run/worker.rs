@@ -106,7 +106,6 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         };
         let verdict = classify(result, SystemTime::now(), s.retry.backoff.max);
         let mut decision = verdict.decision;
-        let answered = a.status();
         last_status = a.status();
         let latency = a.latency();
         last_error = match a {
@@ -125,7 +124,7 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
         // No longer in flight: a backoff is not a request.
         drop(sending);
         let mut held = false;
-        if let Some(status) = answered {
+        if let Some(status) = last_status {
             match s.first_answers.observe(status) {
                 stop::Verdict::Usual => {}
                 // Not failed yet: the credentials may be what is wrong, not this event.
@@ -158,15 +157,16 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
                 }
                 let retry = spent.saturating_sub(1);
                 let delay = match after {
-                    Some(d) => {
-                        // No request for this event goes before its Retry-After; the pacer says
-                        // whether the rest of the pool waits too.
-                        s.pacer.retry_after(d);
-                        s.retry.wait(retry, Some(d), fastrand::f64())
-                    }
                     // The pool is held for an outage: the probe schedule is the wait.
                     None if s.pacer.is_out() => Duration::ZERO,
-                    None => s.retry.backoff.next_delay(retry),
+                    _ => {
+                        // No request for this event goes before its Retry-After; the pacer says
+                        // whether the rest of the pool waits too.
+                        if let Some(d) = after {
+                            s.pacer.retry_after(d);
+                        }
+                        s.retry.wait(retry, after, fastrand::f64())
+                    }
                 };
                 let counted = if spends {
                     format!("retry {spent}/{}", s.retry.max_retries)
