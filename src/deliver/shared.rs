@@ -71,11 +71,14 @@ pub fn error_message(body: &[u8]) -> String {
 /// The innermost error of a chain, in words: what actually went wrong, without the layers that
 /// wrap it (for both HTTP paths and the proxy).
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut root = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
-    root.to_string()
+    chain(e).last().unwrap_or(e).to_string()
+}
+
+/// `e` and every error that caused it, outermost first.
+pub fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use url::Url;
 use super::SourceError;
 use crate::deliver::cause::Cause;
 use crate::deliver::retry::{AttemptResult, Decision, RetryPolicy, TransportError, classify, log_retry};
-use crate::deliver::shared::{BODY_READ_MAX, error_message, root_cause};
+use crate::deliver::shared::{BODY_READ_MAX, chain, error_message, root_cause};
 use crate::output::print::errln;
 use crate::output::progress::Waiting;
 
@@ -279,8 +279,7 @@ impl ApiClient {
     /// (the proxy's policy: a configuration error) must not be retried like a 502 (the API down
     /// behind the proxy). So when its tunnel failed, ask the proxy once ourselves for its answer.
     async fn ask_the_proxy(&self, e: &reqwest::Error, url: &Url) -> Option<crate::deliver::proxy::ProxyError> {
-        let tunnel_failed = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| e.source())
-            .any(|e| e.downcast_ref::<crate::deliver::proxy::TunnelError>().is_some());
+        let tunnel_failed = chain(e).any(|e| e.downcast_ref::<crate::deliver::proxy::TunnelError>().is_some());
         if !tunnel_failed {
             return None;
         }
