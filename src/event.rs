@@ -8,6 +8,8 @@ use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
+
+mod scan;
 use sha2::{Digest, Sha256};
 
 /// The envelope's `type` unless `--event-type` says otherwise: what SavvyCal sends for a booking.
@@ -30,41 +32,48 @@ impl std::fmt::Debug for Event {
     }
 }
 
-/// The two fields we need, borrowed from the event's bytes. Parsing this also validates the JSON.
-/// `created_at` is taken as any JSON value: one that is not a string (a number, an object) leaves
-/// the event without a time, which a time filter then reports by name ([`created_at_problem`]),
-/// instead of the whole event being called "not an event".
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(default, borrow)]
-    created_at: Option<&'a serde_json::value::RawValue>,
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
     #[error("not a JSON object with a string `id` ({0})")]
     Shape(String),
+    /// Not UTF-8 from this byte offset (0-based) on.
+    #[error("not valid UTF-8 (at byte {})", .at + 1)]
+    NotUtf8 { at: usize },
 }
 
 impl Event {
-    /// Read an event from its exact JSON bytes (an API page entry or an NDJSON line). `raw` is
-    /// kept as is, so a slice of a page buffer costs no copy.
+    /// Read an event from its exact JSON bytes (an API page entry or an NDJSON line), checking
+    /// that they are one JSON object in UTF-8 ([`scan`]). `raw` is kept as is, so a slice of a
+    /// page buffer costs no copy.
+    ///
+    /// `created_at` is taken as any JSON value: one that is not a string (a number, an object)
+    /// leaves the event without a time, which a time filter then reports by name
+    /// ([`created_at_problem`]), instead of the whole event being called "not an event".
     pub fn from_raw(raw: Bytes) -> Result<Event, EventError> {
-        let head: Head<'_> = serde_json::from_slice(&raw).map_err(|e| EventError::Shape(e.to_string()))?;
+        let head = scan::scan(&raw).map_err(|e| match e {
+            scan::ScanError::Utf8 { at } => EventError::NotUtf8 { at },
+            e => EventError::Shape(e.to_string()),
+        })?;
         if head.id.is_empty() {
             return Err(EventError::Shape("`id` is empty".into()));
         }
         let id = head.id.into();
-        let created_at =
-            head.created_at.and_then(|v| serde_json::from_str::<Cow<'_, str>>(v.get()).ok()).map(Into::into);
+        let created_at = head.created_at.and_then(text).map(Into::into);
         Ok(Event { id, created_at, raw })
     }
 
     /// `created_at` as a timestamp, when present and readable.
     pub fn created_at(&self) -> Option<jiff::Timestamp> {
         parse_rfc3339(self.created_at.as_deref()?)
+    }
+}
+
+/// A JSON string value's text, when the value is a string.
+fn text(value: &[u8]) -> Option<Cow<'_, str>> {
+    match value {
+        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => std::str::from_utf8(inner).ok().map(Cow::Borrowed),
+        [b'"', ..] => serde_json::from_slice(value).ok(),
+        _ => None,
     }
 }
 

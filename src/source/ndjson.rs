@@ -21,7 +21,7 @@ use tokio::io::AsyncRead;
 use tokio_util::codec::{Decoder, FramedRead};
 
 use super::{Batch, SourceError};
-use crate::event::Event;
+use crate::event::{Event, EventError};
 
 /// Lines per batch (the ledger is consulted a batch at a time).
 const BATCH_LINES: usize = 100;
@@ -197,15 +197,19 @@ impl NdjsonReader {
         if line.starts_with(BOM) {
             line.advance(BOM.len());
         }
-        if let Err(e) = std::str::from_utf8(&line) {
-            return Err(format!("the line is not valid UTF-8 (at byte {})", e.valid_up_to() + 1));
-        }
         let trimmed = line.trim_ascii();
         if trimmed.is_empty() {
             return Ok(None);
         }
         let raw = line.slice_ref(trimmed);
-        Event::from_raw(raw).map(Some).map_err(|e| e.to_string())
+        Event::from_raw(raw).map(Some).map_err(|e| match e {
+            // Counted from the start of the line, not of the object on it.
+            EventError::NotUtf8 { at } => {
+                let lead = line.len() - line.trim_ascii_start().len();
+                format!("the line is not valid UTF-8 (at byte {})", lead + at + 1)
+            }
+            e => e.to_string(),
+        })
     }
 
     pub async fn next_batch(&mut self) -> Result<Option<Batch>, SourceError> {
