@@ -1,8 +1,7 @@
 //! The durable record of every event's outcome, per target (webhook URL + event type): what makes a
 //! rerun resume instead of starting over.
 //!
-//! SQLite (WAL) owned by one writer thread — never a blocking SQLite call on the async runtime. The
-//! writer commits whatever outcomes have queued up in one transaction and only then tells each
+//! SQLite (WAL) owned by one writer task, on the runtime (why, in [`mod@writer`]). The writer commits whatever outcomes have queued up in one transaction and only then tells each
 //! worker its outcome is safe; a worker sends its next request only after that. So at any moment at
 //! most `--concurrency` events are sent-but-unrecorded, and a crash (even `kill -9`) re-sends at
 //! most those. Batches form on their own under load (group commit), so the ledger costs little.
@@ -11,7 +10,7 @@
 //! page of ids at a time; no list of ids is ever held in memory.
 //!
 //! This file holds the types and the handle a run holds; [`open`] opens, locks, creates or
-//! migrates the file, [`mod@writer`] is the writer thread and [`read`] the read side for `status`
+//! migrates the file, [`mod@writer`] is the writer task and [`read`] the read side for `status`
 //! and `failed`.
 
 pub(crate) mod owner_only;
@@ -145,10 +144,10 @@ impl LedgerError {
     }
 }
 
-/// The ledger of one run: a writer thread and the lock that keeps other runs out.
+/// The ledger of one run: a writer task and the lock that keeps other runs out.
 pub struct Ledger {
     tx: mpsc::UnboundedSender<Msg>,
-    thread: std::thread::JoinHandle<Result<(), LedgerError>>,
+    writer: tokio::task::JoinHandle<Result<(), LedgerError>>,
     _lock: File,
     settled_rate: Option<f64>,
 }
@@ -169,11 +168,8 @@ impl Ledger {
         let Opened { conn, lock, target_id, settled_rate, run_floor } = open::for_run(path, webhook_url, event_type)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let path_owned = path.to_owned();
-        let thread = std::thread::Builder::new()
-            .name("ledger".into())
-            .spawn(move || writer(conn, target_id, run_floor, rx, &path_owned))
-            .map_err(|error| LedgerError::Io { action: "start the ledger writer for", path: path.to_owned(), error })?;
-        Ok(Ledger { tx, thread, _lock: lock, settled_rate })
+        let writer = tokio::spawn(async move { writer(conn, target_id, run_floor, rx, &path_owned).await });
+        Ok(Ledger { tx, writer, _lock: lock, settled_rate })
     }
 
     /// The rate the last `--rate auto` run for this target settled on, if one did.
@@ -195,11 +191,9 @@ impl Ledger {
 
     /// Commit what is queued and stop the writer. Handles still alive get `Gone` afterwards.
     pub async fn close(self) -> Result<(), LedgerError> {
-        let Ledger { tx, thread, _lock, .. } = self;
+        let Ledger { tx, writer, _lock, .. } = self;
         let _ = tx.send(Msg::Close);
-        tokio::task::spawn_blocking(move || thread.join().unwrap_or(Err(LedgerError::Gone)))
-            .await
-            .unwrap_or(Err(LedgerError::Gone))
+        writer.await.unwrap_or(Err(LedgerError::Gone))
     }
 }
 
@@ -395,9 +389,9 @@ mod tests {
         let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
         conn.query_row(&format!("PRAGMA max_page_count = {}", pages + 2), [], |_| Ok(())).unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let writing = std::thread::spawn({
+        let writing = tokio::spawn({
             let path = path.clone();
-            move || writer(conn, 1, 1, rx, &path)
+            async move { writer(conn, 1, 1, rx, &path).await }
         });
         let h = LedgerHandle { tx };
         let mut recorded = 0;
@@ -410,7 +404,7 @@ mod tests {
             recorded += 1;
         }
         assert!(recorded > 0 && recorded < 10_000, "{recorded}");
-        let err = writing.join().unwrap().unwrap_err();
+        let err = writing.await.unwrap().unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("the disk is full") && msg.contains(&path.display().to_string()), "{msg}");
         assert!(msg.contains("free some space") && msg.contains("run the same command again"), "{msg}");

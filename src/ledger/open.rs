@@ -2,7 +2,7 @@
 //! reader and writer makes, creating a new ledger, migrating an old one, and registering the run's
 //! target.
 //!
-//! Apart from [`super`] because it is everything that happens once, before the writer thread
+//! Apart from [`super`] because it is everything that happens once, before the writer task
 //! starts: the types and the per-outcome path stay small.
 
 use std::fs::File;
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS target_rates (
 DELETE FROM target_rates WHERE target_id NOT IN (SELECT id FROM targets);
 ";
 
-/// A ledger opened for a run, ready for its writer thread.
+/// A ledger opened for a run, ready for its writer task.
 pub(super) struct Opened {
     pub(super) conn: Connection,
     /// Held for the whole run: dropping it lets another run take the ledger.

@@ -1,6 +1,11 @@
-//! The ledger's writer thread: it owns the SQLite connection, commits whatever outcomes have
-//! queued up in one transaction (group commit), answers lookups in the same order as records, and
-//! only then tells each worker its outcome is durable.
+//! The ledger's writer task: it owns the SQLite connection, commits whatever outcomes have queued
+//! up in one transaction (group commit), answers lookups in the same order as records, and only
+//! then tells each worker its outcome is durable.
+//!
+//! It runs on the runtime, and its SQLite calls block the thread it runs on while a batch
+//! commits (tens of microseconds; a checkpoint's fsync longer). It used to be a thread of its
+//! own, and the hand-off to it and back cost a context switch every few events: on two cores,
+//! more CPU than SQLite itself (`docs/performance.md`, "Where the time goes").
 
 use std::path::Path;
 
@@ -12,7 +17,7 @@ use super::{LedgerError, Outcome, Recorded, Status, now_ms};
 /// Most outcomes committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
-/// What the async side asks the writer thread.
+/// What the workers and the producer ask the writer.
 pub(super) enum Msg {
     Record(Outcome, oneshot::Sender<()>),
     Lookup(Vec<Box<str>>, oneshot::Sender<Vec<Option<Recorded>>>),
@@ -22,7 +27,7 @@ pub(super) enum Msg {
     Close,
 }
 
-pub(super) fn writer(
+pub(super) async fn writer(
     conn: Connection,
     target_id: i64,
     run_floor: i64,
@@ -33,7 +38,7 @@ pub(super) fn writer(
     let mut acks = Vec::with_capacity(64);
     let mut closing = false;
     while !closing {
-        let Some(first) = rx.blocking_recv() else { break };
+        let Some(first) = rx.recv().await else { break };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
