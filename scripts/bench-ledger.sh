@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# bench-ledger.sh — what the ledger (SQLite, WAL, one writer thread, group commit) costs.
+# bench-ledger.sh — what the ledger (SQLite, WAL, one writer task, group commit) costs.
 #
 # N realistic events (default 100,000, ~1.9 KB each) are delivered to the product's own receiver
 # (`savvy-replay sink -q`) at --rate 0 --concurrency 32 with the ledger on, under /usr/bin/time -v:
 #   * throughput and peak RSS ("Maximum resident set size") of the run;
-#   * CPU seconds of the whole process and of its "ledger" writer thread (sampled from /proc every
-#     0.1 s, so use N ≥ 100k), i.e. the direct CPU price of recording every outcome durably;
+#   * CPU seconds of the whole process (the ledger writer runs on the runtime's thread, so its own
+#     share is not sampled apart; docs/performance.md has it from other measurements);
 #   * the ledger file's size, and a rerun of the same command (resume): everything is skipped,
 #     nothing is sent — how long checking 100k ids against the ledger takes;
 #   * the same with the ledger on tmpfs (/dev/shm), to show whether the disk matters;
 #   * baseline: oha hitting the same receiver with the same number of same-size bodies — no
 #     ledger, no JSON work at all (savvy-replay has no switch to turn its ledger off).
 #
-# Reading the table: "ledger thread CPU" / "process CPU" is the share of the client's work spent on
-# the ledger; on a 2-vCPU machine the client and the receiver share the cores, so CPU per request
-# is what limits throughput. Peak RSS is the client's.
+# Reading the table: on a 2-vCPU machine the client and the receiver share the cores, so CPU per
+# request is what limits throughput. Peak RSS is the client's.
 #
 # Every row is the median (by req/s) of REPEAT runs (default 3).
 #
@@ -35,7 +34,7 @@ gen_envelope full "$BENCH_TMP/body.json"
 
 # measure NAME LEDGER_PATH  — one replay with the sampler; fills R_* variables.
 measure() {
-    local name="$1" ledger="$2" port url tpid pid spid
+    local name="$1" ledger="$2" port url tpid pid
     port="$(free_port)"
     url="http://127.0.0.1:$port/webhook"
     start_sink "$port" "$BENCH_TMP/sink.log"
@@ -45,21 +44,16 @@ measure() {
     tpid=$!
     bg_track "$tpid"
     pid="$(child_pid "$tpid")" || die "savvy-replay did not start"
-    thread_cpu_sampler "$pid" "$BENCH_TMP/$name.threads" &
-    spid=$!
-    bg_track "$spid"
     wait "$tpid" || {
         cat "$BENCH_TMP/$name.time" >&2
         die "savvy-replay run failed"
     }
     bg_stop "$tpid"
-    bg_stop "$spid"
     R_DELIVERED="$(json_field "$BENCH_TMP/$name.json" delivered)"
     [[ "$R_DELIVERED" == "$N" ]] || die "$name: delivered $R_DELIVERED of $N"
     R_TPUT="$(json_field "$BENCH_TMP/$name.json" throughput_per_sec)"
     R_RSS="$(rss_kib "$BENCH_TMP/$name.time")"
     R_CPU="$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$BENCH_TMP/$name.time")"
-    R_LEDGER_CPU="$(awk '$1 == "ledger" {s += $2} END {printf "%.2f", s}' "$BENCH_TMP/$name.threads" 2>/dev/null || echo "?")"
     R_SIZE="$( (du -cb "$ledger" "$ledger"-wal 2>/dev/null || true) | tail -n 1 | cut -f1)"
 
     # Resume: the same command again skips all N (nothing is sent).
@@ -71,7 +65,7 @@ measure() {
     R_RERUN_RSS="$(rss_kib "$BENCH_TMP/$name.rerun.time")"
     [[ "$R_SKIPPED" == "$N" ]] || die "$name: rerun skipped $R_SKIPPED of $N"
     bg_stop "$SINK_PID"
-    log "$name: $R_TPUT req/s, peak RSS $R_RSS KiB, CPU $R_CPU s (ledger thread $R_LEDGER_CPU s), rerun $R_RERUN s"
+    log "$name: $R_TPUT req/s, peak RSS $R_RSS KiB, CPU $R_CPU s rerun $R_RERUN s"
 }
 
 # The line of FILE with the median first field (whitespace-separated values, one run a line).
@@ -98,7 +92,7 @@ runs() {
     : >"$BENCH_TMP/$1.runs"
     for r in $(seq 1 "$REPEAT"); do
         measure "$1" "$2"
-        echo "$R_TPUT $R_RSS $R_CPU $R_LEDGER_CPU $R_SIZE $R_RERUN $R_RERUN_RSS" >>"$BENCH_TMP/$1.runs"
+        echo "$R_TPUT $R_RSS $R_CPU - $R_SIZE $R_RERUN $R_RERUN_RSS" >>"$BENCH_TMP/$1.runs"
     done
 }
 
@@ -114,18 +108,17 @@ fi
 
 mib() { awk -v k="$1" 'BEGIN { if (k == "-") print "-"; else printf "%.1f MiB", k / 1024 }'; }
 mb() { awk -v b="$1" 'BEGIN { if (b == "-") print "-"; else printf "%.1f MB", b / 1e6 }'; }
-share() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == 0) print "-"; else printf "%.0f%%", 100 * a / b }'; }
 us_per() { awk -v s="$1" -v n="$N" 'BEGIN { if (s == "-") print "-"; else printf "%.1f µs", 1e6 * s / n }'; }
 
 echo
 echo "Ledger cost, $N events (~1.9 KB), concurrency $CONCURRENCY, receiver: savvy-replay sink, median of $REPEAT ($(nproc) vCPU, client and receiver on the same machine)"
 echo
-echo "| client | req/s | peak RSS | client CPU / request | ledger thread CPU (share) | ledger size | rerun: $N skipped |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-printf '| oha (no ledger, baseline) | %s | %s | %s | - | - | - |\n' "$OHA_RPS" "$(mib "$OHA_RSS")" "$(us_per "$OHA_CPU")"
-printf '| savvy-replay, ledger on disk | %.0f | %s | %s | %s s (%s) | %s | %s s, %s |\n' "${D[0]}" "$(mib "${D[1]}")" \
-    "$(us_per "${D[2]}")" "${D[3]}" "$(share "${D[3]}" "${D[2]}")" "$(mb "${D[4]}")" "${D[5]}" "$(mib "${D[6]}")"
+echo "| client | req/s | peak RSS | client CPU / request | ledger size | rerun: $N skipped |"
+echo "|---|---:|---:|---:|---:|---:|"
+printf '| oha (no ledger, baseline) | %s | %s | %s | - | - |\n' "$OHA_RPS" "$(mib "$OHA_RSS")" "$(us_per "$OHA_CPU")"
+printf '| savvy-replay, ledger on disk | %.0f | %s | %s | %s | %s s, %s |\n' "${D[0]}" "$(mib "${D[1]}")" \
+    "$(us_per "${D[2]}")" "$(mb "${D[4]}")" "${D[5]}" "$(mib "${D[6]}")"
 if [[ "${T[0]}" != "-" ]]; then
-    printf '| savvy-replay, ledger on tmpfs | %.0f | %s | %s | %s s (%s) | %s | %s s, %s |\n' "${T[0]}" "$(mib "${T[1]}")" \
-        "$(us_per "${T[2]}")" "${T[3]}" "$(share "${T[3]}" "${T[2]}")" "$(mb "${T[4]}")" "${T[5]}" "$(mib "${T[6]}")"
+    printf '| savvy-replay, ledger on tmpfs | %.0f | %s | %s | %s | %s s, %s |\n' "${T[0]}" "$(mib "${T[1]}")" \
+        "$(us_per "${T[2]}")" "$(mb "${T[4]}")" "${T[5]}" "$(mib "${T[6]}")"
 fi

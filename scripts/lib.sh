@@ -229,21 +229,6 @@ replay() {
         }
 }
 
-# thread_cpu_sampler PID OUT  — until PID exits, keeps overwriting OUT with one line per thread:
-# "<thread name> <user+system CPU seconds>" (sampled every 0.1 s, so the last ≤0.1 s is missed).
-thread_cpu_sampler() {
-    local pid="$1" out="$2" tck
-    tck="$(getconf CLK_TCK)"
-    while kill -0 "$pid" 2>/dev/null; do
-        awk -v tck="$tck" '{
-            # comm is in parentheses and may hold spaces: fields after the closing ")" are fixed.
-            s = $0; sub(/^[^(]*\(/, "", s); name = s; sub(/\).*$/, "", name); sub(/^.*\) /, "", s)
-            split(s, f, " "); printf "%s %.2f\n", name, (f[12] + f[13]) / tck
-        }' /proc/"$pid"/task/*/stat >"$out.tmp" 2>/dev/null && mv "$out.tmp" "$out"
-        sleep 0.1
-    done
-}
-
 # The pid of the (single) child of PID, waiting for it to appear.
 child_pid() {
     local c
