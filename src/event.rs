@@ -8,9 +8,9 @@ use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 mod scan;
-use sha2::{Digest, Sha256};
 
 /// The envelope's `type` unless `--event-type` says otherwise: what SavvyCal sends for a booking.
 pub const DEFAULT_EVENT_TYPE: &str = "event.created";
@@ -68,13 +68,9 @@ impl Event {
     }
 }
 
-/// A JSON string value's text, when the value is a string.
+/// A JSON value's text, when the value is a string.
 fn text(value: &[u8]) -> Option<Cow<'_, str>> {
-    match value {
-        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => std::str::from_utf8(inner).ok().map(Cow::Borrowed),
-        [b'"', ..] => serde_json::from_slice(value).ok(),
-        _ => None,
-    }
+    value.starts_with(b"\"").then(|| scan::unquote(value).ok()).flatten()
 }
 
 /// An RFC 3339 time, with any number of fractional digits: RFC 3339 sets no limit, jiff reads at

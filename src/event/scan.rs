@@ -136,14 +136,8 @@ impl<'a> Scanner<'a> {
                         return Err(ScanError::Field("duplicate field `created_at`".into()));
                     }
                     Field::Id if self.peek() == Some(b'"') => {
-                        let escaped = self.string()?;
-                        let token = &self.b[start..self.i];
-                        id = Some(if escaped {
-                            Cow::Owned(decode(token).map_err(ScanError::Field)?.into_owned())
-                        } else {
-                            // Checked as UTF-8 while it was scanned; this cannot fail.
-                            Cow::Borrowed(std::str::from_utf8(&token[1..token.len() - 1]).unwrap_or_default())
-                        });
+                        self.string()?;
+                        id = Some(unquote(&self.b[start..self.i]).map_err(ScanError::Field)?);
                     }
                     Field::Id => {
                         self.value()?;
@@ -379,6 +373,17 @@ fn needs_a_look(word: u64) -> u64 {
     let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
     quote | backslash | control | (word & HIGH)
+}
+
+/// The text of a string token (quotes included): borrowed when it has no escape, else decoded as
+/// serde_json decodes it.
+pub fn unquote(token: &[u8]) -> Result<Cow<'_, str>, String> {
+    match token {
+        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+            std::str::from_utf8(inner).map(Cow::Borrowed).map_err(|e| e.to_string())
+        }
+        _ => decode(token),
+    }
 }
 
 /// A string token with escapes, decoded as serde_json decodes it (rare: ids are plain).
