@@ -33,11 +33,11 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
     // each other every event, and on another thread each hand-off is a context switch (measured
     // in `docs/performance.md`). The other commands keep a thread per core: `sink` and `demo`
     // serve HTTP, and `demo` runs the fake servers beside the replay.
-    let mut runtime = match cli.command {
+    let mut builder = match cli.command {
         Command::Run(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
-    let code = match runtime.enable_all().build() {
+    let code = match builder.enable_all().build() {
         Ok(runtime) => {
             let result = runtime.block_on(dispatch(cli));
             // Do not wait for stray tasks (a blocked stdin reader, say).

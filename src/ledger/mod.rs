@@ -1,8 +1,9 @@
 //! The durable record of every event's outcome, per target (webhook URL + event type): what makes a
 //! rerun resume instead of starting over.
 //!
-//! SQLite (WAL) owned by one writer task, on the runtime (why, in [`mod@writer`]). The writer commits whatever outcomes have queued up in one transaction and only then tells each
-//! worker its outcome is safe; a worker sends its next request only after that. So at any moment at
+//! SQLite (WAL) owned by one writer task, on the runtime (why, in [`mod@writer`]). The writer
+//! commits whatever outcomes have queued up in one transaction and only then tells each worker its
+//! outcome is safe; a worker sends its next request only after that. So at any moment at
 //! most `--concurrency` events are sent-but-unrecorded, and a crash (even `kill -9`) re-sends at
 //! most those. Batches form on their own under load (group commit), so the ledger costs little.
 //!
@@ -163,7 +164,8 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Ledger {
-    /// Open the ledger at `path` for the target (webhook URL, event type), taking its lock.
+    /// Open the ledger at `path` for the target (webhook URL, event type), taking its lock, and
+    /// start its writer task: call it within a tokio runtime.
     pub fn open(path: &Path, webhook_url: &Url, event_type: &str) -> Result<Ledger, LedgerError> {
         let Opened { conn, lock, target_id, settled_rate, run_floor } = open::for_run(path, webhook_url, event_type)?;
         let (tx, rx) = mpsc::unbounded_channel();

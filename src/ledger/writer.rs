@@ -50,9 +50,8 @@ pub(super) async fn writer(
         // time, which at a few outcomes per batch was a visible share of the writer's work.
         // Should anything below fail, the writer stops and dropping the connection rolls back.
         conn.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(|e| LedgerError::writing(path, e))?;
-        let tx = &conn;
         {
-            let mut upsert = tx
+            let mut upsert = conn
                 .prepare_cached(
                     "INSERT INTO outcomes
                        (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
@@ -66,7 +65,7 @@ pub(super) async fn writer(
                        body = excluded.body",
                 )
                 .map_err(|e| LedgerError::writing(path, e))?;
-            let mut lookup = tx
+            let mut lookup = conn
                 .prepare_cached("SELECT status, updated_at >= ?3 FROM outcomes WHERE target_id = ?1 AND event_id = ?2")
                 .map_err(|e| LedgerError::writing(path, e))?;
             // Never below the run's floor, so a clock that stepped back cannot make this run's
@@ -103,7 +102,7 @@ pub(super) async fn writer(
                         let _ = reply.send(out);
                     }
                     Msg::Rate(per_sec) => {
-                        tx.execute(
+                        conn.execute(
                             "INSERT INTO target_rates (target_id, per_sec, updated_at) VALUES (?1, ?2, ?3)
                              ON CONFLICT (target_id) DO UPDATE SET per_sec = excluded.per_sec, updated_at = excluded.updated_at",
                             params![target_id, per_sec, now],
