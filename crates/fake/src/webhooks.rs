@@ -120,13 +120,17 @@ impl Webhooks {
 mod tests {
     use super::*;
 
+    /// 45 active webhooks, `wh_0` to `wh_44`: two full pages of 20 and one of 5.
+    fn forty_five() -> Vec<FakeWebhook> {
+        (0..45)
+            .map(|i| FakeWebhook::active(&format!("wh_{i}"), "https://h.example.com", "2026-01-01T00:00:00Z", None))
+            .collect()
+    }
+
     /// `before=` pages back like `/v1/events` does (it used to be ignored: the first page again).
     #[test]
     fn the_before_cursor_pages_back() {
-        let hooks: Vec<FakeWebhook> = (0..45)
-            .map(|i| FakeWebhook::active(&format!("wh_{i}"), "https://h.example.com", "2026-01-01T00:00:00Z", None))
-            .collect();
-        let list = Webhooks::new(&hooks);
+        let list = Webhooks::new(&forty_five());
         let page = |query: &str| serde_json::from_str::<serde_json::Value>(&list.page(query).unwrap()).unwrap();
         let ids = |page: &serde_json::Value| -> Vec<String> {
             page["entries"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
@@ -149,10 +153,7 @@ mod tests {
 
     #[test]
     fn pages_follow_the_after_cursor_to_the_end() {
-        let hooks: Vec<FakeWebhook> = (0..45)
-            .map(|i| FakeWebhook::active(&format!("wh_{i}"), "https://h.example.com", "2026-01-01T00:00:00Z", None))
-            .collect();
-        let list = Webhooks::new(&hooks);
+        let list = Webhooks::new(&forty_five());
         let mut ids = Vec::new();
         let mut query = String::new();
         let mut pages = 0;
