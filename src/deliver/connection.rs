@@ -6,13 +6,22 @@
 //! connection, as oha does, needs no pool and no locking. reqwest still fetches from the SavvyCal
 //! API, where a few requests per hundred events make its conveniences free.
 //!
+//! The worker drives its connection itself, while it sends and reads an answer, instead of
+//! spawning a task for it as hyper's examples do: with a task, every request cost two more
+//! wake-ups (the worker waking the connection task to write, that task waking the worker with the
+//! answer). Between requests nothing polls it; [`Connection::connect`] looks once for a close
+//! that arrived meanwhile.
+//!
 //! TLS is rustls (ring) with the platform's certificate verifier, HTTP/1.1 only (ALPN
 //! `http/1.1`). A connection is opened on first use and after any failure; a request found to be
 //! unsent on a reused connection (the server closed it while idle) goes once more on a fresh one.
 //! Proxies from the environment are honoured as [`crate::deliver::proxy`] decides.
 
+use std::future::Future;
 use std::io;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +33,8 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 use url::Url;
 
 use crate::deliver::cause::Cause;
@@ -52,7 +63,51 @@ pub struct Endpoint {
 /// A worker's connection; empty until first used, and again after a failure.
 #[derive(Default)]
 pub struct Connection {
-    sender: Option<SendRequest<Full<Bytes>>>,
+    open: Option<Open>,
+}
+
+/// Plain TCP, or TLS over it.
+type Stream = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// An open connection: where requests go in, and the state machine that moves their bytes.
+struct Open {
+    sender: SendRequest<Full<Bytes>>,
+    /// `None` once it has finished (closed, or broken): the sender then reports itself closed.
+    io: Io,
+}
+
+type Io = Option<Pin<Box<http1::Connection<TokioIo<Stream>, Full<Bytes>>>>>;
+
+impl Open {
+    /// Whether another request can go on it.
+    fn is_usable(&self) -> bool {
+        self.io.is_some() && !self.sender.is_closed()
+    }
+
+    /// Move the connection's bytes without waiting: notices a close that arrived while it was idle.
+    fn look(&mut self) {
+        poll_io(&mut self.io, &mut Context::from_waker(std::task::Waker::noop()));
+    }
+}
+
+fn poll_io(io: &mut Io, cx: &mut Context<'_>) {
+    if let Some(conn) = io
+        && conn.as_mut().poll(cx).is_ready()
+    {
+        // Finished (its errors reach the request in flight): dropping it fails any request still
+        // queued, so nothing waits on a connection that is gone.
+        *io = None;
+    }
+}
+
+/// Run `work` (a request, or reading its answer) while moving the connection's bytes.
+async fn drive<F: Future>(io: &mut Io, work: F) -> F::Output {
+    let mut work = pin!(work);
+    std::future::poll_fn(|cx| {
+        poll_io(io, cx);
+        work.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// Why a request got no complete answer.
@@ -239,7 +294,7 @@ impl Endpoint {
         self.route.proxy().map(|p| p.address())
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
+    async fn connect(&self) -> Result<Open, SendError> {
         let tcp = match &self.route {
             Route::Direct => self.connect_direct().await?,
             Route::Forward(proxy) => proxy.connect(self.connect_timeout).await.map_err(SendError::Proxy)?,
@@ -248,13 +303,14 @@ impl Endpoint {
             }
         };
         let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            None => handshake(tcp).await,
+        let stream = match &self.tls {
+            None => Either::Left(tcp),
             Some((connector, name)) => {
-                let stream = connector.connect(name.clone(), tcp).await.map_err(SendError::Tls)?;
-                handshake(stream).await
+                Either::Right(connector.connect(name.clone(), tcp).await.map_err(SendError::Tls)?)
             }
-        }
+        };
+        let (sender, io) = http1::handshake(TokioIo::new(stream)).await.map_err(SendError::Http)?;
+        Ok(Open { sender, io: Some(Box::pin(io)) })
     }
 
     async fn connect_direct(&self) -> Result<TcpStream, SendError> {
@@ -271,18 +327,6 @@ impl Endpoint {
     }
 }
 
-async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, SendError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(SendError::Http)?;
-    tokio::spawn(async move {
-        // Ends when the connection closes; errors surface on the sender.
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 /// URL userinfo is percent-encoded, nothing more: `+` is a plus and `&` ends nothing (form
 /// decoding, which reads `+` as a space and stops at `&`, would send the wrong password).
 /// The bytes go into the header as they are (RFC 7617 leaves the charset to the parties).
@@ -294,11 +338,14 @@ impl Connection {
     /// Open the connection if there is none (or it was closed), so the request that follows is not
     /// delayed by connecting — the workers connect before they take their turn at the rate gate.
     pub async fn connect(&mut self, endpoint: &Endpoint) -> Result<(), SendError> {
-        if self.sender.as_ref().is_some_and(|s| !s.is_closed()) {
-            return Ok(());
+        if let Some(open) = &mut self.open {
+            open.look();
+            if open.is_usable() {
+                return Ok(());
+            }
         }
-        self.sender = None;
-        self.sender = Some(endpoint.connect().await?);
+        self.open = None;
+        self.open = Some(endpoint.connect().await?);
         Ok(())
     }
 
@@ -319,18 +366,21 @@ impl Connection {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 // Whatever state the connection is in, do not reuse it.
-                self.sender = None;
+                self.open = None;
                 return Err(e);
             }
             Err(_) => {
-                self.sender = None;
+                self.open = None;
                 return Err(SendError::Timeout);
             }
         };
         let (parts, body) = response.into_parts();
-        let (kept, complete) = read_body(body, keep, deadline).await;
+        let (kept, complete) = match &mut self.open {
+            Some(open) => drive(&mut open.io, read_body(body, keep, deadline)).await,
+            None => read_body(body, keep, deadline).await,
+        };
         if !complete {
-            self.sender = None;
+            self.open = None;
         }
         Ok((Response::from_parts(parts, ()), kept))
     }
@@ -342,30 +392,39 @@ impl Connection {
     ) -> Result<Response<Incoming>, SendError> {
         let mut fresh_tries = 0;
         loop {
-            let reused = self.sender.is_some();
-            let sender = match &mut self.sender {
-                Some(s) => s,
+            let reused = self.open.is_some();
+            let open = match &mut self.open {
+                Some(open) => open,
                 slot @ None => {
                     fresh_tries += 1;
                     slot.insert(endpoint.connect().await?)
                 }
             };
-            // An idle connection the server has closed fails here or in `send_request` before
-            // anything was written: that request was never sent, so send it on a fresh one.
-            if sender.ready().await.is_err() {
-                self.sender = None;
-                if reused && fresh_tries == 0 {
-                    continue;
-                }
-                return Err(SendError::Connect(io::Error::new(io::ErrorKind::ConnectionReset, "connection closed")));
-            }
-            return match sender.send_request(make()).await {
+            let Open { sender, io } = open;
+            let sent = drive(io, async {
+                // An idle connection the server has closed fails here or in `send_request` before
+                // anything was written: that request was never sent.
+                sender.ready().await.map_err(|_| None)?;
+                sender.send_request(make()).await.map_err(Some)
+            })
+            .await;
+            let retry_fresh = reused && fresh_tries == 0;
+            return match sent {
                 Ok(r) => Ok(r),
-                Err(e) if reused && fresh_tries == 0 && e.is_canceled() => {
-                    self.sender = None;
+                // Never sent: send it on a fresh connection.
+                Err(None) if retry_fresh => {
+                    self.open = None;
                     continue;
                 }
-                Err(e) => Err(SendError::Http(e)),
+                Err(Some(e)) if retry_fresh && e.is_canceled() => {
+                    self.open = None;
+                    continue;
+                }
+                Err(None) => {
+                    self.open = None;
+                    Err(SendError::Connect(io::Error::new(io::ErrorKind::ConnectionReset, "connection closed")))
+                }
+                Err(Some(e)) => Err(SendError::Http(e)),
             };
         }
     }
