@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -19,10 +20,14 @@ pub const DEFAULT_EVENT_TYPE: &str = "event.created";
 pub const ENVELOPE_VERSION: &str = "2020-11-18";
 
 /// A booking: its id, its creation time (as the source wrote it), and its exact JSON bytes.
+///
+/// `id` and `created_at` are slices of `raw` (copies only when the JSON escaped a character), so
+/// the copies of the id the run keeps (the in-flight set's, the ledger's) cost a reference
+/// count, not an allocation.
 #[derive(Clone)]
 pub struct Event {
-    pub id: Box<str>,
-    pub created_at: Option<Box<str>>,
+    pub id: ByteString,
+    pub created_at: Option<ByteString>,
     pub raw: Bytes,
 }
 
@@ -57,14 +62,22 @@ impl Event {
         if head.id.is_empty() {
             return Err(EventError::Shape("`id` is empty".into()));
         }
-        let id = head.id.into();
-        let created_at = head.created_at.and_then(text).map(Into::into);
+        let id = shared(&raw, head.id);
+        let created_at = head.created_at.and_then(text).map(|t| shared(&raw, t));
         Ok(Event { id, created_at, raw })
     }
 
     /// `created_at` as a timestamp, when present and readable.
     pub fn created_at(&self) -> Option<jiff::Timestamp> {
         parse_rfc3339(self.created_at.as_deref()?)
+    }
+}
+
+/// Text read from `raw`: a slice of it when the text is there as it is, else (it was escaped) a copy.
+fn shared(raw: &Bytes, text: Cow<'_, str>) -> ByteString {
+    match text {
+        Cow::Borrowed(s) => ByteString::try_from(raw.slice_ref(s.as_bytes())).unwrap_or_else(|_| s.into()),
+        Cow::Owned(s) => s.into(),
     }
 }
 

@@ -17,6 +17,7 @@
 pub(crate) mod owner_only;
 pub(crate) mod target_url;
 
+use bytestring::ByteString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -68,7 +69,7 @@ pub struct Recorded {
 /// The result of delivering one event in this run.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub event_id: Box<str>,
+    pub event_id: ByteString,
     pub status: Status,
     /// Requests sent in this run.
     pub attempts: u32,
@@ -215,7 +216,7 @@ impl LedgerHandle {
 
     /// The recorded outcomes of these events for this target, in the same order: from earlier
     /// runs, and from this one once committed.
-    pub async fn lookup(&self, ids: Vec<Box<str>>) -> Result<Vec<Option<Recorded>>, LedgerError> {
+    pub async fn lookup(&self, ids: Vec<ByteString>) -> Result<Vec<Option<Recorded>>, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Msg::Lookup(ids, reply)).map_err(|_| LedgerError::Gone)?;
         answer.await.map_err(|_| LedgerError::Gone)

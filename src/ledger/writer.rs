@@ -7,6 +7,7 @@
 //! own, and the hand-off to it and back cost a context switch every few events: on two cores,
 //! more CPU than SQLite itself (`docs/performance.md`, "Where the time goes").
 
+use bytestring::ByteString;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,7 +21,7 @@ const MAX_BATCH: usize = 4096;
 /// What the workers and the producer ask the writer.
 pub(super) enum Msg {
     Record(Outcome, oneshot::Sender<()>),
-    Lookup(Vec<Box<str>>, oneshot::Sender<Vec<Option<Recorded>>>),
+    Lookup(Vec<ByteString>, oneshot::Sender<Vec<Option<Recorded>>>),
     /// The rate a `--rate auto` run settled on, per second.
     Rate(f64),
     /// Commit and stop.

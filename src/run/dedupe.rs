@@ -14,15 +14,16 @@
 //! lookup that comes after sees every commit made before it. Checking the other way round would let
 //! an outcome committed between the two checks slip through both.
 
+use bytestring::ByteString;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// Ids queued in this run whose outcome is not yet in the ledger.
 #[derive(Debug, Default)]
-pub struct InFlight(Mutex<HashSet<Box<str>>>);
+pub struct InFlight(Mutex<HashSet<ByteString>>);
 
 impl InFlight {
-    fn with<T>(&self, f: impl FnOnce(&mut HashSet<Box<str>>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut HashSet<ByteString>) -> T) -> T {
         // A poisoned lock only means another thread panicked mid-insert; the set is still usable.
         let mut set = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut set)
@@ -36,8 +37,8 @@ impl InFlight {
     /// Mark `id` queued. The producer queues an id at most once a run: a repeat is caught before,
     /// by [`InFlight::snapshot`], the ledger, or within a batch by the producer's own set of the ids
     /// that batch queued.
-    pub fn insert(&self, id: &str) {
-        self.with(|set| set.insert(id.into()));
+    pub fn insert(&self, id: &ByteString) {
+        self.with(|set| set.insert(id.clone()));
     }
 
     /// The outcome of `id` is committed (or it will never be sent in this run).
@@ -53,7 +54,7 @@ mod tests {
     #[test]
     fn an_id_is_in_flight_from_queueing_until_removed() {
         let f = InFlight::default();
-        f.insert("a");
+        f.insert(&"a".into());
         assert_eq!(f.snapshot(["a", "b"].into_iter()), [true, false]);
         f.remove("a");
         assert_eq!(f.snapshot(["a"].into_iter()), [false]);

@@ -5,6 +5,7 @@
 //! Cancellation stops fetching at once; whatever is still in the channel was never attempted and
 //! is fetched again by the next run.
 
+use bytestring::ByteString;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -187,7 +188,7 @@ async fn produce(
         // Ids this batch queued: both checks above ran before the batch, so a repeat within it is
         // found here, even when a worker has already committed the first copy and taken it out
         // of the in-flight set. At most one batch of ids.
-        let mut queued_here: HashSet<Box<str>> = HashSet::new();
+        let mut queued_here: HashSet<ByteString> = HashSet::new();
         for ((ev, was_in_flight), recorded) in events.drain(..).zip(in_flight_before).zip(recorded) {
             let repeat = was_in_flight || recorded.is_some_and(|r| r.this_run) || queued_here.contains(&ev.id);
             if repeat {

@@ -2,6 +2,7 @@
 //! retries, and hand its outcome to the ledger. A worker sends nothing more until its previous
 //! outcome is durable — that is what keeps a crash from re-sending more than `--concurrency` events.
 
+use bytestring::ByteString;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
@@ -200,7 +201,7 @@ async fn deliver_one(s: &Shared, conn: &mut Connection, ev: &Event, prepared: Pr
 /// it is durable — that is what keeps a crash from re-sending more than `--concurrency` events.
 pub async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: LedgerHandle) -> Result<(), LedgerError> {
     let mut conn = Connection::default();
-    let mut unsettled: Option<(Status, Box<str>, Committed)> = None;
+    let mut unsettled: Option<(Status, ByteString, Committed)> = None;
     let result = async {
         loop {
             let ev = tokio::select! {
@@ -235,7 +236,7 @@ pub async fn work(s: Arc<Shared>, rx: async_channel::Receiver<Event>, ledger: Le
 }
 
 /// Wait for an outcome to be committed, then count it.
-async fn settle(s: &Shared, (status, id, committed): (Status, Box<str>, Committed)) -> Result<(), LedgerError> {
+async fn settle(s: &Shared, (status, id, committed): (Status, ByteString, Committed)) -> Result<(), LedgerError> {
     committed.wait().await?;
     // Only now: a repeat of this id is found in the ledger from here on (see `crate::run::dedupe`).
     s.in_flight.remove(&id);
