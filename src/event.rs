@@ -124,27 +124,51 @@ pub fn created_at_problem(ev: &Event) -> String {
 /// Envelope id: deterministic from (event type, event id), the same on every run, so receivers
 /// that dedupe on `id` stay idempotent across reruns.
 pub fn envelope_id(event_type: &str, event_id: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(event_type.as_bytes());
-    h.update([0u8]);
-    h.update(event_id.as_bytes());
-    let digest = h.finalize();
-    let mut hex = [0u8; 32];
-    // 16 bytes always fit 32 hex digits.
-    let _ = hex::encode_to_slice(&digest[..16], &mut hex);
-    let mut id = String::with_capacity(PREFIX.len() + hex.len());
-    id.push_str(PREFIX);
-    id.extend(hex.iter().map(|&b| char::from(b)));
-    id
+    let id = EnvelopeId::of(event_type, event_id);
+    // Only ASCII goes in (the prefix and hex digits).
+    String::from_utf8_lossy(id.as_bytes()).into_owned()
 }
 
 const PREFIX: &str = "payload_";
 
+/// Room planned behind an envelope's body for its trailer: a signature header's value
+/// (`sha256=` and 64 hex digits) fits.
+const TRAILER_ROOM: usize = 80;
+
+/// An envelope id on the stack: `payload_` and 32 hex digits.
+struct EnvelopeId([u8; PREFIX.len() + 32]);
+
+impl EnvelopeId {
+    fn of(event_type: &str, event_id: &str) -> EnvelopeId {
+        let mut h = Sha256::new();
+        h.update(event_type.as_bytes());
+        h.update([0u8]);
+        h.update(event_id.as_bytes());
+        let digest = h.finalize();
+        let mut id = [0u8; PREFIX.len() + 32];
+        id[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+        // 16 bytes always fit 32 hex digits.
+        let _ = hex::encode_to_slice(&digest[..16], &mut id[PREFIX.len()..]);
+        EnvelopeId(id)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// The body SavvyCal would have POSTed, built once per event:
 /// `{"type":…,"id":…,"version":"2020-11-18","occurred_at":…,"payload":<the event's bytes>}`.
+///
+/// One buffer holds it all: the body, the id inside it, and whatever the builder was asked to
+/// append after it (the signature header's value). The parts are slices of that buffer, so a
+/// request's body and headers are made of reference counts, not copies.
 pub struct Envelope {
-    pub id: String,
     pub body: Bytes,
+    /// What `after` appended to the buffer, past the body (empty when it appended nothing).
+    pub trailer: Bytes,
+    /// Where the envelope id sits inside `body`.
+    id: std::ops::Range<usize>,
     /// Where the event's own bytes sit inside `body`.
     payload_start: usize,
 }
@@ -154,23 +178,34 @@ impl Envelope {
     /// webhook's version (or this default) explicitly, so only tests use it.
     #[cfg(test)]
     pub fn build(event_type: &str, event: &Event, now: impl FnOnce() -> String) -> Envelope {
-        Envelope::build_versioned(event_type, ENVELOPE_VERSION, event, now)
+        Envelope::build_versioned(event_type, ENVELOPE_VERSION, event, now, |_| None::<[u8; 0]>)
     }
 
     /// The envelope with the webhook's own payload `version` (from `GET /v1/webhooks`). `now` is
-    /// used for `occurred_at` when the event has no `created_at`.
-    pub fn build_versioned(event_type: &str, version: &str, event: &Event, now: impl FnOnce() -> String) -> Envelope {
-        let id = envelope_id(event_type, &event.id);
+    /// used for `occurred_at` when the event has no `created_at`. `trailer` is given the finished
+    /// body, and what it returns, if anything, goes behind it in the buffer, as
+    /// [`Envelope::trailer`].
+    pub fn build_versioned<T: AsRef<[u8]>>(
+        event_type: &str,
+        version: &str,
+        event: &Event,
+        now: impl FnOnce() -> String,
+        trailer: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Envelope {
+        let id = EnvelopeId::of(event_type, &event.id);
         let occurred_at = match &event.created_at {
             Some(t) => Cow::Borrowed(&**t),
             None => Cow::Owned(now()),
         };
-        let mut buf = BytesMut::with_capacity(event.raw.len() + event_type.len() + 160);
+        let mut buf = BytesMut::with_capacity(event.raw.len() + event_type.len() + 160 + TRAILER_ROOM);
         buf.put_slice(b"{\"type\":");
         put_json_string(&mut buf, event_type);
-        buf.put_slice(b",\"id\":");
-        put_json_string(&mut buf, &id);
-        buf.put_slice(b",\"version\":");
+        // The id is ASCII (prefix and hex digits): no escaping, so its bytes are the header's.
+        buf.put_slice(b",\"id\":\"");
+        let id_start = buf.len();
+        buf.put_slice(id.as_bytes());
+        let id = id_start..buf.len();
+        buf.put_slice(b"\",\"version\":");
         put_json_string(&mut buf, version);
         buf.put_slice(b",\"occurred_at\":");
         put_json_string(&mut buf, &occurred_at);
@@ -178,7 +213,23 @@ impl Envelope {
         let payload_start = buf.len();
         buf.put_slice(&event.raw);
         buf.put_u8(b'}');
-        Envelope { id, body: buf.freeze(), payload_start }
+        let body_len = buf.len();
+        if let Some(trailer) = trailer(&buf) {
+            buf.put_slice(trailer.as_ref());
+        }
+        let all = buf.freeze();
+        Envelope { body: all.slice(..body_len), trailer: all.slice(body_len..), id, payload_start }
+    }
+
+    /// The envelope id (`payload_…`), as it is in the body.
+    #[cfg(test)]
+    pub fn id(&self) -> &str {
+        std::str::from_utf8(&self.body[self.id.clone()]).unwrap_or_default()
+    }
+
+    /// The envelope id's bytes, a slice of the body.
+    pub fn id_bytes(&self) -> Bytes {
+        self.body.slice(self.id.clone())
     }
 
     /// The event's exact bytes, without a copy.
@@ -211,7 +262,7 @@ mod tests {
         let body = std::str::from_utf8(&env.body).unwrap();
         let expected = format!(
             r#"{{"type":"event.created","id":"{}","version":"2020-11-18","occurred_at":"2020-11-20T19:53:46Z","payload":{ODD}}}"#,
-            env.id
+            env.id()
         );
         assert_eq!(body, expected);
         assert_eq!(&env.payload()[..], ODD.as_bytes());
@@ -288,7 +339,7 @@ mod tests {
         let env = Envelope::build("weird\"type", &ev, || "t".into());
         let v: serde_json::Value = serde_json::from_slice(&env.body).unwrap();
         assert_eq!(v["type"], "weird\"type");
-        let env = Envelope::build_versioned("event.created", "2024-01-01", &ev, || "t".into());
+        let env = Envelope::build_versioned("event.created", "2024-01-01", &ev, || "t".into(), |_| None::<[u8; 0]>);
         let v: serde_json::Value = serde_json::from_slice(&env.body).unwrap();
         assert_eq!(v["version"], "2024-01-01");
     }
@@ -346,7 +397,7 @@ mod properties {
             }
             let parsed: Parsed<'_> = serde_json::from_slice(&envelope.body).expect("the envelope is JSON");
             prop_assert_eq!(parsed.kind, "event.created");
-            prop_assert_eq!(parsed.id, envelope.id.clone());
+            prop_assert_eq!(parsed.id, envelope.id());
             prop_assert_eq!(parsed.payload.get().as_bytes(), &raw[..]);
             prop_assert_eq!(&envelope.payload()[..], &raw[..]);
         }

@@ -141,6 +141,8 @@ pub struct Deliverer {
     endpoint: Endpoint,
     /// Host, Content-Type, User-Agent, URL credentials and `-H` headers: the same on every request.
     fixed: HeaderMap,
+    /// Signs each body, when the run has a signing secret.
+    signer: Option<signature::Signer>,
     target: Target,
 }
 
@@ -175,18 +177,24 @@ impl Deliverer {
                 fixed.append(name.clone(), value.clone());
             }
         }
-        Ok(Deliverer { endpoint, fixed, target })
+        let signer = target
+            .signing_secret
+            .as_ref()
+            .map(|s| signature::Signer::new(s.expose_secret().as_bytes(), target.signature_hex));
+        Ok(Deliverer { endpoint, fixed, signer, target })
     }
 
     pub fn prepare(&self, event: &Event) -> Prepared {
-        let envelope = Envelope::build_versioned(&self.target.event_type, &self.target.version, event, now_rfc3339);
-        let signature = self.target.signing_secret.as_ref().map(|secret| {
-            let sig =
-                signature::sign_with(secret.expose_secret().as_bytes(), &envelope.body, self.target.signature_hex);
-            // The hex string becomes the header's bytes, not a copy of them.
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(sig)).unwrap_or_else(|_| HeaderValue::from_static(""))
-        });
-        let idempotency_key = HeaderValue::from_str(&envelope.id).unwrap_or_else(|_| HeaderValue::from_static(""));
+        // The signature goes into the envelope's own buffer, behind the body it signs; it and the
+        // idempotency key (the envelope id, inside the body) become header values without a copy.
+        let envelope =
+            Envelope::build_versioned(&self.target.event_type, &self.target.version, event, now_rfc3339, |body| {
+                self.signer.as_ref().map(|s| s.sign(body))
+            });
+        let header =
+            |bytes: bytes::Bytes| HeaderValue::from_maybe_shared(bytes).unwrap_or(HeaderValue::from_static(""));
+        let signature = self.signer.is_some().then(|| header(envelope.trailer.clone()));
+        let idempotency_key = header(envelope.id_bytes());
         Prepared { envelope, signature, idempotency_key }
     }
 
@@ -359,6 +367,13 @@ mod tests {
         assert!(shown.ends_with(std::str::from_utf8(&p.envelope.body).unwrap()));
         assert!(shown.contains("\nuser-agent: SavvyCal Webhooks (https://savvycal.com)\n"), "{shown}");
         assert!(shown.contains("x-savvycal-webhook-id: wh_01ED74HMFGVZ92YVCWTD8Y8H6X\n"));
+        // The headers that share the envelope's buffer hold what they should: the signature of
+        // exactly the body, and the id the body carries.
+        let sig = p.signature.as_ref().unwrap();
+        assert_eq!(sig, signature::sign(b"whsec_topsecret", &p.envelope.body).as_str());
+        let body: serde_json::Value = serde_json::from_slice(&p.envelope.body).unwrap();
+        assert_eq!(p.idempotency_key, body["id"].as_str().unwrap());
+        assert_eq!(body["id"], crate::event::envelope_id("event.created", "event_1"));
     }
 
     /// The dry run shows the User-Agent that goes out: --user-agent's, or the -H that replaced it,

@@ -32,14 +32,48 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 
 /// `sha256=<hex>` of HMAC-SHA256 over `body`, keyed with `secret`, in the given case.
 pub fn sign_with(secret: &[u8], body: &[u8], case: HexCase) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
-    mac.update(body);
-    let tag = mac.finalize().into_bytes();
-    let hex = match case {
-        HexCase::Upper => hex::encode_upper(tag),
-        HexCase::Lower => hex::encode(tag),
-    };
-    format!("sha256={hex}")
+    let value = Signer::new(secret, case).sign(body);
+    // Only ASCII goes in (the prefix and hex digits).
+    String::from_utf8_lossy(&value).into_owned()
+}
+
+/// Signs bodies with one key: the key is prepared once, not once per event.
+#[derive(Clone)]
+pub struct Signer {
+    mac: Hmac<Sha256>,
+    case: HexCase,
+}
+
+/// A signature header's value: `sha256=` and 64 hex digits.
+pub type Signature = [u8; 7 + 64];
+
+impl Signer {
+    pub fn new(secret: &[u8], case: HexCase) -> Signer {
+        let mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        Signer { mac, case }
+    }
+
+    /// The header's value for `body`, on the stack.
+    pub fn sign(&self, body: &[u8]) -> Signature {
+        let mut mac = self.mac.clone();
+        mac.update(body);
+        let tag = mac.finalize().into_bytes();
+        let mut value = [0u8; 7 + 64];
+        value[..7].copy_from_slice(b"sha256=");
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(tag, &mut value[7..]);
+        if self.case == HexCase::Upper {
+            value[7..].make_ascii_uppercase();
+        }
+        value
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    // The prepared key is the secret in another form: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({:?}, <redacted>)", self.case)
+    }
 }
 
 #[cfg(test)]
