@@ -17,7 +17,7 @@
 #
 # Every row is the median (by req/s) of REPEAT runs (default 3).
 #
-# Usage: scripts/bench-ledger.sh [N]   env: REPEAT=3 CONCURRENCY=32   (~1 min on 2 vCPU)
+# Usage: scripts/bench-ledger.sh [N]   env: REPEAT=3 CONCURRENCY=32 IDS=sequential|random   (~1 min on 2 vCPU)
 # All traffic goes to 127.0.0.1.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

@@ -17,7 +17,8 @@
 #
 # Needs nginx, oha, python3, curl and /usr/bin/time; it installs nothing. On Debian/Ubuntu:
 #   apt-get install nginx time curl python3 && cargo install --locked oha
-# Usage: scripts/bench-throughput.sh [N]     env: REPEAT=3 CONCURRENCY=32
+# Usage: scripts/bench-throughput.sh [N]     env: REPEAT=3 CONCURRENCY=32 IDS=sequential|random
+# (IDS=random: ids in no order, as SavvyCal's look; the ledger's writes then touch more pages)
 # About 30 s on 2 vCPU. All traffic goes to 127.0.0.1 and every load is a fixed count.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -86,7 +87,7 @@ s="$(printf '%s\n' "${sr_rps[@]}" | median)"
 oc="$(printf '%s\n' "${oha_cpu[@]}" | median)"
 sc="$(printf '%s\n' "${sr_cpu[@]}" | median)"
 echo
-echo "Throughput, $N events, concurrency $CONCURRENCY, ledger on, median of $REPEAT alternating rounds, one nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///') worker ($(nproc) vCPU, load before: $(cut -d' ' -f1 /proc/loadavg))"
+echo "Throughput, $N events, concurrency $CONCURRENCY, ledger on, ${IDS:-sequential} ids, median of $REPEAT alternating rounds, one nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///') worker ($(nproc) vCPU, load before: $(cut -d' ' -f1 /proc/loadavg))"
 echo
 echo "| client | req/s | CPU per event (user + sys) |"
 echo "|---|---:|---:|"

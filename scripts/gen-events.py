@@ -2,18 +2,23 @@
 """Generate realistic SavvyCal events as NDJSON (one compact event object per line) for benchmarks.
 
 Usage:
-  gen-events.py N [--size full|small] [--out FILE]      N events (stdout when no --out)
+  gen-events.py N [--size full|small] [--ids sequential|random] [--out FILE]
+                                                         N events (stdout when no --out)
   gen-events.py --envelope [--size full|small]           one webhook body (event.created envelope)
                                                          of the same size, for oha's -D file
 
-Events are shaped like shared/examples/event.json: unique ids `event_<n>` and increasing
-created_at. `--size full` (default) is the example's shape with two attendees (~1.9 KB a line);
+Events are shaped like shared/examples/event.json: unique ids and increasing created_at. Ids are
+`event_<n>` by default; `--ids random` gives ids shaped like the example's
+(`event_7RDQF0G5VT8PAV4ERN90B5Q27Y`: 26 Crockford base32 digits, no order), derived from n so a
+file is the same on every run. The ledger keys outcomes by id, so the two show what id order
+costs it. `--size full` (default) is the example's shape with two attendees (~1.9 KB a line);
 `--size small` drops the optional blocks and keeps one attendee (~500 bytes a line) for the
 million-event memory run.
 """
 
 import argparse
 import datetime
+import hashlib
 import json
 import sys
 
@@ -41,6 +46,19 @@ def person(i, n, organizer):
         if organizer
         else [{"id": "field_1", "type": "text", "label": "What would you like to talk about?", "value": "Webhooks"}],
     }
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def random_id(n):
+    # 128 bits in 26 base32 digits (so the first is 0-7, as in the example), from n's hash.
+    v = int.from_bytes(hashlib.sha256(n.to_bytes(8, "little")).digest()[:16], "big")
+    digits = []
+    for _ in range(26):
+        digits.append(CROCKFORD[v & 31])
+        v >>= 5
+    return "event_" + "".join(reversed(digits))
 
 
 def event(n, size):
@@ -103,6 +121,7 @@ def main():
     p.add_argument("n", type=int, nargs="?", default=0)
     p.add_argument("--size", choices=["full", "small"], default="full")
     p.add_argument("--out")
+    p.add_argument("--ids", choices=["sequential", "random"], default="sequential")
     p.add_argument("--envelope", action="store_true")
     a = p.parse_args()
     out = open(a.out, "w") if a.out else sys.stdout
@@ -124,7 +143,10 @@ def main():
         write = out.write
         chunk = []
         for n in range(1, a.n + 1):
-            chunk.append(dumps(event(n, a.size)))
+            ev = event(n, a.size)
+            if a.ids == "random":
+                ev["id"] = random_id(n)
+            chunk.append(dumps(ev))
             if len(chunk) == 1000:
                 write("\n".join(chunk) + "\n")
                 chunk.clear()

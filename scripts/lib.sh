@@ -128,9 +128,10 @@ wait_http() {
     die "nothing answers at $url"
 }
 
-# gen_events N SIZE FILE  — N events (full|small) as NDJSON.
+# gen_events N SIZE FILE  — N events (full|small) as NDJSON; ids as $IDS says (sequential|random,
+# default sequential).
 gen_events() {
-    python3 "$SCRIPTS/gen-events.py" "$1" --size "$2" --out "$3"
+    python3 "$SCRIPTS/gen-events.py" "$1" --size "$2" --ids "${IDS:-sequential}" --out "$3"
 }
 
 # gen_envelope SIZE FILE  — one webhook body of the size savvy-replay sends, for oha.
