@@ -289,6 +289,106 @@ mod tests {
         assert_eq!(buf, b"{\"id\":\"b\"}\n");
     }
 
+    /// While a run goes on its outcomes are in the journal, not yet folded: `status` and `failed`
+    /// see them all the same, and closing the run folds them.
+    #[tokio::test]
+    async fn status_and_failed_see_outcomes_not_yet_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        let h = l.handle();
+        h.record(outcome("a", Status::Delivered)).await.unwrap();
+        h.record(outcome("b", Status::Failed)).await.unwrap();
+        h.record(outcome("c", Status::Pending)).await.unwrap();
+        let unfolded = |path: &Path| -> i64 {
+            Connection::open(path).unwrap().query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(unfolded(&path), 3, "the run has not folded them yet");
+        let st = read_status(&path, 10).unwrap().unwrap();
+        assert_eq!((st[0].delivered, st[0].failed, st[0].pending), (1, 1, 1));
+        assert_eq!(st[0].open.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        let mut buf = Vec::new();
+        assert_eq!(write_failed(&path, None, None, &mut buf).unwrap(), 1);
+        assert_eq!(buf, b"{\"id\":\"b\"}\n");
+        drop(h);
+        l.close().await.unwrap();
+        assert_eq!(unfolded(&path), 0);
+        let st = read_status(&path, 10).unwrap().unwrap();
+        assert_eq!((st[0].delivered, st[0].failed, st[0].pending), (1, 1, 1));
+    }
+
+    /// What a crashed run left in the journal is laid over earlier outcomes by readers, and folded
+    /// by the next run before it looks anything up: latest outcome wins, attempts add up, the
+    /// first try is kept.
+    #[tokio::test]
+    async fn a_journal_left_by_a_crash_is_read_and_then_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        l.handle().record(outcome("x", Status::Failed)).await.unwrap();
+        l.close().await.unwrap();
+        let db = Connection::open(&path).unwrap();
+        let (target, first_at): (i64, i64) = db
+            .query_row("SELECT target_id, first_at FROM outcomes WHERE event_id = 'x'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        // As a run killed before its fold leaves it: x delivered on a retry, y failed twice.
+        db.execute_batch(&format!(
+            "INSERT INTO journal (target_id, event_id, status, attempts, last_status, last_error, at, body) VALUES
+               ({target}, 'x', 1, 2, 200, NULL, {t1}, NULL),
+               ({target}, 'y', 2, 1, 422, 'HTTP 422', {t1}, x'7b7d'),
+               ({target}, 'y', 2, 1, 422, 'HTTP 422', {t2}, x'7b7d');",
+            t1 = first_at + 10,
+            t2 = first_at + 20,
+        ))
+        .unwrap();
+        drop(db);
+        let st = read_status(&path, 10).unwrap().unwrap();
+        assert_eq!((st[0].delivered, st[0].failed, st[0].pending), (1, 1, 0));
+        assert_eq!((st[0].open[0].event_id.as_str(), st[0].open[0].attempts), ("y", 2));
+        let mut buf = Vec::new();
+        assert_eq!(write_failed(&path, None, None, &mut buf).unwrap(), 1);
+        assert_eq!(buf, b"{}\n");
+
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        let got = l.handle().lookup(vec!["x".into(), "y".into()]).await.unwrap();
+        let earlier = |status| Some(Recorded { status, this_run: false });
+        assert_eq!(got, [earlier(Status::Delivered), earlier(Status::Failed)]);
+        l.close().await.unwrap();
+        let db = Connection::open(&path).unwrap();
+        let journal: i64 = db.query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap();
+        let x: (i64, i64, i64) = db
+            .query_row("SELECT status, attempts, first_at FROM outcomes WHERE event_id = 'x'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        let y: i64 = db.query_row("SELECT attempts FROM outcomes WHERE event_id = 'y'", [], |r| r.get(0)).unwrap();
+        assert_eq!((journal, x, y), (0, (1, 3, first_at), 2));
+    }
+
+    /// More outcomes than one fold takes: folded on the way, each found by a lookup throughout.
+    #[tokio::test]
+    async fn lookups_find_outcomes_before_and_after_a_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        let h = l.handle();
+        let n = writer::FOLD_EVERY + 10;
+        for i in 0..n {
+            h.record(outcome(&format!("e{i}"), Status::Delivered)).await.unwrap();
+        }
+        let journal: i64 =
+            Connection::open(&path).unwrap().query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap();
+        assert!((journal as usize) < writer::FOLD_EVERY, "folded on the way: {journal} left");
+        let ids: Vec<ByteString> = ["e0".into(), format!("e{}", n - 1).into(), "missing".into()].into();
+        let this_run = Some(Recorded { status: Status::Delivered, this_run: true });
+        assert_eq!(h.lookup(ids).await.unwrap(), [this_run, this_run, None]);
+        drop(h);
+        l.close().await.unwrap();
+        assert_eq!(read_status(&path, 0).unwrap().unwrap()[0].delivered, n as u64);
+    }
+
     /// Outcomes submitted from many tasks at once: when a wait returns, another connection (as a
     /// rerun after `kill -9` would) finds that outcome committed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,8 +404,14 @@ mod tests {
                     for i in 0..20 {
                         let id = format!("evt_{t}_{i}");
                         h.submit(outcome(&id, Status::Delivered)).unwrap().wait().await.unwrap();
+                        // In the journal until folded: where a rerun after `kill -9` finds it too.
                         let n: i64 = other
-                            .query_row("SELECT count(*) FROM outcomes WHERE event_id = ?1", [&id], |r| r.get(0))
+                            .query_row(
+                                "SELECT (SELECT count(*) FROM outcomes WHERE event_id = ?1)
+                                      + (SELECT count(*) FROM journal WHERE event_id = ?1)",
+                                [&id],
+                                |r| r.get(0),
+                            )
                             .unwrap();
                         assert_eq!(n, 1, "{id} was not committed when its wait returned");
                     }

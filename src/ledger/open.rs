@@ -13,9 +13,11 @@ use url::Url;
 
 use super::{LedgerError, now_ms, target};
 
-/// The schema this version reads and writes. 2: targets keyed by [`target::target_key`]; a
-/// schema-1 ledger is migrated when a run opens it.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+/// The schema this version reads and writes. 2: targets keyed by [`target::target_key`]; 3: the
+/// [`JOURNAL`] a run appends outcomes to. Older ledgers are migrated when a run opens them; a
+/// schema-2 release refuses a schema-3 ledger, which is what keeps it from missing outcomes still
+/// in the journal.
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE targets (
@@ -40,6 +42,48 @@ CREATE TABLE outcomes (
 -- Small: only what still needs attention.
 CREATE INDEX outcomes_open ON outcomes (target_id, status) WHERE status != 1;
 ";
+
+/// Where a run records its outcomes first: in the order they come, so a commit writes a page or
+/// two whatever the ids, where recording them straight into `outcomes` (keyed by id) wrote a
+/// page per outcome when ids come in no order, as SavvyCal's do. The writer folds the journal
+/// into `outcomes` every few thousand outcomes and when the run ends ([`super::writer`]); a run
+/// that opens a ledger with a journal left by a crash folds it first ([`fold_journal`]). Readers
+/// lay it over `outcomes` ([`super::read`]).
+pub(super) const JOURNAL: &str = "
+CREATE TABLE IF NOT EXISTS journal (
+    seq         INTEGER PRIMARY KEY,
+    target_id   INTEGER NOT NULL REFERENCES targets (id),
+    event_id    TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error  TEXT,
+    at          INTEGER NOT NULL,      -- unix milliseconds
+    body        BLOB
+);
+";
+
+/// Move the journal's outcomes into `outcomes`, in id order (each page of `outcomes` written once
+/// per fold), as recording them there directly would have: attempts add up, the first try is kept,
+/// the latest outcome wins. Within one transaction, with the journal's emptying.
+pub(super) fn fold_journal(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO outcomes
+           (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
+         SELECT target_id, event_id, status, attempts, last_status, last_error, at, at, body
+           FROM journal WHERE true ORDER BY target_id, event_id, seq
+         ON CONFLICT (target_id, event_id) DO UPDATE SET
+           status = excluded.status,
+           attempts = attempts + excluded.attempts,
+           last_status = excluded.last_status,
+           last_error = excluded.last_error,
+           updated_at = excluded.updated_at,
+           body = excluded.body",
+    )?
+    .execute([])?;
+    conn.prepare_cached("DELETE FROM journal")?.execute([])?;
+    Ok(())
+}
 
 /// The rate a `--rate auto` run settled on, per target, for the next one to start from. A table of
 /// its own, created when missing, so it needs no schema version: older ledgers gain it on open,
@@ -98,10 +142,17 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
         conn.pragma_update(None, "busy_timeout", 5000)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 {
-            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} {JOURNAL} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
         } else if version == 1 {
             target::migrate_v1(&mut conn)?;
         }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!("BEGIN; {JOURNAL} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+        }
+        // What a crashed run left in the journal, before anything reads `outcomes`.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        fold_journal(&conn)?;
+        conn.execute_batch("COMMIT")?;
         target::fold_earlier_spelling(&conn, &webhook_url, event_type)?;
         conn.execute(
             "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)

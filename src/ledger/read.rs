@@ -29,6 +29,44 @@ pub struct TargetStatus {
     pub open: Vec<OpenEvent>,
 }
 
+/// Outcomes in a run's journal laid over `outcomes`, as folding them would leave it: the latest
+/// outcome per event wins, attempts add up, the first try is kept ([`super::open::fold_journal`]).
+/// Built in the reader's own temporary schema, from one snapshot.
+const OVERLAY: &str = "
+CREATE TEMP TABLE journaled AS
+  SELECT target_id, event_id, status, attempts, last_status, last_error, first_at, at, body FROM (
+    SELECT target_id, event_id, status, last_status, last_error, at, body,
+           sum(attempts) OVER per_event AS attempts,
+           min(at) OVER per_event AS first_at,
+           row_number() OVER (PARTITION BY target_id, event_id ORDER BY seq DESC) AS nth
+      FROM main.journal WINDOW per_event AS (PARTITION BY target_id, event_id)
+  ) WHERE nth = 1;
+CREATE UNIQUE INDEX temp.journaled_key ON journaled (target_id, event_id);
+CREATE TEMP VIEW current AS
+  SELECT target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body
+    FROM main.outcomes o
+   WHERE NOT EXISTS (SELECT 1 FROM journaled j WHERE j.target_id = o.target_id AND j.event_id = o.event_id)
+  UNION ALL
+  SELECT j.target_id, j.event_id, j.status, j.attempts + coalesce(o.attempts, 0), j.last_status, j.last_error,
+         coalesce(o.first_at, j.first_at), j.at, j.body
+    FROM journaled j LEFT JOIN main.outcomes o ON o.target_id = j.target_id AND o.event_id = j.event_id;
+";
+
+/// Where to read outcomes from: `outcomes`, or while a journal holds outcomes not yet folded (a run
+/// going on, or one that crashed) the [`OVERLAY`] of the two. Call it inside the read transaction
+/// the reads that follow use, so the overlay and they see the same snapshot.
+fn outcomes_table(conn: &Connection, version: i64) -> rusqlite::Result<&'static str> {
+    if version < 3 {
+        return Ok("outcomes");
+    }
+    let unfolded: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM journal)", [], |r| r.get(0))?;
+    if !unfolded {
+        return Ok("outcomes");
+    }
+    conn.execute_batch(OVERLAY)?;
+    Ok("temp.current")
+}
+
 /// Open an existing ledger for reading; `Ok(None)` when there is none at `path`.
 fn open_read(path: &Path) -> Result<Option<Connection>, LedgerError> {
     if !path.exists() {
@@ -45,6 +83,9 @@ pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>
     if version == 0 {
         return Ok(Some(Vec::new()));
     }
+    // One snapshot for every read below, even while a run writes.
+    conn.execute_batch("BEGIN").map_err(sq)?;
+    let outcomes = outcomes_table(&conn, version).map_err(sq)?;
     let mut targets = conn.prepare("SELECT id, webhook_url, event_type FROM targets ORDER BY id").map_err(sq)?;
     let rows: Vec<(i64, String, String)> = targets
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -58,7 +99,7 @@ pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>
         let webhook_url = if version == 1 { super::target::key_of_text(&webhook_url) } else { webhook_url };
         let mut counts = [0u64; 3];
         let mut stmt = conn
-            .prepare_cached("SELECT status, count(*) FROM outcomes WHERE target_id = ?1 GROUP BY status")
+            .prepare_cached(&format!("SELECT status, count(*) FROM {outcomes} WHERE target_id = ?1 GROUP BY status"))
             .map_err(sq)?;
         let mut q = stmt.query([id]).map_err(sq)?;
         while let Some(r) = q.next().map_err(sq)? {
@@ -68,10 +109,10 @@ pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>
             }
         }
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT event_id, status, attempts, last_status, last_error FROM outcomes
-                 WHERE target_id = ?1 AND status != 1 ORDER BY status DESC, updated_at LIMIT ?2",
-            )
+            .prepare_cached(&format!(
+                "SELECT event_id, status, attempts, last_status, last_error FROM {outcomes}
+                 WHERE target_id = ?1 AND status != 1 ORDER BY status DESC, updated_at LIMIT ?2"
+            ))
             .map_err(sq)?;
         let open = stmt
             .query_map(params![id, show as i64], |r| {
@@ -116,13 +157,15 @@ pub fn write_failed(
     if version == 0 {
         return Ok(0);
     }
+    conn.execute_batch("BEGIN").map_err(sq)?;
+    let outcomes = outcomes_table(&conn, version).map_err(sq)?;
     let mut stmt = conn
-        .prepare(
-            "SELECT o.event_id, min(o.body) FROM outcomes o JOIN targets t ON t.id = o.target_id
+        .prepare(&format!(
+            "SELECT o.event_id, min(o.body) FROM {outcomes} o JOIN targets t ON t.id = o.target_id
              WHERE o.status = 2 AND o.body IS NOT NULL
                AND (?1 IS NULL OR t.webhook_url IN (?1, ?3, ?4)) AND (?2 IS NULL OR t.event_type = ?2)
-             GROUP BY o.event_id ORDER BY min(o.first_at), o.event_id",
-        )
+             GROUP BY o.event_id ORDER BY min(o.first_at), o.event_id"
+        ))
         .map_err(sq)?;
     // The URL as a run keys it ([`super::target`]), or as given, for a ledger not yet migrated.
     let key = webhook_url.map(super::target::key_of_text);
