@@ -165,7 +165,8 @@ impl EnvelopeId {
 /// request's body and headers are made of reference counts, not copies.
 pub struct Envelope {
     pub body: Bytes,
-    /// What `after` appended to the buffer, past the body (empty when it appended nothing).
+    /// What the builder's `trailer` returned, behind the body in the same buffer (empty when it
+    /// returned nothing).
     pub trailer: Bytes,
     /// Where the envelope id sits inside `body`.
     id: std::ops::Range<usize>,

@@ -252,15 +252,20 @@ mod tests {
         }
     }
 
+    /// `a` delivered, `b` failed, `c` pending.
+    async fn record_one_of_each(h: &LedgerHandle) {
+        for (id, status) in [("a", Status::Delivered), ("b", Status::Failed), ("c", Status::Pending)] {
+            h.record(outcome(id, status)).await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn records_survive_a_reopen_and_lookups_see_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/ledger.db");
         let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         let h = l.handle();
-        h.record(outcome("a", Status::Delivered)).await.unwrap();
-        h.record(outcome("b", Status::Failed)).await.unwrap();
-        h.record(outcome("c", Status::Pending)).await.unwrap();
+        record_one_of_each(&h).await;
         drop(h);
         l.close().await.unwrap();
 
@@ -297,9 +302,7 @@ mod tests {
         let path = dir.path().join("ledger.db");
         let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         let h = l.handle();
-        h.record(outcome("a", Status::Delivered)).await.unwrap();
-        h.record(outcome("b", Status::Failed)).await.unwrap();
-        h.record(outcome("c", Status::Pending)).await.unwrap();
+        record_one_of_each(&h).await;
         let unfolded = |path: &Path| -> i64 {
             Connection::open(path).unwrap().query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap()
         };

@@ -65,9 +65,11 @@ CREATE TABLE IF NOT EXISTS journal (
 
 /// Move the journal's outcomes into `outcomes`, in id order (each page of `outcomes` written once
 /// per fold), as recording them there directly would have: attempts add up, the first try is kept,
-/// the latest outcome wins. Within one transaction, with the journal's emptying.
+/// the latest outcome wins. One transaction of its own, with the journal's emptying.
 pub(super) fn fold_journal(conn: &Connection) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+    let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+    step("BEGIN IMMEDIATE")?;
+    step(
         "INSERT INTO outcomes
            (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
          SELECT target_id, event_id, status, attempts, last_status, last_error, at, at, body
@@ -79,9 +81,9 @@ pub(super) fn fold_journal(conn: &Connection) -> rusqlite::Result<()> {
            last_error = excluded.last_error,
            updated_at = excluded.updated_at,
            body = excluded.body",
-    )?
-    .execute([])?;
-    conn.prepare_cached("DELETE FROM journal")?.execute([])?;
+    )?;
+    step("DELETE FROM journal")?;
+    step("COMMIT")?;
     Ok(())
 }
 
@@ -146,13 +148,12 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
         } else if version == 1 {
             target::migrate_v1(&mut conn)?;
         }
-        if version < SCHEMA_VERSION {
+        // A new ledger got the journal with the rest of the schema.
+        if version != 0 && version < SCHEMA_VERSION {
             conn.execute_batch(&format!("BEGIN; {JOURNAL} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
         }
         // What a crashed run left in the journal, before anything reads `outcomes`.
-        conn.execute_batch("BEGIN IMMEDIATE")?;
         fold_journal(&conn)?;
-        conn.execute_batch("COMMIT")?;
         target::fold_earlier_spelling(&conn, &webhook_url, event_type)?;
         conn.execute(
             "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)

@@ -56,6 +56,7 @@ CREATE TEMP VIEW current AS
 /// going on, or one that crashed) the [`OVERLAY`] of the two. Call it inside the read transaction
 /// the reads that follow use, so the overlay and they see the same snapshot.
 fn outcomes_table(conn: &Connection, version: i64) -> rusqlite::Result<&'static str> {
+    // The journal came with schema 3.
     if version < 3 {
         return Ok("outcomes");
     }

@@ -53,6 +53,7 @@ pub(super) async fn writer(
     let mut batch = Vec::with_capacity(64);
     let mut acks = Vec::with_capacity(64);
     // The journal's outcomes, by id: what a lookup finds before they are folded. All of this run.
+    // Owned copies of the ids, so the set does not keep the input's read buffers alive.
     let mut journaled: HashMap<Box<str>, Status> = HashMap::new();
     let mut closing = false;
     while !closing {
@@ -132,26 +133,16 @@ pub(super) async fn writer(
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }
-        if journaled.len() >= FOLD_EVERY || closing {
-            fold(&conn, path)?;
+        if journaled.len() >= FOLD_EVERY {
+            fold_journal(&conn).map_err(|e| LedgerError::writing(path, e))?;
             journaled.clear();
         }
     }
+    // After a Close, or once every sender is gone (a crash leaves it to the next run's open).
     if !journaled.is_empty() {
-        // Every sender is gone without a Close: fold all the same (a crash leaves it to the next run).
-        fold(&conn, path)?;
+        fold_journal(&conn).map_err(|e| LedgerError::writing(path, e))?;
     }
     // Fold the WAL back into the database so the file is whole on its own.
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-    Ok(())
-}
-
-/// Fold the journal into `outcomes`, in a transaction of its own.
-fn fold(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
-    let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    step("BEGIN")
-        .and_then(|_| fold_journal(conn))
-        .and_then(|()| step("COMMIT"))
-        .map_err(|e| LedgerError::writing(path, e))?;
     Ok(())
 }
