@@ -1,18 +1,20 @@
 //! The durable record of every event's outcome, per target (webhook URL + event type): what makes a
 //! rerun resume instead of starting over.
 //!
-//! SQLite (WAL) owned by one writer task, on the runtime (why, in [`mod@writer`]). The writer
-//! commits whatever outcomes have queued up in one transaction and only then tells each worker its
-//! outcome is safe; a worker sends its next request only after that. So at any moment at
-//! most `--concurrency` events are sent-but-unrecorded, and a crash (even `kill -9`) re-sends at
-//! most those. Batches form on their own under load (group commit), so the ledger costs little.
+//! SQLite (WAL), with a journal of plain files beside it ([`journal`]), owned by one writer task
+//! on the runtime (why, in [`mod@writer`]). The writer records whatever outcomes have queued up
+//! with one `write` to the journal and only then tells each worker its outcome is safe; a worker
+//! sends its next request only after that. So at any moment at most `--concurrency` events are
+//! sent-but-unrecorded, and a crash (even `kill -9`) re-sends at most those. Batches form on their
+//! own under load (group commit), so the ledger costs little. The journal is folded into SQLite's
+//! `outcomes` table every few thousand outcomes, on a blocking thread, and when the run ends.
 //!
 //! A lock file next to the database keeps two replays off the same ledger. Reads for resuming go a
 //! page of ids at a time; no list of ids is ever held in memory.
 //!
 //! This file holds the types and the handle a run holds; [`open`] opens, locks, creates or
-//! migrates the file, [`mod@writer`] is the writer task and [`read`] the read side for `status`
-//! and `failed`.
+//! migrates the file, [`mod@writer`] is the writer task, [`journal`] the journal's files and
+//! folds, and [`read`] the read side for `status` and `failed`.
 
 pub(crate) mod owner_only;
 pub(crate) mod target_url;
@@ -26,6 +28,7 @@ use rusqlite::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 use url::Url;
 
+mod journal;
 mod open;
 mod read;
 mod target;
@@ -144,6 +147,24 @@ impl LedgerError {
         };
         LedgerError::Write { path: path.to_owned(), cause: format!("{what} ({error})"), hint }
     }
+
+    /// A failure writing or reading the journal beside the ledger ([`journal`]), named the same way.
+    pub(crate) fn journaling(path: &Path, error: std::io::Error) -> LedgerError {
+        use std::io::ErrorKind;
+        let (what, hint) = match error.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => ("the disk is full", "free some space"),
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+                ("the journal beside it is no longer writable", "make its directory writable again")
+            }
+            ErrorKind::FileTooLarge => (
+                "the journal beside it reached the largest file this process may write",
+                "raise the file size limit (ulimit -f)",
+            ),
+            ErrorKind::OutOfMemory => ("out of memory", "free some memory"),
+            _ => ("writing the journal beside it failed", "check the disk"),
+        };
+        LedgerError::Write { path: path.to_owned(), cause: format!("{what} ({error})"), hint }
+    }
 }
 
 /// The ledger of one run: a writer task and the lock that keeps other runs out.
@@ -168,10 +189,10 @@ impl Ledger {
     /// Open the ledger at `path` for the target (webhook URL, event type), taking its lock, and
     /// start its writer task: call it within a tokio runtime.
     pub fn open(path: &Path, webhook_url: &Url, event_type: &str) -> Result<Ledger, LedgerError> {
-        let Opened { conn, lock, target_id, settled_rate, run_floor } = open::for_run(path, webhook_url, event_type)?;
+        let Opened { parts, lock, settled_rate } = open::for_run(path, webhook_url, event_type)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let path_owned = path.to_owned();
-        let writer = tokio::spawn(async move { writer(conn, target_id, run_floor, rx, &path_owned).await });
+        let writer = tokio::spawn(async move { writer(parts, rx, &path_owned).await });
         Ok(Ledger { tx, writer, _lock: lock, settled_rate })
     }
 
@@ -252,6 +273,13 @@ mod tests {
         }
     }
 
+    /// The event ids in the journal files beside the ledger at `path`, folded or not.
+    fn journaled_ids(path: &Path) -> Vec<String> {
+        let real = std::fs::canonicalize(path).unwrap();
+        let files = journal::unfolded(&real, 0).unwrap();
+        files.iter().flat_map(|f| f.entries().into_iter().map(|e| e.event_id.to_owned()).collect::<Vec<_>>()).collect()
+    }
+
     /// `a` delivered, `b` failed, `c` pending.
     async fn record_one_of_each(h: &LedgerHandle) {
         for (id, status) in [("a", Status::Delivered), ("b", Status::Failed), ("c", Status::Pending)] {
@@ -303,9 +331,7 @@ mod tests {
         let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         let h = l.handle();
         record_one_of_each(&h).await;
-        let unfolded = |path: &Path| -> i64 {
-            Connection::open(path).unwrap().query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap()
-        };
+        let unfolded = |path: &Path| journaled_ids(path).len();
         assert_eq!(unfolded(&path), 3, "the run has not folded them yet");
         let st = read_status(&path, 10).unwrap().unwrap();
         assert_eq!((st[0].delivered, st[0].failed, st[0].pending), (1, 1, 1));
@@ -336,17 +362,20 @@ mod tests {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .unwrap();
-        // As a run killed before its fold leaves it: x delivered on a retry, y failed twice.
-        db.execute_batch(&format!(
-            "INSERT INTO journal (target_id, event_id, status, attempts, last_status, last_error, at, body) VALUES
-               ({target}, 'x', 1, 2, 200, NULL, {t1}, NULL),
-               ({target}, 'y', 2, 1, 422, 'HTTP 422', {t1}, x'7b7d'),
-               ({target}, 'y', 2, 1, 422, 'HTTP 422', {t2}, x'7b7d');",
-            t1 = first_at + 10,
-            t2 = first_at + 20,
-        ))
-        .unwrap();
+        let folded = journal::folded(&db).unwrap();
         drop(db);
+        // As a run killed before its fold leaves it: x delivered on a retry, y failed twice.
+        let real = std::fs::canonicalize(&path).unwrap();
+        let mut j = journal::Journal::start(&real, folded + 1, target).unwrap();
+        let mut x = outcome("x", Status::Delivered);
+        x.attempts = 2;
+        let mut y = outcome("y", Status::Failed);
+        y.body = Some(Bytes::from_static(b"{}"));
+        j.push(&x, first_at + 10);
+        j.push(&y, first_at + 10);
+        j.push(&y, first_at + 20);
+        j.write().unwrap();
+        drop(j);
         let st = read_status(&path, 10).unwrap().unwrap();
         assert_eq!((st[0].delivered, st[0].failed, st[0].pending), (1, 1, 0));
         assert_eq!((st[0].open[0].event_id.as_str(), st[0].open[0].attempts), ("y", 2));
@@ -359,8 +388,8 @@ mod tests {
         let earlier = |status| Some(Recorded { status, this_run: false });
         assert_eq!(got, [earlier(Status::Delivered), earlier(Status::Failed)]);
         l.close().await.unwrap();
+        let journal = journaled_ids(&path).len();
         let db = Connection::open(&path).unwrap();
-        let journal: i64 = db.query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap();
         let x: (i64, i64, i64) = db
             .query_row("SELECT status, attempts, first_at FROM outcomes WHERE event_id = 'x'", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -368,6 +397,56 @@ mod tests {
             .unwrap();
         let y: i64 = db.query_row("SELECT attempts FROM outcomes WHERE event_id = 'y'", [], |r| r.get(0)).unwrap();
         assert_eq!((journal, x, y), (0, (1, 3, first_at), 2));
+    }
+
+    /// A crash after a fold committed but before its file was removed leaves a file already in
+    /// `outcomes`: its generation says so, and neither readers nor the next run count it again.
+    #[tokio::test]
+    async fn a_journal_file_already_folded_is_not_folded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        l.handle().record(outcome("x", Status::Failed)).await.unwrap();
+        l.close().await.unwrap();
+        let folded = journal::folded(&Connection::open(&path).unwrap()).unwrap();
+        let real = std::fs::canonicalize(&path).unwrap();
+        let mut j = journal::Journal::start(&real, folded, 1).unwrap();
+        j.push(&outcome("x", Status::Failed), 1);
+        j.write().unwrap();
+        drop(j);
+        let attempts = || read_status(&path, 10).unwrap().unwrap()[0].open[0].attempts;
+        assert_eq!(attempts(), 1);
+        Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
+        assert_eq!(attempts(), 1);
+        assert!(journaled_ids(&path).is_empty(), "the stale file is removed");
+    }
+
+    /// A schema-3 ledger kept a run's unfolded outcomes in a table: readers lay it over
+    /// `outcomes`, and a run folds it, drops it and moves the ledger to schema 4.
+    #[tokio::test]
+    async fn a_schema_3_journal_table_is_read_then_folded_and_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(&format!(
+            "DROP TABLE journal_folded; {} PRAGMA user_version = 3;
+             INSERT INTO journal (target_id, event_id, status, attempts, last_status, last_error, at, body) VALUES
+               (1, 'y', 2, 1, 422, 'HTTP 422', 10, x'7b7d'),
+               (1, 'y', 2, 1, 422, 'HTTP 422', 20, x'7b7d');",
+            open::JOURNAL
+        ))
+        .unwrap();
+        drop(db);
+        let st = read_status(&path, 10).unwrap().unwrap();
+        assert_eq!((st[0].failed, st[0].open[0].attempts), (1, 2));
+        Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
+        let db = Connection::open(&path).unwrap();
+        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let tables: i64 =
+            db.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'journal'", [], |r| r.get(0)).unwrap();
+        let y: i64 = db.query_row("SELECT attempts FROM outcomes WHERE event_id = 'y'", [], |r| r.get(0)).unwrap();
+        assert_eq!((version, tables, y), (SCHEMA_VERSION, 0, 2));
     }
 
     /// More outcomes than one fold takes: folded on the way, each found by a lookup throughout.
@@ -381,15 +460,19 @@ mod tests {
         for i in 0..n {
             h.record(outcome(&format!("e{i}"), Status::Delivered)).await.unwrap();
         }
-        let journal: i64 =
-            Connection::open(&path).unwrap().query_row("SELECT count(*) FROM journal", [], |r| r.get(0)).unwrap();
-        assert!((journal as usize) < writer::FOLD_EVERY, "folded on the way: {journal} left");
+        let real = std::fs::canonicalize(&path).unwrap();
+        let files = journal::unfolded(&real, 0).unwrap();
+        let newest = files.last().map(|f| (f.generation, f.entries().len()));
+        assert_eq!(newest, Some((2, 10)), "the full file was put aside for its fold");
         let ids: Vec<ByteString> = ["e0".into(), format!("e{}", n - 1).into(), "missing".into()].into();
         let this_run = Some(Recorded { status: Status::Delivered, this_run: true });
         assert_eq!(h.lookup(ids).await.unwrap(), [this_run, this_run, None]);
         drop(h);
         l.close().await.unwrap();
         assert_eq!(read_status(&path, 0).unwrap().unwrap()[0].delivered, n as u64);
+        let folded = journal::folded(&Connection::open(&path).unwrap()).unwrap();
+        assert_eq!(folded, 2, "the first file folded on the way, the second at the end");
+        assert!(journaled_ids(&path).is_empty(), "a run that ends leaves no journal behind");
     }
 
     /// Outcomes submitted from many tasks at once: when a wait returns, another connection (as a
@@ -408,15 +491,11 @@ mod tests {
                         let id = format!("evt_{t}_{i}");
                         h.submit(outcome(&id, Status::Delivered)).unwrap().wait().await.unwrap();
                         // In the journal until folded: where a rerun after `kill -9` finds it too.
-                        let n: i64 = other
-                            .query_row(
-                                "SELECT (SELECT count(*) FROM outcomes WHERE event_id = ?1)
-                                      + (SELECT count(*) FROM journal WHERE event_id = ?1)",
-                                [&id],
-                                |r| r.get(0),
-                            )
+                        let folded: i64 = other
+                            .query_row("SELECT count(*) FROM outcomes WHERE event_id = ?1", [&id], |r| r.get(0))
                             .unwrap();
-                        assert_eq!(n, 1, "{id} was not committed when its wait returned");
+                        let journaled = journaled_ids(&path).iter().filter(|j| **j == id).count();
+                        assert_eq!(folded as usize + journaled, 1, "{id} was not recorded when its wait returned");
                     }
                 })
             })
@@ -496,14 +575,13 @@ mod tests {
     async fn a_full_disk_mid_run_is_named_with_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
-        Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
-        let conn = Connection::open(&path).unwrap();
-        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-        conn.query_row(&format!("PRAGMA max_page_count = {}", pages + 2), [], |_| Ok(())).unwrap();
+        let Opened { parts, lock: _lock, .. } = open::for_run(&path, &hook(), "event.created").unwrap();
+        let pages: i64 = parts.folder.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        parts.folder.query_row(&format!("PRAGMA max_page_count = {}", pages + 2), [], |_| Ok(())).unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let writing = tokio::spawn({
             let path = path.clone();
-            async move { writer(conn, 1, 1, rx, &path).await }
+            async move { writer(parts, rx, &path).await }
         });
         let h = LedgerHandle { tx };
         let mut recorded = 0;

@@ -11,13 +11,16 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use url::Url;
 
+use super::journal::{self, FOLDED, Journal};
+use super::writer::Parts;
 use super::{LedgerError, now_ms, target};
 
 /// The schema this version reads and writes. 2: targets keyed by [`target::target_key`]; 3: the
-/// [`JOURNAL`] a run appends outcomes to. Older ledgers are migrated when a run opens them; a
-/// schema-2 release refuses a schema-3 ledger, which is what keeps it from missing outcomes still
-/// in the journal.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+/// [`JOURNAL`] table a run appended outcomes to; 4: the journal in files beside the ledger
+/// ([`super::journal`]) and the table of how far their folds reached. Older ledgers are migrated
+/// when a run opens them; an older release refuses a newer ledger, which is what keeps it from
+/// missing outcomes still in a journal.
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE targets (
@@ -43,12 +46,11 @@ CREATE TABLE outcomes (
 CREATE INDEX outcomes_open ON outcomes (target_id, status) WHERE status != 1;
 ";
 
-/// Where a run records its outcomes first: in the order they come, so a commit writes a page or
-/// two whatever the ids, where recording them straight into `outcomes` (keyed by id) wrote a
-/// page per outcome when ids come in no order, as SavvyCal's do. The writer folds the journal
-/// into `outcomes` every few thousand outcomes and when the run ends ([`super::writer`]); a run
-/// that opens a ledger with a journal left by a crash folds it first ([`fold_journal`]). Readers
-/// lay it over `outcomes` ([`super::read`]).
+/// Where schema 3 recorded a run's outcomes first, before the journal moved to files: a schema-3
+/// ledger's is folded ([`fold_journal`]) and dropped when a run migrates it, and readers lay a
+/// schema-3 one over `outcomes` ([`super::read`]). Kept here for that, and for the tests that
+/// make a schema-3 ledger.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(super) const JOURNAL: &str = "
 CREATE TABLE IF NOT EXISTS journal (
     seq         INTEGER PRIMARY KEY,
@@ -63,7 +65,7 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 ";
 
-/// Move the journal's outcomes into `outcomes`, in id order (each page of `outcomes` written once
+/// Move a schema-3 journal table's outcomes into `outcomes`, in id order (each page of `outcomes` written once
 /// per fold), as recording them there directly would have: attempts add up, the first try is kept,
 /// the latest outcome wins. One transaction of its own, with the journal's emptying.
 pub(super) fn fold_journal(conn: &Connection) -> rusqlite::Result<()> {
@@ -103,12 +105,10 @@ DELETE FROM target_rates WHERE target_id NOT IN (SELECT id FROM targets);
 
 /// A ledger opened for a run, ready for its writer task.
 pub(super) struct Opened {
-    pub(super) conn: Connection,
+    pub(super) parts: Parts,
     /// Held for the whole run: dropping it lets another run take the ledger.
     pub(super) lock: File,
-    pub(super) target_id: i64,
     pub(super) settled_rate: Option<f64>,
-    pub(super) run_floor: i64,
 }
 
 /// Open the ledger at `path` for a run to the target (webhook URL, event type): take its lock,
@@ -138,22 +138,36 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = open_checked(path, flags)?;
     let webhook_url = target::target_key(webhook_url);
-    let mut setup = || -> rusqlite::Result<(i64, Option<f64>, i64)> {
+    let mut setup = || -> rusqlite::Result<()> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 {
-            conn.execute_batch(&format!("BEGIN; {SCHEMA} {JOURNAL} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} {FOLDED} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
         } else if version == 1 {
             target::migrate_v1(&mut conn)?;
         }
-        // A new ledger got the journal with the rest of the schema.
-        if version != 0 && version < SCHEMA_VERSION {
-            conn.execute_batch(&format!("BEGIN; {JOURNAL} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+        if version == 3 {
+            // What a schema-3 run left in its journal table, before the table goes.
+            fold_journal(&conn)?;
         }
-        // What a crashed run left in the journal, before anything reads `outcomes`.
-        fold_journal(&conn)?;
+        if version != 0 && version < SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN; DROP TABLE IF EXISTS journal; {FOLDED} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
+        }
+        Ok(())
+    };
+    setup().map_err(|e| LedgerError::sqlite(path, e))?;
+    // What a crashed run left in the journal, before anything reads `outcomes`.
+    let generation = journal::recover(&conn, &real).map_err(|e| match e {
+        journal::Failure::Io(error) => {
+            LedgerError::Io { action: "fold the journal beside", path: path.to_owned(), error }
+        }
+        journal::Failure::Sqlite(e) => LedgerError::sqlite(path, e),
+    })?;
+    let register = || -> rusqlite::Result<(i64, Option<f64>, i64)> {
         target::fold_earlier_spelling(&conn, &webhook_url, event_type)?;
         conn.execute(
             "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)
@@ -179,8 +193,20 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
         )?;
         Ok((id, rate.filter(|r| r.is_finite() && *r > 0.0), run_floor))
     };
-    let (target_id, settled_rate, run_floor) = setup().map_err(|e| LedgerError::sqlite(path, e))?;
-    Ok(Opened { conn, lock, target_id, settled_rate, run_floor })
+    let (target_id, settled_rate, run_floor) = register().map_err(|e| LedgerError::sqlite(path, e))?;
+    // The folds' own connection. A fold writes in id order, so it walks `outcomes` leaf after
+    // leaf and needs few pages cached: 256 KiB instead of SQLite's 2 MiB, which a million-event
+    // run's peak memory showed.
+    let folder = Connection::open_with_flags(path, flags)
+        .and_then(|c| c.pragma_update(None, "busy_timeout", 5000).map(|()| c))
+        .and_then(|c| c.pragma_update(None, "cache_size", -256).map(|()| c))
+        .map_err(|e| LedgerError::sqlite(path, e))?;
+    let journal = Journal::start(&real, generation, target_id).map_err(|error| LedgerError::Io {
+        action: "create the journal beside",
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok(Opened { parts: Parts { conn, folder, journal, target_id, run_floor }, lock, settled_rate })
 }
 
 fn lock_path(path: &Path) -> PathBuf {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
 
+use super::journal;
 use super::open::open_checked;
 use super::{LedgerError, Status};
 
@@ -29,9 +30,9 @@ pub struct TargetStatus {
     pub open: Vec<OpenEvent>,
 }
 
-/// Outcomes in a run's journal laid over `outcomes`, as folding them would leave it: the latest
-/// outcome per event wins, attempts add up, the first try is kept ([`super::open::fold_journal`]).
-/// Built in the reader's own temporary schema, from one snapshot.
+/// Outcomes in a run's journal (`{source}`) laid over `outcomes`, as folding them would leave it:
+/// the latest outcome per event wins, attempts add up, the first try is kept
+/// ([`super::journal::fold`]). Built in the reader's own temporary schema, from one snapshot.
 const OVERLAY: &str = "
 CREATE TEMP TABLE journaled AS
   SELECT target_id, event_id, status, attempts, last_status, last_error, first_at, at, body FROM (
@@ -39,7 +40,7 @@ CREATE TEMP TABLE journaled AS
            sum(attempts) OVER per_event AS attempts,
            min(at) OVER per_event AS first_at,
            row_number() OVER (PARTITION BY target_id, event_id ORDER BY seq DESC) AS nth
-      FROM main.journal WINDOW per_event AS (PARTITION BY target_id, event_id)
+      FROM {source} WINDOW per_event AS (PARTITION BY target_id, event_id)
   ) WHERE nth = 1;
 CREATE UNIQUE INDEX temp.journaled_key ON journaled (target_id, event_id);
 CREATE TEMP VIEW current AS
@@ -52,19 +53,66 @@ CREATE TEMP VIEW current AS
     FROM journaled j LEFT JOIN main.outcomes o ON o.target_id = j.target_id AND o.event_id = j.event_id;
 ";
 
+/// The journal files beside the ledger at `path`, read before the snapshot the reads use: a
+/// file folded since is then left out by the generation the snapshot has folded (never counted
+/// twice), and one not yet folded then is whole up to when it was read.
+fn journal_files(path: &Path, version: i64) -> Result<Vec<journal::JournalFile>, LedgerError> {
+    // The journal went to files with schema 4.
+    if version < 4 {
+        return Ok(Vec::new());
+    }
+    let io = |error| LedgerError::Io { action: "read the journal beside", path: path.to_owned(), error };
+    let real = std::fs::canonicalize(path).map_err(io)?;
+    journal::unfolded(&real, 0).map_err(io)
+}
+
 /// Where to read outcomes from: `outcomes`, or while a journal holds outcomes not yet folded (a run
 /// going on, or one that crashed) the [`OVERLAY`] of the two. Call it inside the read transaction
 /// the reads that follow use, so the overlay and they see the same snapshot.
-fn outcomes_table(conn: &Connection, version: i64) -> rusqlite::Result<&'static str> {
-    // The journal came with schema 3.
-    if version < 3 {
-        return Ok("outcomes");
-    }
-    let unfolded: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM journal)", [], |r| r.get(0))?;
-    if !unfolded {
-        return Ok("outcomes");
-    }
-    conn.execute_batch(OVERLAY)?;
+fn outcomes_table(conn: &Connection, version: i64, files: &[journal::JournalFile]) -> rusqlite::Result<&'static str> {
+    let source = match version {
+        ..3 => return Ok("outcomes"),
+        3 => {
+            let unfolded: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM journal)", [], |r| r.get(0))?;
+            if !unfolded {
+                return Ok("outcomes");
+            }
+            "main.journal"
+        }
+        _ => {
+            let folded = journal::folded(conn)?;
+            let files: Vec<_> = files.iter().filter(|f| f.generation > folded).collect();
+            if files.iter().all(|f| f.entries().is_empty()) {
+                return Ok("outcomes");
+            }
+            conn.execute_batch(
+                "CREATE TEMP TABLE journal_rows (
+                   seq INTEGER PRIMARY KEY, target_id INTEGER, event_id TEXT, status INTEGER, attempts INTEGER,
+                   last_status INTEGER, last_error TEXT, at INTEGER, body BLOB)",
+            )?;
+            let mut insert = conn.prepare(
+                "INSERT INTO temp.journal_rows
+                   (target_id, event_id, status, attempts, last_status, last_error, at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for f in files {
+                for e in f.entries() {
+                    insert.execute(params![
+                        f.target_id,
+                        e.event_id,
+                        e.status as i64,
+                        e.attempts,
+                        e.last_status,
+                        e.last_error,
+                        e.at,
+                        e.body
+                    ])?;
+                }
+            }
+            "temp.journal_rows"
+        }
+    };
+    conn.execute_batch(&OVERLAY.replace("{source}", source))?;
     Ok("temp.current")
 }
 
@@ -84,9 +132,10 @@ pub fn read_status(path: &Path, show: usize) -> Result<Option<Vec<TargetStatus>>
     if version == 0 {
         return Ok(Some(Vec::new()));
     }
+    let files = journal_files(path, version)?;
     // One snapshot for every read below, even while a run writes.
     conn.execute_batch("BEGIN").map_err(sq)?;
-    let outcomes = outcomes_table(&conn, version).map_err(sq)?;
+    let outcomes = outcomes_table(&conn, version, &files).map_err(sq)?;
     let mut targets = conn.prepare("SELECT id, webhook_url, event_type FROM targets ORDER BY id").map_err(sq)?;
     let rows: Vec<(i64, String, String)> = targets
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -158,8 +207,9 @@ pub fn write_failed(
     if version == 0 {
         return Ok(0);
     }
+    let files = journal_files(path, version)?;
     conn.execute_batch("BEGIN").map_err(sq)?;
-    let outcomes = outcomes_table(&conn, version).map_err(sq)?;
+    let outcomes = outcomes_table(&conn, version, &files).map_err(sq)?;
     let mut stmt = conn
         .prepare(&format!(
             "SELECT o.event_id, min(o.body) FROM {outcomes} o JOIN targets t ON t.id = o.target_id

@@ -1,16 +1,18 @@
-//! The ledger's writer task: it owns the SQLite connection, commits whatever outcomes have queued
-//! up in one transaction (group commit), answers lookups in the same order as records, and only
-//! then tells each worker its outcome is durable.
+//! The ledger's writer task: it records whatever outcomes have queued up with one `write` to the
+//! journal (group commit), answers lookups in the same order as records, and only then tells
+//! each worker its outcome is safe.
 //!
-//! Outcomes go into the journal ([`super::open::JOURNAL`]), in the order they come, and are
-//! folded into `outcomes` every [`FOLD_EVERY`] and at the end. Until folded, the writer knows
-//! their ids and statuses in memory, so a lookup finds them without a query: that set is the
-//! price of the journal, bounded by [`FOLD_EVERY`].
+//! Outcomes go to the journal ([`super::journal`]), in the order they come. Every
+//! [`FOLD_EVERY`] the writer starts the journal's other file and folds the full one into
+//! `outcomes` on a blocking thread, over a connection of its own, while the run goes on; the
+//! last file is folded when the run ends. Until folded, the writer knows the outcomes' ids and
+//! statuses in memory, so a lookup finds them without a query: two sets (the file being written
+//! and the one being folded), each bounded by [`FOLD_EVERY`].
 //!
-//! It runs on the runtime, and its SQLite calls block the thread it runs on while a batch
-//! commits (tens of microseconds; a checkpoint's fsync longer). It used to be a thread of its
-//! own, and the hand-off to it and back cost a context switch every few events: on two cores,
-//! more CPU than SQLite itself (`docs/performance.md`, "Where the time goes").
+//! It runs on the runtime. It used to be a thread of its own, and the hand-off to it and back
+//! cost a context switch every few events: on two cores, more CPU than SQLite itself
+//! (`docs/performance.md`, "Where the time goes"). A fold is a hand-off too, but one per
+//! [`FOLD_EVERY`] outcomes.
 
 use bytestring::ByteString;
 use std::collections::HashMap;
@@ -18,20 +20,25 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-use super::open::fold_journal;
+use super::journal::{self, Failure, Journal};
 use super::{LedgerError, Outcome, Recorded, Status, now_ms};
 
-/// Most outcomes committed in one transaction.
+/// Most outcomes recorded in one `write`.
 const MAX_BATCH: usize = 4096;
 
-/// Outcomes journaled before they are folded into `outcomes`. More makes a fold touch each page of
-/// `outcomes` for more outcomes at once, at about 80 bytes of memory per outcome for the set of
-/// their ids. Measured (400,000 events with ids in no order, CPU per event): 21.5 µs written
-/// straight into `outcomes`, 17.6 µs folding every 8,192, 16.7 µs every 12,288, 15.5 µs every
-/// 16,384; the last put a million-event run at 15.6 MiB, too near `bench-memory.sh`'s 16.
-/// A fold holds the runtime for a few milliseconds.
-pub(super) const FOLD_EVERY: usize = 12_288;
+/// Outcomes in one journal file before it is folded into `outcomes`. More makes a fold touch each
+/// page of `outcomes` for more outcomes at once, at about 80 bytes of memory per outcome for the
+/// set of their ids, two sets while a fold runs. When folds ran on the writer's own thread,
+/// every 12,288 was the measured best (400,000 events with ids in no order); on a thread of their
+/// own their size costs the run less, and 8,192 keeps a million-event run at 14.3 MiB where
+/// 12,288 took it to 15.4–15.9 MiB (`scripts/bench-memory.sh`, limit 16).
+pub(super) const FOLD_EVERY: usize = 8_192;
+
+/// A journal file is also folded once it holds this many bytes, so the bodies of failed events
+/// (kept in the journal, read back whole by the fold) cannot make a fold's memory large.
+const FOLD_BYTES: u64 = 4 << 20;
 
 /// What the workers and the producer ask the writer.
 pub(super) enum Msg {
@@ -43,18 +50,34 @@ pub(super) enum Msg {
     Close,
 }
 
-pub(super) async fn writer(
-    conn: Connection,
-    target_id: i64,
-    run_floor: i64,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-    path: &Path,
-) -> Result<(), LedgerError> {
+/// What the writer needs, from [`super::open::for_run`].
+pub(super) struct Parts {
+    /// For lookups and, at the end, the settled rate.
+    pub(super) conn: Connection,
+    /// For folds, on a blocking thread.
+    pub(super) folder: Connection,
+    pub(super) journal: Journal,
+    pub(super) target_id: i64,
+    pub(super) run_floor: i64,
+}
+
+/// Ids and statuses of journaled outcomes not yet folded. foldhash: SipHash's resistance to chosen
+/// keys buys nothing for ids the user's own account supplied, and it was 2% of a run's CPU.
+type Unfolded = HashMap<Box<str>, Status, foldhash::fast::RandomState>;
+
+/// A fold on a blocking thread: the folder connection comes back with its result.
+type Folding = JoinHandle<(Connection, Result<(), Failure>)>;
+
+pub(super) async fn writer(parts: Parts, mut rx: mpsc::UnboundedReceiver<Msg>, path: &Path) -> Result<(), LedgerError> {
+    let Parts { conn, folder, mut journal, target_id, run_floor } = parts;
     let mut batch = Vec::with_capacity(64);
     let mut acks = Vec::with_capacity(64);
-    // The journal's outcomes, by id: what a lookup finds before they are folded. All of this run.
-    // Owned copies of the ids, so the set does not keep the input's read buffers alive.
-    let mut journaled: HashMap<Box<str>, Status> = HashMap::new();
+    // This run's outcomes in the file being written, and in the one being folded.
+    let mut journaled = Unfolded::default();
+    let mut folding_ids = Unfolded::default();
+    // The folder connection while no fold runs; the fold holding it while one does.
+    let mut folder = Ok::<Connection, Folding>(folder);
+    let mut rate = None;
     let mut closing = false;
     while !closing {
         let Some(first) = rx.recv().await else { break };
@@ -65,45 +88,31 @@ pub(super) async fn writer(
                 Err(_) => break,
             }
         }
-        // BEGIN and COMMIT as cached statements: `Connection::transaction` parses them anew each
-        // time, which at a few outcomes per batch was a visible share of the writer's work.
-        // Should anything below fail, the writer stops and dropping the connection rolls back.
-        conn.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(|e| LedgerError::writing(path, e))?;
         {
-            let mut append = conn
-                .prepare_cached(
-                    "INSERT INTO journal (target_id, event_id, status, attempts, last_status, last_error, at, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(|e| LedgerError::writing(path, e))?;
             let mut lookup = conn
                 .prepare_cached("SELECT status, updated_at >= ?3 FROM outcomes WHERE target_id = ?1 AND event_id = ?2")
-                .map_err(|e| LedgerError::writing(path, e))?;
+                .map_err(|e| LedgerError::sqlite(path, e))?;
             // Never below the run's floor, so a clock that stepped back cannot make this run's
             // outcomes look like an earlier run's.
             let now = now_ms().max(run_floor);
+            // The batch's lookups share one read transaction: each on its own took and released
+            // SQLite's read lock.
+            let mut reading = false;
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Record(o, ack) => {
-                        append
-                            .execute(params![
-                                target_id,
-                                &*o.event_id,
-                                o.status as i64,
-                                o.attempts,
-                                o.last_status,
-                                o.last_error,
-                                now,
-                                o.body.as_deref(),
-                            ])
-                            .map_err(|e| LedgerError::writing(path, e))?;
+                        journal.push(&o, now);
                         journaled.insert(Box::from(&*o.event_id), o.status);
                         acks.push(ack);
                     }
                     Msg::Lookup(ids, reply) => {
+                        if !reading {
+                            step(&conn, "BEGIN").map_err(|e| LedgerError::sqlite(path, e))?;
+                            reading = true;
+                        }
                         let mut out = Vec::with_capacity(ids.len());
                         for id in &ids {
-                            if let Some(&status) = journaled.get(&**id) {
+                            if let Some(&status) = journaled.get(&**id).or_else(|| folding_ids.get(&**id)) {
                                 out.push(Some(Recorded { status, this_run: true }));
                                 continue;
                             }
@@ -117,32 +126,75 @@ pub(super) async fn writer(
                         }
                         let _ = reply.send(out);
                     }
-                    Msg::Rate(per_sec) => {
-                        conn.execute(
-                            "INSERT INTO target_rates (target_id, per_sec, updated_at) VALUES (?1, ?2, ?3)
-                             ON CONFLICT (target_id) DO UPDATE SET per_sec = excluded.per_sec, updated_at = excluded.updated_at",
-                            params![target_id, per_sec, now],
-                        )
-                        .map_err(|e| LedgerError::sqlite(path, e))?;
-                    }
+                    Msg::Rate(per_sec) => rate = Some(per_sec),
                     Msg::Close => closing = true,
                 }
             }
+            if reading {
+                step(&conn, "COMMIT").map_err(|e| LedgerError::sqlite(path, e))?;
+            }
         }
-        conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map_err(|e| LedgerError::writing(path, e))?;
+        // Should this fail, the writer stops: what was written before is in the journal, and
+        // the next run's open folds it.
+        journal.write().map_err(|e| LedgerError::journaling(path, e))?;
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }
-        if journaled.len() >= FOLD_EVERY {
-            fold_journal(&conn).map_err(|e| LedgerError::writing(path, e))?;
-            journaled.clear();
+        let (records, bytes) = journal.size();
+        if records >= FOLD_EVERY || bytes >= FOLD_BYTES {
+            // The other file's slot is free once the fold before has committed.
+            let conn = finish(folder, path).await?;
+            let full = journal.rotate().map_err(|e| LedgerError::journaling(path, e))?;
+            folding_ids = std::mem::take(&mut journaled);
+            folder = Err(tokio::task::spawn_blocking(move || {
+                let result = journal::fold_path(&conn, &full);
+                (conn, result)
+            }));
         }
     }
-    // After a Close, or once every sender is gone (a crash leaves it to the next run's open).
-    if !journaled.is_empty() {
-        fold_journal(&conn).map_err(|e| LedgerError::writing(path, e))?;
+    // After a Close, or once every sender is gone (then as a crash would: the next run's open
+    // folds the journal, as here).
+    let folder = finish(folder, path).await?;
+    let (last, real) = (journal.path(), journal.real().to_owned());
+    journal.write().map_err(|e| LedgerError::journaling(path, e))?;
+    drop(journal);
+    journal::fold_path(&folder, &last).map_err(|e| failed(path, e))?;
+    if let Some(per_sec) = rate {
+        folder
+            .execute(
+                "INSERT INTO target_rates (target_id, per_sec, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (target_id) DO UPDATE SET per_sec = excluded.per_sec, updated_at = excluded.updated_at",
+                params![target_id, per_sec, now_ms().max(run_floor)],
+            )
+            .map_err(|e| LedgerError::sqlite(path, e))?;
     }
+    journal::remove(&real).map_err(|e| LedgerError::journaling(path, e))?;
+    drop(conn);
     // Fold the WAL back into the database so the file is whole on its own.
-    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+    let _ = folder.pragma_update(None, "wal_checkpoint", "TRUNCATE");
     Ok(())
+}
+
+/// Run one cached statement that returns no rows.
+fn step(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([]))
+}
+
+/// The folder connection, once the fold holding it (if any) has committed.
+async fn finish(folder: Result<Connection, Folding>, path: &Path) -> Result<Connection, LedgerError> {
+    match folder {
+        Ok(conn) => Ok(conn),
+        Err(fold) => {
+            let (conn, result) = fold.await.map_err(|_| LedgerError::Gone)?;
+            result.map_err(|e| failed(path, e))?;
+            Ok(conn)
+        }
+    }
+}
+
+fn failed(path: &Path, e: Failure) -> LedgerError {
+    match e {
+        Failure::Io(e) => LedgerError::journaling(path, e),
+        Failure::Sqlite(e) => LedgerError::writing(path, e),
+    }
 }

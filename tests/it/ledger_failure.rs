@@ -4,8 +4,8 @@
 //!
 //! The failure is real, made by the kernel: the run gets a file size limit (`RLIMIT_FSIZE`, with
 //! `SIGXFSZ` ignored so a write past it fails with `EFBIG` instead of killing the process). The
-//! ledger's WAL grows with each commit until a write is refused, as on a full disk — no mount, no
-//! root, no knob in the binary. (SQLite's own "disk is full" wording is tested on the writer in
+//! ledger's journal grows with each commit until a write is refused, as on a full disk — no mount,
+//! no root, no knob in the binary. Long ids make it grow fast: a record holds its event's id. (SQLite's own "disk is full" wording is tested on the writer in
 //! `src/ledger/mod.rs`, with `max_page_count`.)
 
 #![cfg(unix)]
@@ -24,7 +24,8 @@ async fn a_ledger_that_cannot_be_written_mid_run_is_named_and_a_rerun_loses_noth
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.db");
     let input = dir.path().join("events.ndjson");
-    let lines: String = (0..EVENTS).map(|i| format!("{{\"id\":\"evt_{i:04}\",\"n\":{i}}}\n")).collect();
+    let pad = "x".repeat(1000);
+    let lines: String = (0..EVENTS).map(|i| format!("{{\"id\":\"evt_{i:04}_{pad}\",\"n\":{i}}}\n")).collect();
     std::fs::write(&input, lines).unwrap();
     let rcv = receiver(ReceiverConfig::default()).await;
     let args: Vec<String> = [
@@ -44,7 +45,7 @@ async fn a_ledger_that_cannot_be_written_mid_run_is_named_and_a_rerun_loses_noth
     .map(String::from)
     .to_vec();
 
-    // Room for the new ledger and a few dozen commits; far less than 200 need.
+    // Room for the new ledger and for the journal of a few dozen events; far less than 200 need.
     let limit: libc::rlim_t = 96 * 1024;
     let mut cmd = tokio::process::Command::new(bin());
     cmd.args(&args).stdin(Stdio::null());
@@ -64,7 +65,7 @@ async fn a_ledger_that_cannot_be_written_mid_run_is_named_and_a_rerun_loses_noth
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot record outcomes in the ledger"), "{stderr}");
     assert!(stderr.contains(&ledger.display().to_string()), "names the file: {stderr}");
-    assert!(stderr.contains("I/O error"), "names the cause: {stderr}");
+    assert!(stderr.contains("the largest file this process may write"), "names the cause: {stderr}");
     assert!(stderr.contains("run the same command again"), "{stderr}");
     assert!(!stderr.contains("stopped unexpectedly"), "{stderr}");
     // The partial summary, in words and as JSON.
