@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::{self, Read as _, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 
 use super::{Outcome, Status};
 
@@ -273,29 +273,21 @@ pub(super) fn fold(conn: &Connection, file: &JournalFile) -> rusqlite::Result<()
     let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     step("BEGIN IMMEDIATE")?;
     {
-        let mut upsert = conn.prepare_cached(
-            "INSERT INTO outcomes
-               (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)
-             ON CONFLICT (target_id, event_id) DO UPDATE SET
-               status = excluded.status,
-               attempts = attempts + excluded.attempts,
-               last_status = excluded.last_status,
-               last_error = excluded.last_error,
-               updated_at = excluded.updated_at,
-               body = excluded.body",
-        )?;
+        // Many rows per statement: each statement's start and end were a fifth of a fold.
+        let mut many = conn.prepare_cached(&upsert(ROWS_PER_UPSERT))?;
+        let mut one = conn.prepare_cached(&upsert(1))?;
+        let mut rows = Vec::with_capacity(ROWS_PER_UPSERT);
         for e in order.iter().filter_map(|&at| file.entry(at)) {
-            upsert.execute(params![
-                file.target_id,
-                e.event_id,
-                e.status as i64,
-                e.attempts,
-                e.last_status,
-                e.last_error,
-                e.at,
-                e.body
-            ])?;
+            rows.push(e);
+            if rows.len() == ROWS_PER_UPSERT {
+                bind_rows(&mut many, file.target_id, &rows)?;
+                many.raw_execute()?;
+                rows.clear();
+            }
+        }
+        for row in &rows {
+            bind_rows(&mut one, file.target_id, std::slice::from_ref(row))?;
+            one.raw_execute()?;
         }
     }
     conn.prepare_cached(
@@ -304,6 +296,58 @@ pub(super) fn fold(conn: &Connection, file: &JournalFile) -> rusqlite::Result<()
     )?
     .execute([file.generation as i64])?;
     step("COMMIT")?;
+    Ok(())
+}
+
+const ROWS_PER_UPSERT: usize = 32;
+
+/// The fold's statement for `rows` outcomes: attempts add up, the first try is kept, the latest
+/// outcome wins (rows of one statement are applied in order, a repeat within it included).
+fn upsert(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p = |i: usize| r * 8 + i;
+            format!(
+                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(7),
+                p(8)
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO outcomes
+           (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
+         VALUES {}
+         ON CONFLICT (target_id, event_id) DO UPDATE SET
+           status = excluded.status,
+           attempts = attempts + excluded.attempts,
+           last_status = excluded.last_status,
+           last_error = excluded.last_error,
+           updated_at = excluded.updated_at,
+           body = excluded.body",
+        values.join(", ")
+    )
+}
+
+fn bind_rows(stmt: &mut rusqlite::CachedStatement<'_>, target_id: i64, rows: &[Entry<'_>]) -> rusqlite::Result<()> {
+    for (r, e) in rows.iter().enumerate() {
+        let p = |i: usize| r * 8 + i;
+        stmt.raw_bind_parameter(p(1), target_id)?;
+        stmt.raw_bind_parameter(p(2), e.event_id)?;
+        stmt.raw_bind_parameter(p(3), e.status as i64)?;
+        stmt.raw_bind_parameter(p(4), e.attempts)?;
+        stmt.raw_bind_parameter(p(5), e.last_status)?;
+        stmt.raw_bind_parameter(p(6), e.last_error)?;
+        stmt.raw_bind_parameter(p(7), e.at)?;
+        stmt.raw_bind_parameter(p(8), e.body)?;
+    }
     Ok(())
 }
 
@@ -446,6 +490,39 @@ mod tests {
         assert!(read(&path).unwrap().is_none());
         std::fs::write(&path, &whole[..HEADER - 1]).unwrap();
         assert!(read(&path).unwrap().is_none());
+    }
+
+    /// More outcomes than one statement takes, with one event's outcomes on both sides of a
+    /// statement's end: each event ends with its latest outcome and all its attempts.
+    #[test]
+    fn a_fold_applies_every_outcome_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("ledger.db");
+        let conn = Connection::open(&real).unwrap();
+        conn.execute_batch(&format!(
+            "{} {FOLDED} INSERT INTO targets VALUES (1, 'u', 'e', 0);",
+            super::super::open::SCHEMA
+        ))
+        .unwrap();
+        let mut j = Journal::start(&real, 1, 1).unwrap();
+        let n = 3 * ROWS_PER_UPSERT + 5;
+        for i in 0..n {
+            j.push(&outcome(&format!("e{i:03}"), Status::Delivered, None), 100 + i as i64);
+        }
+        // Sorted, its first outcome is the last row of the first statement, this one the first of
+        // the next.
+        j.push(&outcome("e031", Status::Failed, Some("{}")), 999);
+        j.write().unwrap();
+        let file = read(&file_of(&real, 1)).unwrap().unwrap();
+        fold(&conn, &file).unwrap();
+        let count: i64 = conn.query_row("SELECT count(*) FROM outcomes", [], |r| r.get(0)).unwrap();
+        let e031: (i64, i64, i64, i64) = conn
+            .query_row("SELECT status, attempts, first_at, updated_at FROM outcomes WHERE event_id = 'e031'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!((count as usize, e031), (n, (Status::Failed as i64, 6, 131, 999)));
+        assert_eq!(folded(&conn).unwrap(), 1);
     }
 
     #[test]
