@@ -18,12 +18,15 @@ use bytestring::ByteString;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-/// Ids queued in this run whose outcome is not yet in the ledger.
+/// Ids queued in this run whose outcome is not yet in the ledger. foldhash, not SipHash: the ids
+/// come from the user's own account, and hashing them was a visible share of a run's CPU.
 #[derive(Debug, Default)]
-pub struct InFlight(Mutex<HashSet<ByteString>>);
+pub struct InFlight(Mutex<Ids>);
+
+type Ids = HashSet<ByteString, foldhash::fast::RandomState>;
 
 impl InFlight {
-    fn with<T>(&self, f: impl FnOnce(&mut HashSet<ByteString>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Ids) -> T) -> T {
         // A poisoned lock only means another thread panicked mid-insert; the set is still usable.
         let mut set = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut set)
