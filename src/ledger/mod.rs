@@ -449,29 +449,33 @@ mod tests {
         assert_eq!((version, tables, y), (SCHEMA_VERSION, 0, 2));
     }
 
-    /// More outcomes than one fold takes: folded on the way, each found by a lookup throughout.
+    /// More outcomes than two folds take: folded on the way, each found by a lookup throughout —
+    /// the first ones only in `outcomes` by then, past the filter of folded ids on a first run.
     #[tokio::test]
     async fn lookups_find_outcomes_before_and_after_a_fold() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
         let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         let h = l.handle();
-        let n = writer::FOLD_EVERY + 10;
+        let n = 2 * writer::FOLD_EVERY + 10;
         for i in 0..n {
             h.record(outcome(&format!("e{i}"), Status::Delivered)).await.unwrap();
         }
         let real = std::fs::canonicalize(&path).unwrap();
         let files = journal::unfolded(&real, 0).unwrap();
         let newest = files.last().map(|f| (f.generation, f.entries().len()));
-        assert_eq!(newest, Some((2, 10)), "the full file was put aside for its fold");
-        let ids: Vec<ByteString> = ["e0".into(), format!("e{}", n - 1).into(), "missing".into()].into();
+        assert_eq!(newest, Some((3, 10)), "full files were put aside for their folds");
+        let ids: Vec<ByteString> =
+            ["e0".into(), format!("e{}", writer::FOLD_EVERY + 1).into(), format!("e{}", n - 1).into()].into();
         let this_run = Some(Recorded { status: Status::Delivered, this_run: true });
-        assert_eq!(h.lookup(ids).await.unwrap(), [this_run, this_run, None]);
+        assert_eq!(h.lookup(ids).await.unwrap(), [this_run; 3]);
+        let missing: Vec<ByteString> = (0..1000).map(|i| format!("m{i}").into()).collect();
+        assert_eq!(h.lookup(missing).await.unwrap(), [None; 1000]);
         drop(h);
         l.close().await.unwrap();
         assert_eq!(read_status(&path, 0).unwrap().unwrap()[0].delivered, n as u64);
         let folded = journal::folded(&Connection::open(&path).unwrap()).unwrap();
-        assert_eq!(folded, 2, "the first file folded on the way, the second at the end");
+        assert_eq!(folded, 3, "two files folded on the way, the third at the end");
         assert!(journaled_ids(&path).is_empty(), "a run that ends leaves no journal behind");
     }
 

@@ -167,7 +167,7 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
         }
         journal::Failure::Sqlite(e) => LedgerError::sqlite(path, e),
     })?;
-    let register = || -> rusqlite::Result<(i64, Option<f64>, i64)> {
+    let register = || -> rusqlite::Result<(i64, Option<f64>, i64, bool)> {
         target::fold_earlier_spelling(&conn, &webhook_url, event_type)?;
         conn.execute(
             "INSERT INTO targets (webhook_url, event_type, created_at) VALUES (?1, ?2, ?3)
@@ -186,14 +186,14 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
         // This run stamps its outcomes at or after this, and every earlier one is before it,
         // whatever the clock did in between: that is how a lookup tells "this run" apart
         // without a list of the ids it handled.
-        let run_floor: i64 = conn.query_row(
-            "SELECT coalesce(max(updated_at), 0) + 1 FROM outcomes WHERE target_id = ?1",
+        let (run_floor, earlier): (i64, i64) = conn.query_row(
+            "SELECT coalesce(max(updated_at), 0) + 1, count(*) > 0 FROM outcomes WHERE target_id = ?1",
             params![id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok((id, rate.filter(|r| r.is_finite() && *r > 0.0), run_floor))
+        Ok((id, rate.filter(|r| r.is_finite() && *r > 0.0), run_floor, earlier != 0))
     };
-    let (target_id, settled_rate, run_floor) = register().map_err(|e| LedgerError::sqlite(path, e))?;
+    let (target_id, settled_rate, run_floor, earlier) = register().map_err(|e| LedgerError::sqlite(path, e))?;
     // The folds' own connection. A fold writes in id order, so it walks `outcomes` leaf after
     // leaf and needs few pages cached: 256 KiB instead of SQLite's 2 MiB, which a million-event
     // run's peak memory showed.
@@ -206,7 +206,7 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
         path: path.to_owned(),
         error,
     })?;
-    Ok(Opened { parts: Parts { conn, folder, journal, target_id, run_floor }, lock, settled_rate })
+    Ok(Opened { parts: Parts { conn, folder, journal, target_id, run_floor, fresh: !earlier }, lock, settled_rate })
 }
 
 fn lock_path(path: &Path) -> PathBuf {
