@@ -3,9 +3,9 @@
 //!
 //! A repeat of an id is found in one of two places, depending on how far its first copy got:
 //! - not yet recorded (queued in the channel, being delivered, or its outcome not yet committed):
-//!   the first copy is in [`InFlight`]. The producer adds an id when it queues the event; the
-//!   worker removes it only after the outcome is committed. So it holds at most the channel's
-//!   capacity plus two events per worker, however long the run.
+//!   the first copy is in [`InFlight`]. The producer adds a batch's ids before it hands the batch
+//!   over; the worker removes an id only after its outcome is committed. So it holds at most the
+//!   channel's capacity, two batches and two events per worker, however long the run.
 //! - recorded: the ledger has it, and says whether this run wrote it
 //!   ([`crate::ledger::Recorded::this_run`]) — a repeat, not something "delivered earlier".
 //!
@@ -37,11 +37,12 @@ impl InFlight {
         self.with(|set| ids.map(|id| set.contains(id)).collect())
     }
 
-    /// Mark `id` queued. The producer queues an id at most once a run: a repeat is caught before,
-    /// by [`InFlight::snapshot`], the ledger, or within a batch by the producer's own set of the ids
+    /// Mark a batch's ids queued, under one lock, before any of its events is handed to a worker.
+    /// The producer queues an id at most once a run: a repeat is caught before, by
+    /// [`InFlight::snapshot`], the ledger, or within a batch by the producer's own set of the ids
     /// that batch queued.
-    pub fn insert(&self, id: &ByteString) {
-        self.with(|set| set.insert(id.clone()));
+    pub fn insert_all<'a>(&self, ids: impl Iterator<Item = &'a ByteString>) {
+        self.with(|set| set.extend(ids.cloned()));
     }
 
     /// The outcome of `id` is committed (or it will never be sent in this run).
@@ -57,7 +58,7 @@ mod tests {
     #[test]
     fn an_id_is_in_flight_from_queueing_until_removed() {
         let f = InFlight::default();
-        f.insert(&"a".into());
+        f.insert_all([ByteString::from("a")].iter());
         assert_eq!(f.snapshot(["a", "b"].into_iter()), [true, false]);
         f.remove("a");
         assert_eq!(f.snapshot(["a"].into_iter()), [false]);

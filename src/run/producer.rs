@@ -256,17 +256,24 @@ async fn produce(
                 counters.skipped.fetch_add(1, Relaxed);
                 continue;
             }
-            if let Some((_, in_flight)) = &ledger {
-                in_flight.insert(&ev.id);
+            if ledger.is_some() {
                 queued_here.insert(ev.id.clone());
             }
             queued.push(ev);
+        }
+        // In flight before a worker can take them (and take them out again): one lock for the
+        // batch, which the workers' thread shares.
+        if let Some((_, in_flight)) = &ledger {
+            in_flight.insert_all(queued.iter().map(|e| &e.id));
         }
         if !hand_over(&out, &mut queued, &cancel).await {
             break;
         }
     }
     // What a `--limit` stopped in the middle of a batch: counted as selected, so it goes out.
+    if let Some((_, in_flight)) = &ledger {
+        in_flight.insert_all(queued.iter().map(|e| &e.id));
+    }
     hand_over(&out, &mut queued, &cancel).await;
     counters.source_done.store(true, Relaxed);
     p
