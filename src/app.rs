@@ -29,10 +29,12 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
         Err(ParseError::Usage(e)) => e.exit(),
         Err(ParseError::Config(e)) => return ExitCode::from(fail(&e.into())),
     };
-    // A replay runs on one thread: its workers, the producer and the ledger writer hand work to
-    // each other every event, and on another thread each hand-off is a context switch (measured
-    // in `docs/performance.md`). The other commands keep a thread per core: `sink` and `demo`
-    // serve HTTP, and `demo` runs the fake servers beside the replay.
+    // A replay runs on one thread: its workers and the ledger writer hand work to each other
+    // every event, and on another thread each hand-off is a context switch (measured in
+    // `docs/performance.md`). Only the producer has a thread of its own, and hands over a batch
+    // of events at a time; the journal's folds run on blocking threads. The other commands keep
+    // a thread per core: `sink` and `demo` serve HTTP, and `demo` runs the fake servers beside
+    // the replay.
     let mut builder = match cli.command {
         Command::Run(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
