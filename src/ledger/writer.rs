@@ -156,7 +156,9 @@ pub(super) async fn writer(parts: Parts, mut rx: mpsc::UnboundedReceiver<Msg>, p
             if let Some(f) = &mut folded {
                 journaled.keys().for_each(|id| f.insert(id));
             }
-            folding_ids = std::mem::take(&mut journaled);
+            // The folded file's set, emptied, takes the next file's ids: grown once, kept.
+            folding_ids.clear();
+            std::mem::swap(&mut journaled, &mut folding_ids);
             folder = Err(tokio::task::spawn_blocking(move || {
                 let result = journal::fold_path(&conn, &full);
                 (conn, result)
