@@ -525,6 +525,18 @@ mod tests {
         assert_eq!(folded(&conn).unwrap(), 1);
     }
 
+    /// It holds failed events' bodies: bookers' personal data, the owner's only like the ledger.
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_file_is_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("ledger.db");
+        Journal::start(&real, 1, 1).unwrap();
+        let mode = std::fs::metadata(file_of(&real, 1)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
     #[test]
     fn the_two_files_take_turns() {
         let dir = tempfile::tempdir().unwrap();

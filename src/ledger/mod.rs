@@ -346,6 +346,29 @@ mod tests {
         assert_eq!((st[0].delivered, st[0].failed, st[0].pending), (1, 1, 1));
     }
 
+    /// The journal goes beside the real file, so a run through a symlink and `status` through the
+    /// real path (or the other way round) find the same journal.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_journal_of_a_run_through_a_symlink_is_beside_the_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let real = dir.path().join("real").join("ledger.db");
+        std::os::unix::fs::symlink("real", dir.path().join("alias")).unwrap();
+        let alias = dir.path().join("alias").join("ledger.db");
+        let l = Ledger::open(&alias, &hook(), "event.created").unwrap();
+        let h = l.handle();
+        record_one_of_each(&h).await;
+        assert_eq!(journaled_ids(&real), ["a", "b", "c"]);
+        for path in [&real, &alias] {
+            let st = read_status(path, 10).unwrap().unwrap();
+            assert_eq!((st[0].delivered, st[0].failed, st[0].pending), (1, 1, 1), "{}", path.display());
+        }
+        drop(h);
+        l.close().await.unwrap();
+        assert!(journaled_ids(&real).is_empty());
+    }
+
     /// What a crashed run left in the journal is laid over earlier outcomes by readers, and folded
     /// by the next run before it looks anything up: latest outcome wins, attempts add up, the
     /// first try is kept.

@@ -16,7 +16,7 @@ use super::writer::Parts;
 use super::{LedgerError, now_ms, target};
 
 /// The schema this version reads and writes. 2: targets keyed by [`target::target_key`]; 3: the
-/// [`JOURNAL`] table a run appended outcomes to; 4: the journal in files beside the ledger
+/// `journal` table a run appended outcomes to; 4: the journal in files beside the ledger
 /// ([`super::journal`]) and the table of how far their folds reached. Older ledgers are migrated
 /// when a run opens them; an older release refuses a newer ledger, which is what keeps it from
 /// missing outcomes still in a journal.
@@ -46,11 +46,11 @@ CREATE TABLE outcomes (
 CREATE INDEX outcomes_open ON outcomes (target_id, status) WHERE status != 1;
 ";
 
-/// Where schema 3 recorded a run's outcomes first, before the journal moved to files: a schema-3
-/// ledger's is folded ([`fold_journal`]) and dropped when a run migrates it, and readers lay a
-/// schema-3 one over `outcomes` ([`super::read`]). Kept here for that, and for the tests that
-/// make a schema-3 ledger.
-#[cfg_attr(not(test), allow(dead_code))]
+/// The table where schema 3 recorded a run's outcomes first, before the journal moved to files. A
+/// run migrating a schema-3 ledger folds it ([`fold_journal`]) and drops it; readers lay a
+/// schema-3 one over `outcomes` ([`super::read`]). Only the tests create it now, to make a
+/// schema-3 ledger.
+#[cfg(test)]
 pub(super) const JOURNAL: &str = "
 CREATE TABLE IF NOT EXISTS journal (
     seq         INTEGER PRIMARY KEY,
@@ -65,9 +65,9 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 ";
 
-/// Move a schema-3 journal table's outcomes into `outcomes`, in id order (each page of `outcomes` written once
-/// per fold), as recording them there directly would have: attempts add up, the first try is kept,
-/// the latest outcome wins. One transaction of its own, with the journal's emptying.
+/// Move a schema-3 journal table's outcomes into `outcomes`, in id order (each page of `outcomes`
+/// written once), as recording them there directly would have: attempts add up, the first try is
+/// kept, the latest outcome wins. One transaction of its own, with the table's emptying.
 pub(super) fn fold_journal(conn: &Connection) -> rusqlite::Result<()> {
     let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     step("BEGIN IMMEDIATE")?;
