@@ -11,16 +11,17 @@
 //! The two files take turns (`ledger.db.journal0`, `ledger.db.journal1`). When one holds
 //! [`super::writer::FOLD_EVERY`] outcomes the writer starts the other and folds the full one into
 //! `outcomes` on a blocking thread, in id order, in one transaction that also records the file's
-//! generation in `journal_folded`. A generation at or below that number is already in `outcomes`,
-//! so a file left behind after its fold committed is never folded twice. A run that finds files
-//! left by a crash folds them before anything else ([`recover`]); `status` and `failed` lay
-//! the unfolded ones over `outcomes` ([`super::read`]).
+//! generation in `journal_folded`. A generation at or below that number is already in
+//! `outcomes`, so a file left behind after its fold committed is never folded twice; a file that
+//! names another ledger (this one was deleted or replaced beside it) is never folded at all. A run
+//! that finds files left by a crash folds them before anything else ([`recover`]); `status` and
+//! `failed` lay the unfolded ones over `outcomes` ([`super::read`]).
 //!
-//! File: a 24-byte header (magic, generation, target id), then records, each its payload's length
-//! (u32), the payload, and the payload's CRC-32. Payload: status (u8), which optional fields follow
-//! (u8), attempts (u32), time in unix milliseconds (i64), last HTTP status (u16, 0 when none), the
-//! event id, then the last error and the body when present, each as a u32 length and its bytes.
-//! All integers little-endian.
+//! File: a 32-byte header (magic, the ledger's random id from `journal_folded`, generation, target
+//! id), then records, each its payload's length (u32), the payload, and the payload's CRC-32.
+//! Payload: status (u8), which optional fields follow (u8), attempts (u32), time in unix
+//! milliseconds (i64), last HTTP status (u16, 0 when none), the event id, then the last error and
+//! the body when present, each as a u32 length and its bytes. All integers little-endian.
 
 use std::fs::File;
 use std::io::{self, Read as _, Write};
@@ -31,19 +32,30 @@ use rusqlite::{Connection, OptionalExtension};
 use super::{Outcome, Status};
 
 const MAGIC: &[u8; 8] = b"svrjrnl1";
-const HEADER: usize = 24;
+const HEADER: usize = 32;
 
 const HAS_ERROR: u8 = 1;
 const HAS_BODY: u8 = 2;
 
-/// What the journal's folds have reached: the generation of the last file folded into `outcomes`.
-/// Created when missing, with the schema-4 migration and by every open.
+/// What the journal's folds have reached: the generation of the last file folded into `outcomes`;
+/// and which ledger this is, a random number its journal files carry, so files left beside a
+/// ledger that was since deleted or replaced are never folded into the new one. Created with
+/// schema 4 (new ledgers and the migration).
 pub(super) const FOLDED: &str = "
 CREATE TABLE IF NOT EXISTS journal_folded (
     one         INTEGER PRIMARY KEY CHECK (one = 1),
+    ledger      INTEGER NOT NULL,
     generation  INTEGER NOT NULL
 );
+INSERT OR IGNORE INTO journal_folded (one, ledger, generation) VALUES (1, random(), 0);
 ";
+
+/// Which ledger this is and how far its folds have reached ([`FOLDED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Folds {
+    pub(super) ledger: i64,
+    pub(super) generation: u64,
+}
 
 /// The journal file of `generation` beside the ledger at `real` (its canonical path).
 pub(super) fn file_of(real: &Path, generation: u64) -> PathBuf {
@@ -52,17 +64,20 @@ pub(super) fn file_of(real: &Path, generation: u64) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The generation of the last file folded (0 when none was).
-pub(super) fn folded(conn: &Connection) -> rusqlite::Result<u64> {
-    let g: Option<i64> =
-        conn.query_row("SELECT generation FROM journal_folded WHERE one = 1", [], |r| r.get(0)).optional()?;
-    Ok(g.unwrap_or(0).max(0) as u64)
+/// This ledger's [`Folds`]: the generation of the last file folded (0 when none was).
+pub(super) fn folded(conn: &Connection) -> rusqlite::Result<Folds> {
+    let row: Option<(i64, i64)> = conn
+        .query_row("SELECT ledger, generation FROM journal_folded WHERE one = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (ledger, generation) = row.unwrap_or((0, 0));
+    Ok(Folds { ledger, generation: generation.max(0) as u64 })
 }
 
 /// The file a run appends to, and the outcomes encoded for the next `write`.
 pub(super) struct Journal {
     real: PathBuf,
     file: File,
+    ledger: i64,
     generation: u64,
     target_id: i64,
     buf: Vec<u8>,
@@ -72,16 +87,18 @@ pub(super) struct Journal {
 
 impl Journal {
     /// Start the file of `generation`, replacing what its slot held (a generation already folded).
-    pub(super) fn start(real: &Path, generation: u64, target_id: i64) -> io::Result<Journal> {
+    pub(super) fn start(real: &Path, ledger: i64, generation: u64, target_id: i64) -> io::Result<Journal> {
         let mut file = crate::ledger::owner_only::create(&file_of(real, generation))?;
         let mut header = Vec::with_capacity(HEADER);
         header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&ledger.to_le_bytes());
         header.extend_from_slice(&generation.to_le_bytes());
         header.extend_from_slice(&target_id.to_le_bytes());
         file.write_all(&header)?;
         Ok(Journal {
             real: real.to_owned(),
             file,
+            ledger,
             generation,
             target_id,
             buf: Vec::with_capacity(4096),
@@ -134,7 +151,7 @@ impl Journal {
     /// file's slot held the generation before this one: fold that first.
     pub(super) fn rotate(&mut self) -> io::Result<PathBuf> {
         self.write()?;
-        let next = Journal::start(&self.real, self.generation + 1, self.target_id)?;
+        let next = Journal::start(&self.real, self.ledger, self.generation + 1, self.target_id)?;
         let done = file_of(&self.real, self.generation);
         *self = next;
         Ok(done)
@@ -158,6 +175,7 @@ fn put_bytes(b: &mut Vec<u8>, bytes: &[u8]) {
 
 /// One journal file as read back: its header and its bytes.
 pub(super) struct JournalFile {
+    pub(super) ledger: i64,
     pub(super) generation: u64,
     pub(super) target_id: i64,
     bytes: Vec<u8>,
@@ -188,9 +206,10 @@ pub(super) fn read(path: &Path) -> io::Result<Option<JournalFile>> {
         return Ok(None);
     }
     let word = |at: usize| <[u8; 8]>::try_from(&bytes[at..at + 8]).unwrap_or_default();
-    let generation = u64::from_le_bytes(word(8));
-    let target_id = i64::from_le_bytes(word(16));
-    Ok(Some(JournalFile { generation, target_id, bytes }))
+    let ledger = i64::from_le_bytes(word(8));
+    let generation = u64::from_le_bytes(word(16));
+    let target_id = i64::from_le_bytes(word(24));
+    Ok(Some(JournalFile { ledger, generation, target_id, bytes }))
 }
 
 impl JournalFile {
@@ -290,11 +309,8 @@ pub(super) fn fold(conn: &Connection, file: &JournalFile) -> rusqlite::Result<()
             one.raw_execute()?;
         }
     }
-    conn.prepare_cached(
-        "INSERT INTO journal_folded (one, generation) VALUES (1, ?1)
-         ON CONFLICT (one) DO UPDATE SET generation = max(generation, excluded.generation)",
-    )?
-    .execute([file.generation as i64])?;
+    conn.prepare_cached("UPDATE journal_folded SET generation = max(generation, ?1) WHERE one = 1")?
+        .execute([file.generation as i64])?;
     step("COMMIT")?;
     Ok(())
 }
@@ -351,18 +367,21 @@ fn bind_rows(stmt: &mut rusqlite::CachedStatement<'_>, target_id: i64, rows: &[E
     Ok(())
 }
 
-/// The journal files beside the ledger at `real` that are not folded yet, oldest first.
-pub(super) fn unfolded(real: &Path, folded: u64) -> io::Result<Vec<JournalFile>> {
+/// The journal files beside the ledger at `real`, oldest first, whichever ledger wrote them.
+pub(super) fn files(real: &Path) -> io::Result<Vec<JournalFile>> {
     let mut files = Vec::new();
     for slot in 0..2 {
-        if let Some(f) = read(&file_of(real, slot))?
-            && f.generation > folded
-        {
-            files.push(f);
-        }
+        files.extend(read(&file_of(real, slot))?);
     }
     files.sort_by_key(|f| f.generation);
     Ok(files)
+}
+
+impl JournalFile {
+    /// Written by this ledger and not folded into it yet.
+    pub(super) fn unfolded(&self, folds: Folds) -> bool {
+        self.ledger == folds.ledger && self.generation > folds.generation
+    }
 }
 
 /// Remove both journal files (all they held is folded).
@@ -395,16 +414,17 @@ impl From<io::Error> for Failure {
     }
 }
 
-/// Fold what a run that crashed left in the journal, then remove the files; returns the
-/// generation the new run starts at.
-pub(super) fn recover(conn: &Connection, real: &Path) -> Result<u64, Failure> {
-    let mut done = folded(conn)?;
-    for f in unfolded(real, done)? {
+/// Fold what a run that crashed left in the journal, then remove the files (those of another
+/// ledger too); returns this ledger and the generation the new run starts at.
+pub(super) fn recover(conn: &Connection, real: &Path) -> Result<Folds, Failure> {
+    let before = folded(conn)?;
+    let mut done = before;
+    for f in files(real)?.into_iter().filter(|f| f.unfolded(before)) {
         fold(conn, &f)?;
-        done = f.generation;
+        done.generation = f.generation;
     }
     remove(real)?;
-    Ok(done + 1)
+    Ok(Folds { generation: done.generation + 1, ..done })
 }
 
 /// Fold the file at `path` (a run's own, once it is full or the run ends).
@@ -436,7 +456,7 @@ mod tests {
     fn outcomes_read_back_as_written_in_their_order() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("ledger.db");
-        let mut j = Journal::start(&real, 7, 42).unwrap();
+        let mut j = Journal::start(&real, 9, 7, 42).unwrap();
         j.push(&outcome("b", Status::Failed, Some("{\"id\":\"b\"}")), 1000);
         j.push(&outcome("a", Status::Pending, None), 1001);
         j.write().unwrap();
@@ -444,7 +464,7 @@ mod tests {
         j.write().unwrap();
         assert_eq!(j.size().0, 3);
         let f = read(&file_of(&real, 7)).unwrap().unwrap();
-        assert_eq!((f.generation, f.target_id), (7, 42));
+        assert_eq!((f.ledger, f.generation, f.target_id), (9, 7, 42));
         let got = f.entries();
         assert_eq!(got.len(), 3);
         assert_eq!(
@@ -468,7 +488,7 @@ mod tests {
     fn a_torn_or_damaged_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("ledger.db");
-        let mut j = Journal::start(&real, 1, 1).unwrap();
+        let mut j = Journal::start(&real, 9, 1, 1).unwrap();
         for id in ["a", "b", "c"] {
             j.push(&outcome(id, Status::Delivered, None), 5);
         }
@@ -504,7 +524,7 @@ mod tests {
             super::super::open::SCHEMA
         ))
         .unwrap();
-        let mut j = Journal::start(&real, 1, 1).unwrap();
+        let mut j = Journal::start(&real, 9, 1, 1).unwrap();
         let n = 3 * ROWS_PER_UPSERT + 5;
         for i in 0..n {
             j.push(&outcome(&format!("e{i:03}"), Status::Delivered, None), 100 + i as i64);
@@ -522,7 +542,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!((count as usize, e031), (n, (Status::Failed as i64, 6, 131, 999)));
-        assert_eq!(folded(&conn).unwrap(), 1);
+        assert_eq!(folded(&conn).unwrap().generation, 1);
     }
 
     /// It holds failed events' bodies: bookers' personal data, the owner's only like the ledger.
@@ -532,7 +552,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("ledger.db");
-        Journal::start(&real, 1, 1).unwrap();
+        Journal::start(&real, 9, 1, 1).unwrap();
         let mode = std::fs::metadata(file_of(&real, 1)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
@@ -541,17 +561,19 @@ mod tests {
     fn the_two_files_take_turns() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("ledger.db");
-        let mut j = Journal::start(&real, 4, 1).unwrap();
+        let mut j = Journal::start(&real, 9, 4, 1).unwrap();
         j.push(&outcome("a", Status::Delivered, None), 5);
         let done = j.rotate().unwrap();
         assert_eq!(done, file_of(&real, 4));
         assert_ne!(j.path(), done);
         assert_eq!(j.size(), (0, HEADER as u64));
-        let gens: Vec<_> = unfolded(&real, 0).unwrap().iter().map(|f| f.generation).collect();
-        assert_eq!(gens, [4, 5]);
-        let gens: Vec<_> = unfolded(&real, 4).unwrap().iter().map(|f| f.generation).collect();
-        assert_eq!(gens, [5], "a generation already folded is left out");
+        let unfolded = |folds| -> Vec<u64> {
+            files(&real).unwrap().iter().filter(|f| f.unfolded(folds)).map(|f| f.generation).collect()
+        };
+        assert_eq!(unfolded(Folds { ledger: 9, generation: 0 }), [4, 5]);
+        assert_eq!(unfolded(Folds { ledger: 9, generation: 4 }), [5], "a generation already folded is left out");
+        assert!(unfolded(Folds { ledger: 8, generation: 0 }).is_empty(), "another ledger's files are left out");
         remove(&real).unwrap();
-        assert!(unfolded(&real, 0).unwrap().is_empty());
+        assert!(files(&real).unwrap().is_empty());
     }
 }

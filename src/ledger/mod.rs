@@ -276,7 +276,7 @@ mod tests {
     /// The event ids in the journal files beside the ledger at `path`, folded or not.
     fn journaled_ids(path: &Path) -> Vec<String> {
         let real = std::fs::canonicalize(path).unwrap();
-        let files = journal::unfolded(&real, 0).unwrap();
+        let files = journal::files(&real).unwrap();
         files.iter().flat_map(|f| f.entries().into_iter().map(|e| e.event_id.to_owned()).collect::<Vec<_>>()).collect()
     }
 
@@ -385,11 +385,11 @@ mod tests {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .unwrap();
-        let folded = journal::folded(&db).unwrap();
+        let folds = journal::folded(&db).unwrap();
         drop(db);
         // As a run killed before its fold leaves it: x delivered on a retry, y failed twice.
         let real = std::fs::canonicalize(&path).unwrap();
-        let mut j = journal::Journal::start(&real, folded + 1, target).unwrap();
+        let mut j = journal::Journal::start(&real, folds.ledger, folds.generation + 1, target).unwrap();
         let mut x = outcome("x", Status::Delivered);
         x.attempts = 2;
         let mut y = outcome("y", Status::Failed);
@@ -431,9 +431,9 @@ mod tests {
         let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         l.handle().record(outcome("x", Status::Failed)).await.unwrap();
         l.close().await.unwrap();
-        let folded = journal::folded(&Connection::open(&path).unwrap()).unwrap();
+        let folds = journal::folded(&Connection::open(&path).unwrap()).unwrap();
         let real = std::fs::canonicalize(&path).unwrap();
-        let mut j = journal::Journal::start(&real, folded, 1).unwrap();
+        let mut j = journal::Journal::start(&real, folds.ledger, folds.generation, 1).unwrap();
         j.push(&outcome("x", Status::Failed), 1);
         j.write().unwrap();
         drop(j);
@@ -442,6 +442,27 @@ mod tests {
         Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
         assert_eq!(attempts(), 1);
         assert!(journaled_ids(&path).is_empty(), "the stale file is removed");
+    }
+
+    /// A ledger deleted (or replaced) with its journal files left beside it: the new ledger is
+    /// another one, and the old files' outcomes are not taken for its own (which would skip
+    /// events nobody delivered to this ledger's knowledge). Readers ignore them; a run removes them.
+    #[tokio::test]
+    async fn journal_files_of_another_ledger_are_not_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
+        let folds = journal::folded(&Connection::open(&path).unwrap()).unwrap();
+        let real = std::fs::canonicalize(&path).unwrap();
+        let mut j = journal::Journal::start(&real, folds.ledger.wrapping_add(1), folds.generation + 1, 1).unwrap();
+        j.push(&outcome("x", Status::Delivered), 1);
+        j.write().unwrap();
+        drop(j);
+        assert!(read_status(&path, 10).unwrap().unwrap().is_empty(), "nothing recorded in this ledger");
+        let l = Ledger::open(&path, &hook(), "event.created").unwrap();
+        assert_eq!(l.handle().lookup(vec!["x".into()]).await.unwrap(), [None]);
+        l.close().await.unwrap();
+        assert!(journaled_ids(&path).is_empty(), "the stray file is removed");
     }
 
     /// A schema-3 ledger kept a run's unfolded outcomes in a table: readers lay it over
@@ -485,7 +506,7 @@ mod tests {
             h.record(outcome(&format!("e{i}"), Status::Delivered)).await.unwrap();
         }
         let real = std::fs::canonicalize(&path).unwrap();
-        let files = journal::unfolded(&real, 0).unwrap();
+        let files = journal::files(&real).unwrap();
         let newest = files.last().map(|f| (f.generation, f.entries().len()));
         assert_eq!(newest, Some((3, 10)), "full files were put aside for their folds");
         let ids: Vec<ByteString> =
@@ -497,7 +518,7 @@ mod tests {
         drop(h);
         l.close().await.unwrap();
         assert_eq!(read_status(&path, 0).unwrap().unwrap()[0].delivered, n as u64);
-        let folded = journal::folded(&Connection::open(&path).unwrap()).unwrap();
+        let folded = journal::folded(&Connection::open(&path).unwrap()).unwrap().generation;
         assert_eq!(folded, 3, "two files folded on the way, the third at the end");
         assert!(journaled_ids(&path).is_empty(), "a run that ends leaves no journal behind");
     }

@@ -161,7 +161,7 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
     };
     setup().map_err(|e| LedgerError::sqlite(path, e))?;
     // What a crashed run left in the journal, before anything reads `outcomes`.
-    let generation = journal::recover(&conn, &real).map_err(|e| match e {
+    let folds = journal::recover(&conn, &real).map_err(|e| match e {
         journal::Failure::Io(error) => {
             LedgerError::Io { action: "fold the journal beside", path: path.to_owned(), error }
         }
@@ -201,11 +201,8 @@ pub(super) fn for_run(path: &Path, webhook_url: &Url, event_type: &str) -> Resul
         .and_then(|c| c.pragma_update(None, "busy_timeout", 5000).map(|()| c))
         .and_then(|c| c.pragma_update(None, "cache_size", -256).map(|()| c))
         .map_err(|e| LedgerError::sqlite(path, e))?;
-    let journal = Journal::start(&real, generation, target_id).map_err(|error| LedgerError::Io {
-        action: "create the journal beside",
-        path: path.to_owned(),
-        error,
-    })?;
+    let journal = Journal::start(&real, folds.ledger, folds.generation, target_id)
+        .map_err(|error| LedgerError::Io { action: "create the journal beside", path: path.to_owned(), error })?;
     Ok(Opened { parts: Parts { conn, folder, journal, target_id, run_floor, fresh: !earlier }, lock, settled_rate })
 }
 

@@ -63,7 +63,7 @@ fn journal_files(path: &Path, version: i64) -> Result<Vec<journal::JournalFile>,
     }
     let io = |error| LedgerError::Io { action: "read the journal beside", path: path.to_owned(), error };
     let real = std::fs::canonicalize(path).map_err(io)?;
-    journal::unfolded(&real, 0).map_err(io)
+    journal::files(&real).map_err(io)
 }
 
 /// Where to read outcomes from: `outcomes`, or while a journal holds outcomes not yet folded (a run
@@ -80,8 +80,8 @@ fn outcomes_table(conn: &Connection, version: i64, files: &[journal::JournalFile
             "main.journal"
         }
         _ => {
-            let folded = journal::folded(conn)?;
-            let files: Vec<_> = files.iter().filter(|f| f.generation > folded).collect();
+            let folds = journal::folded(conn)?;
+            let files: Vec<_> = files.iter().filter(|f| f.unfolded(folds)).collect();
             if files.iter().all(|f| f.entries().is_empty()) {
                 return Ok("outcomes");
             }
