@@ -24,7 +24,7 @@
 //! the body when present, each as a u32 length and its bytes. All integers little-endian.
 
 use std::fs::File;
-use std::io::{self, Read as _, Write};
+use std::io::{self, Read as _, Seek as _, Write};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension};
@@ -136,7 +136,13 @@ impl Journal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.buf)?;
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // A write cut short (a full disk, a size limit) may have left whole records of this
+            // batch behind: take them back, so what the journal holds is what was acknowledged.
+            let _ = self.file.set_len(self.bytes);
+            let _ = self.file.seek(io::SeekFrom::Start(self.bytes));
+            return Err(e);
+        }
         self.bytes += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
