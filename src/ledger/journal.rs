@@ -222,22 +222,33 @@ impl JournalFile {
     /// The outcomes in the order they were recorded, up to the first record that is not whole or
     /// fails its checksum: the tail a power cut can tear. Nothing after it was acknowledged.
     pub(super) fn entries(&self) -> Vec<Entry<'_>> {
-        self.offsets().into_iter().filter_map(|at| self.entry(at)).collect()
+        self.records().map(|(_, e)| e).collect()
     }
 
     /// Where each whole record starts, in the order they were recorded ([`JournalFile::entries`]).
     fn offsets(&self) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut at = HEADER;
-        while let Some((_, after)) = self.bytes.get(at..).and_then(record) {
-            out.push(at);
-            at = self.bytes.len() - after.len();
-        }
-        out
+        self.records().map(|(at, _)| at).collect()
     }
 
+    /// Each whole record's start and outcome, its checksum checked once, up to the first that is
+    /// torn or damaged.
+    fn records(&self) -> impl Iterator<Item = (usize, Entry<'_>)> {
+        let mut at = HEADER;
+        std::iter::from_fn(move || {
+            let rest = self.bytes.get(at..)?;
+            let (payload, after) = checked(rest)?;
+            let entry = parse(payload)?;
+            let start = at;
+            at = self.bytes.len() - after.len();
+            Some((start, entry))
+        })
+    }
+
+    /// The outcome of the record at `at`, one [`JournalFile::offsets`] found whole: its checksum
+    /// is not checked again.
     fn entry(&self, at: usize) -> Option<Entry<'_>> {
-        self.bytes.get(at..).and_then(record).map(|(e, _)| e)
+        let len = u32::from_le_bytes(self.bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        parse(self.bytes.get(at + 4..at + 4 + len)?)
     }
 
     /// The event id of the record at `at` (one [`JournalFile::offsets`] found whole), without
@@ -250,14 +261,17 @@ impl JournalFile {
     }
 }
 
-/// The first record of `b` and what follows it; `None` if it is torn or damaged.
-fn record(b: &[u8]) -> Option<(Entry<'_>, &[u8])> {
+/// The payload of the first record of `b` and what follows it; `None` if it is torn or fails its
+/// checksum.
+fn checked(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let len = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
     let payload = b.get(4..4 + len)?;
     let crc = u32::from_le_bytes(b.get(4 + len..8 + len)?.try_into().ok()?);
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
+    (crc32fast::hash(payload) == crc).then(|| (payload, &b[8 + len..]))
+}
+
+/// A record's payload as an outcome; `None` if it does not read as one.
+fn parse(payload: &[u8]) -> Option<Entry<'_>> {
     let mut p = Cursor(payload);
     let status = Status::from_i64(i64::from(p.take(1)?[0]))?;
     let flags = p.take(1)?[0];
@@ -268,7 +282,7 @@ fn record(b: &[u8]) -> Option<(Entry<'_>, &[u8])> {
     let last_error = if flags & HAS_ERROR != 0 { Some(std::str::from_utf8(p.sized()?).ok()?) } else { None };
     let body = if flags & HAS_BODY != 0 { Some(p.sized()?) } else { None };
     let last_status = (last_status != 0).then_some(last_status);
-    Some((Entry { event_id, status, attempts, last_status, last_error, at, body }, &b[8 + len..]))
+    Some(Entry { event_id, status, attempts, last_status, last_error, at, body })
 }
 
 struct Cursor<'a>(&'a [u8]);
@@ -322,6 +336,7 @@ pub(super) fn fold(conn: &Connection, file: &JournalFile) -> rusqlite::Result<()
 }
 
 const ROWS_PER_UPSERT: usize = 32;
+
 
 /// The fold's statement for `rows` outcomes: attempts add up, the first try is kept, the latest
 /// outcome wins (rows of one statement are applied in order, a repeat within it included).

@@ -81,8 +81,12 @@ fn outcomes_table(conn: &Connection, version: i64, files: &[journal::JournalFile
         }
         _ => {
             let folds = journal::folded(conn)?;
-            let files: Vec<_> = files.iter().filter(|f| f.unfolded(folds)).collect();
-            if files.iter().all(|f| f.entries().is_empty()) {
+            let rows: Vec<_> = files
+                .iter()
+                .filter(|f| f.unfolded(folds))
+                .flat_map(|f| f.entries().into_iter().map(move |e| (f.target_id, e)))
+                .collect();
+            if rows.is_empty() {
                 return Ok("outcomes");
             }
             conn.execute_batch(
@@ -95,19 +99,17 @@ fn outcomes_table(conn: &Connection, version: i64, files: &[journal::JournalFile
                    (target_id, event_id, status, attempts, last_status, last_error, at, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for f in files {
-                for e in f.entries() {
-                    insert.execute(params![
-                        f.target_id,
-                        e.event_id,
-                        e.status as i64,
-                        e.attempts,
-                        e.last_status,
-                        e.last_error,
-                        e.at,
-                        e.body
-                    ])?;
-                }
+            for (target_id, e) in rows {
+                insert.execute(params![
+                    target_id,
+                    e.event_id,
+                    e.status as i64,
+                    e.attempts,
+                    e.last_status,
+                    e.last_error,
+                    e.at,
+                    e.body
+                ])?;
             }
             "temp.journal_rows"
         }
