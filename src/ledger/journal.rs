@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{Outcome, Status};
+use super::{Outcome, Status, step};
 
 const MAGIC: &[u8; 8] = b"svrjrnl1";
 const HEADER: usize = 32;
@@ -309,8 +309,7 @@ pub(super) fn fold(conn: &Connection, file: &JournalFile) -> rusqlite::Result<()
     // Stable: the outcomes of one event stay in the order they came. (UTF-8 bytes sort as the
     // text does.)
     order.sort_by(|&a, &b| file.id_at(a).cmp(file.id_at(b)));
-    let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    step("BEGIN IMMEDIATE")?;
+    step(conn, "BEGIN IMMEDIATE")?;
     {
         // Many rows per statement: each statement's start and end were a fifth of a fold.
         let mut many = conn.prepare_cached(&upsert(ROWS_PER_UPSERT))?;
@@ -331,12 +330,23 @@ pub(super) fn fold(conn: &Connection, file: &JournalFile) -> rusqlite::Result<()
     }
     conn.prepare_cached("UPDATE journal_folded SET generation = max(generation, ?1) WHERE one = 1")?
         .execute([file.generation as i64])?;
-    step("COMMIT")?;
+    step(conn, "COMMIT")?;
     Ok(())
 }
 
 const ROWS_PER_UPSERT: usize = 32;
 
+/// How an outcome folded into `outcomes` meets what is there for its event: attempts add up, the
+/// first try is kept (`first_at` is only set on insert), the latest outcome wins. The end of every
+/// fold's insert, this one's and a schema-3 journal table's ([`super::open::fold_journal`]).
+pub(super) const ADD_UP: &str = "
+ON CONFLICT (target_id, event_id) DO UPDATE SET
+  status = excluded.status,
+  attempts = attempts + excluded.attempts,
+  last_status = excluded.last_status,
+  last_error = excluded.last_error,
+  updated_at = excluded.updated_at,
+  body = excluded.body";
 
 /// The fold's statement for `rows` outcomes: attempts add up, the first try is kept, the latest
 /// outcome wins (rows of one statement are applied in order, a repeat within it included).
@@ -361,14 +371,7 @@ fn upsert(rows: usize) -> String {
     format!(
         "INSERT INTO outcomes
            (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
-         VALUES {}
-         ON CONFLICT (target_id, event_id) DO UPDATE SET
-           status = excluded.status,
-           attempts = attempts + excluded.attempts,
-           last_status = excluded.last_status,
-           last_error = excluded.last_error,
-           updated_at = excluded.updated_at,
-           body = excluded.body",
+         VALUES {} {ADD_UP}",
         values.join(", ")
     )
 }

@@ -185,6 +185,12 @@ pub(crate) fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// Run one statement that returns no rows, cached: `BEGIN`, `COMMIT` and the like, which
+/// `Connection::transaction` would parse anew each time.
+fn step(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([]))
+}
+
 impl Ledger {
     /// Open the ledger at `path` for the target (webhook URL, event type), taking its lock, and
     /// start its writer task: call it within a tokio runtime.

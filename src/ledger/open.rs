@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use url::Url;
 
-use super::journal::{self, FOLDED, Journal};
+use super::journal::{self, ADD_UP, FOLDED, Journal};
 use super::writer::Parts;
-use super::{LedgerError, now_ms, target};
+use super::{LedgerError, now_ms, step, target};
 
 /// The schema this version reads and writes. 2: targets keyed by [`target::target_key`]; 3: the
 /// `journal` table a run appended outcomes to; 4: the journal in files beside the ledger
@@ -69,23 +69,18 @@ CREATE TABLE IF NOT EXISTS journal (
 /// written once), as recording them there directly would have: attempts add up, the first try is
 /// kept, the latest outcome wins. One transaction of its own, with the table's emptying.
 pub(super) fn fold_journal(conn: &Connection) -> rusqlite::Result<()> {
-    let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    step("BEGIN IMMEDIATE")?;
+    step(conn, "BEGIN IMMEDIATE")?;
     step(
-        "INSERT INTO outcomes
-           (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
-         SELECT target_id, event_id, status, attempts, last_status, last_error, at, at, body
-           FROM journal WHERE true ORDER BY target_id, event_id, seq
-         ON CONFLICT (target_id, event_id) DO UPDATE SET
-           status = excluded.status,
-           attempts = attempts + excluded.attempts,
-           last_status = excluded.last_status,
-           last_error = excluded.last_error,
-           updated_at = excluded.updated_at,
-           body = excluded.body",
+        conn,
+        &format!(
+            "INSERT INTO outcomes
+               (target_id, event_id, status, attempts, last_status, last_error, first_at, updated_at, body)
+             SELECT target_id, event_id, status, attempts, last_status, last_error, at, at, body
+               FROM journal WHERE true ORDER BY target_id, event_id, seq {ADD_UP}"
+        ),
     )?;
-    step("DELETE FROM journal")?;
-    step("COMMIT")?;
+    step(conn, "DELETE FROM journal")?;
+    step(conn, "COMMIT")?;
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::journal::{self, Failure, Journal};
-use super::{LedgerError, Outcome, Recorded, Status, now_ms};
+use super::{LedgerError, Outcome, Recorded, Status, now_ms, step};
 
 /// Most outcomes recorded in one `write`.
 const MAX_BATCH: usize = 4096;
@@ -225,11 +225,6 @@ impl Folded {
     fn may_hold(&self, id: &str) -> bool {
         Folded::positions(id).all(|p| self.bits.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0))
     }
-}
-
-/// Run one cached statement that returns no rows.
-fn step(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql).and_then(|mut s| s.execute([]))
 }
 
 /// The folder connection, once the fold holding it (if any) has committed.
