@@ -261,33 +261,31 @@ async fn produce(
             }
             queued.push(ev);
         }
-        // In flight before a worker can take them (and take them out again): one lock for the
-        // batch, which the workers' thread shares.
-        if let Some((_, in_flight)) = &ledger {
-            in_flight.insert_all(queued.iter().map(|e| &e.id));
-        }
-        if !hand_over(&out, &mut queued, &cancel).await {
+        if !hand_over(&out, &mut queued, ledger.as_ref().map(|(_, f)| &**f), &cancel).await {
             break;
         }
     }
     // What a `--limit` stopped in the middle of a batch: counted as selected, so it goes out.
-    if let Some((_, in_flight)) = &ledger {
-        in_flight.insert_all(queued.iter().map(|e| &e.id));
-    }
-    hand_over(&out, &mut queued, &cancel).await;
+    hand_over(&out, &mut queued, ledger.as_ref().map(|(_, f)| &**f), &cancel).await;
     counters.source_done.store(true, Relaxed);
     p
 }
 
 /// Hand the batch's events over (none is a no-op); false once nobody takes them or the run is
-/// cancelled (then they were never attempted, and the next run fetches them again).
+/// cancelled (then they were never attempted, and the next run fetches them again). Their ids go
+/// in flight first, before a worker can take them (and take them out again): one lock for the
+/// batch, which the workers' thread shares.
 async fn hand_over(
     out: &tokio::sync::mpsc::Sender<Vec<Event>>,
     queued: &mut Vec<Event>,
+    in_flight: Option<&InFlight>,
     cancel: &CancellationToken,
 ) -> bool {
     if queued.is_empty() {
         return true;
+    }
+    if let Some(in_flight) = in_flight {
+        in_flight.insert_all(queued.iter().map(|e| &e.id));
     }
     let batch = std::mem::take(queued);
     tokio::select! {
