@@ -286,6 +286,16 @@ mod tests {
         files.iter().flat_map(|f| f.entries().into_iter().map(|e| e.event_id.to_owned()).collect::<Vec<_>>()).collect()
     }
 
+    /// A journal file beside the ledger at `path` as a run killed before its fold leaves it.
+    fn leave_journal(path: &Path, ledger: i64, generation: u64, target: i64, outcomes: &[(&Outcome, i64)]) {
+        let real = std::fs::canonicalize(path).unwrap();
+        let mut j = journal::Journal::start(&real, ledger, generation, target).unwrap();
+        for (o, at) in outcomes {
+            j.push(o, *at);
+        }
+        j.write().unwrap();
+    }
+
     /// `a` delivered, `b` failed, `c` pending.
     async fn record_one_of_each(h: &LedgerHandle) {
         for (id, status) in [("a", Status::Delivered), ("b", Status::Failed), ("c", Status::Pending)] {
@@ -394,17 +404,12 @@ mod tests {
         let folds = journal::folded(&db).unwrap();
         drop(db);
         // As a run killed before its fold leaves it: x delivered on a retry, y failed twice.
-        let real = std::fs::canonicalize(&path).unwrap();
-        let mut j = journal::Journal::start(&real, folds.ledger, folds.generation + 1, target).unwrap();
         let mut x = outcome("x", Status::Delivered);
         x.attempts = 2;
         let mut y = outcome("y", Status::Failed);
         y.body = Some(Bytes::from_static(b"{}"));
-        j.push(&x, first_at + 10);
-        j.push(&y, first_at + 10);
-        j.push(&y, first_at + 20);
-        j.write().unwrap();
-        drop(j);
+        let left = [(&x, first_at + 10), (&y, first_at + 10), (&y, first_at + 20)];
+        leave_journal(&path, folds.ledger, folds.generation + 1, target, &left);
         let st = read_status(&path, 10).unwrap().unwrap();
         assert_eq!((st[0].delivered, st[0].failed, st[0].pending), (1, 1, 0));
         assert_eq!((st[0].open[0].event_id.as_str(), st[0].open[0].attempts), ("y", 2));
@@ -438,11 +443,7 @@ mod tests {
         l.handle().record(outcome("x", Status::Failed)).await.unwrap();
         l.close().await.unwrap();
         let folds = journal::folded(&Connection::open(&path).unwrap()).unwrap();
-        let real = std::fs::canonicalize(&path).unwrap();
-        let mut j = journal::Journal::start(&real, folds.ledger, folds.generation, 1).unwrap();
-        j.push(&outcome("x", Status::Failed), 1);
-        j.write().unwrap();
-        drop(j);
+        leave_journal(&path, folds.ledger, folds.generation, 1, &[(&outcome("x", Status::Failed), 1)]);
         let attempts = || read_status(&path, 10).unwrap().unwrap()[0].open[0].attempts;
         assert_eq!(attempts(), 1);
         Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
@@ -459,11 +460,8 @@ mod tests {
         let path = dir.path().join("ledger.db");
         Ledger::open(&path, &hook(), "event.created").unwrap().close().await.unwrap();
         let folds = journal::folded(&Connection::open(&path).unwrap()).unwrap();
-        let real = std::fs::canonicalize(&path).unwrap();
-        let mut j = journal::Journal::start(&real, folds.ledger.wrapping_add(1), folds.generation + 1, 1).unwrap();
-        j.push(&outcome("x", Status::Delivered), 1);
-        j.write().unwrap();
-        drop(j);
+        let other = folds.ledger.wrapping_add(1);
+        leave_journal(&path, other, folds.generation + 1, 1, &[(&outcome("x", Status::Delivered), 1)]);
         assert!(read_status(&path, 10).unwrap().unwrap().is_empty(), "nothing recorded in this ledger");
         let l = Ledger::open(&path, &hook(), "event.created").unwrap();
         assert_eq!(l.handle().lookup(vec!["x".into()]).await.unwrap(), [None]);
